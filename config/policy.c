@@ -1,0 +1,398 @@
+/*
+ * The compiled policy and its lookups. Exact names and wildcard suffixes share
+ * one hash table; a host is hashed once, right to left, and every suffix that
+ * ends at a label boundary is probed on the way, so a lookup costs one probe
+ * per label whatever the number of rules. CIDR rules live in a cidr_table.
+ */
+#include "policy_priv.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hostname.h"
+
+#define FNV_OFFSET 2166136261u
+#define FNV_PRIME 16777619u
+#define MAX_LABELS ((HOSTNAME_MAX + 1) / 2)
+
+struct name_slot {
+    const char *name;           /* borrowed from the rule's pattern */
+    uint32_t len;
+    uint32_t hash;
+    int32_t exact;              /* rule index of "name", or -1 */
+    int32_t wild;               /* rule index of "*.name", or -1 */
+};
+
+struct policy_names {
+    struct name_slot *slots;
+    size_t cap;                 /* power of two, at least twice count */
+    size_t count;
+};
+
+static atomic_uint_fast64_t next_generation = 1;
+
+static uint32_t hash_step(uint32_t h, char c)
+{
+    return (h ^ (uint8_t)c) * FNV_PRIME;
+}
+
+/* Right to left, so that every suffix's hash is a step of the whole name's. */
+static uint32_t name_hash(const char *s, size_t len)
+{
+    uint32_t h = FNV_OFFSET;
+
+    while (len > 0)
+        h = hash_step(h, s[--len]);
+    return h;
+}
+
+static struct name_slot *names_find(const struct policy_names *t, const char *s,
+                                    size_t len, uint32_t h)
+{
+    size_t i;
+
+    if (t->cap == 0)
+        return NULL;
+    for (i = h & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+        struct name_slot *e = &t->slots[i];
+
+        if (!e->name)
+            return e;
+        if (e->hash == h && e->len == len && memcmp(e->name, s, len) == 0)
+            return e;
+    }
+}
+
+static int names_reserve(struct policy_names *t, size_t n)
+{
+    size_t cap = 16;
+
+    while (cap < n * 2)
+        cap *= 2;
+    t->slots = malloc(cap * sizeof(*t->slots));
+    if (!t->slots)
+        return -ENOMEM;
+    memset(t->slots, 0, cap * sizeof(*t->slots));
+    t->cap = cap;
+    return 0;
+}
+
+/* Returns the slot for NAME, creating it empty if needed (capacity reserved up front). */
+static struct name_slot *names_get(struct policy_names *t, const char *name)
+{
+    size_t len = strlen(name);
+    uint32_t h = name_hash(name, len);
+    struct name_slot *e = names_find(t, name, len, h);
+
+    if (!e->name) {
+        e->name = name;
+        e->len = (uint32_t)len;
+        e->hash = h;
+        e->exact = -1;
+        e->wild = -1;
+        t->count++;
+    }
+    return e;
+}
+
+struct policy *policy_new(const char *file)
+{
+    struct policy *p = calloc(1, sizeof(*p));
+
+    if (!p)
+        return NULL;
+    p->file = strdup(file ? file : "<policy>");
+    p->names = calloc(1, sizeof(*p->names));
+    p->cidr_rules = cidr_table_new();
+    p->allow_table = cidr_table_new();
+    if (!p->file || !p->names || !p->cidr_rules || !p->allow_table) {
+        policy_free(p);
+        return NULL;
+    }
+    p->broad_rule = -1;
+    policy_settings_default(&p->settings);
+    return p;
+}
+
+void policy_settings_default(struct policy_settings *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->mode = POLICY_ENFORCE;
+    s->dns.unlisted = DNS_UNLISTED_NXDOMAIN;
+    s->dns.queries_per_second = 50;
+    s->dns.max_name_length = 100;
+    s->dns.max_ttl = 60;
+    s->timeouts.sniff_ms = 5000;
+    s->timeouts.connect_ms = 10000;
+    s->timeouts.idle_ms = 300000;
+    s->limits.max_connections = 256;
+    s->limits.new_connections_per_second = 20;
+    s->limits.upload_bytes_per_second = 1u << 20;
+    s->limits.download_bytes_per_second = 50u << 20;
+    s->ech = ECH_DENY;
+}
+
+static void free_strv(char **v, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+void policy_rule_clear(struct policy_rule *r)
+{
+    size_t i;
+
+    for (i = 0; i < r->n_http; i++) {
+        free_strv(r->http[i].methods, r->http[i].n_methods);
+        free_strv(r->http[i].paths, r->http[i].n_paths);
+    }
+    free(r->http);
+    free(r->ports);
+    free(r->pattern);
+    memset(r, 0, sizeof(*r));
+}
+
+void policy_free(struct policy *p)
+{
+    size_t i;
+
+    if (!p)
+        return;
+    for (i = 0; i < p->n_rules; i++)
+        policy_rule_clear(&p->rules[i]);
+    free(p->rules);
+    free(p->allow_ranges);
+    if (p->names)
+        free(p->names->slots);
+    free(p->names);
+    cidr_table_free(p->cidr_rules);
+    cidr_table_free(p->allow_table);
+    free(p->file);
+    free(p);
+}
+
+static void report_duplicate(struct diag_list *d, const struct policy_rule *r,
+                             const struct policy_rule *first)
+{
+    diag_add(d, DIAG_ERROR, r->line, r->col,
+             "duplicate rule for '%s' (first at line %u); merge the two into one rule",
+             r->pattern, first->line);
+}
+
+int policy_compile(struct policy *p, struct diag_list *d)
+{
+    size_t i;
+    int r;
+
+    if ((r = names_reserve(p->names, p->n_rules)) < 0)
+        return r;
+
+    for (i = 0; i < p->n_rules; i++) {
+        struct policy_rule *rule = &p->rules[i];
+        int32_t idx = (int32_t)i, existing = -1;
+        struct name_slot *e;
+
+        switch (rule->kind) {
+        case RULE_EXACT:
+            e = names_get(p->names, rule->pattern);
+            if (e->exact >= 0)
+                report_duplicate(d, rule, &p->rules[e->exact]);
+            else
+                e->exact = idx;
+            break;
+        case RULE_WILDCARD:
+            if (strcmp(rule->pattern, "*") == 0) {
+                if (p->broad_rule >= 0)
+                    report_duplicate(d, rule, &p->rules[p->broad_rule]);
+                else
+                    p->broad_rule = idx;
+                break;
+            }
+            e = names_get(p->names, rule->pattern + 2);
+            if (e->wild >= 0)
+                report_duplicate(d, rule, &p->rules[e->wild]);
+            else
+                e->wild = idx;
+            break;
+        case RULE_CIDR:
+            r = cidr_table_add(p->cidr_rules, &rule->cidr, idx, &existing);
+            if (r == -EEXIST)
+                report_duplicate(d, rule, &p->rules[existing]);
+            else if (r < 0)
+                return r;
+            break;
+        }
+    }
+    for (i = 0; i < p->n_allow_ranges; i++) {
+        r = cidr_table_add(p->allow_table, &p->allow_ranges[i], (int32_t)i, NULL);
+        if (r < 0 && r != -EEXIST)
+            return r;
+    }
+    if (d->n_errors > 0)
+        return -EINVAL;
+    p->generation = atomic_fetch_add(&next_generation, 1);
+    return 0;
+}
+
+static bool rule_has_port(const struct policy_rule *r, uint16_t port)
+{
+    size_t lo = 0, hi = r->n_ports;
+
+    if (port == POLICY_ANY_PORT)
+        return true;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+
+        if (r->ports[mid] == port)
+            return true;
+        if (r->ports[mid] < port)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+/* CANDS holds rule indexes, most specific first; the first that lists PORT allows. */
+static void decide(const struct policy *p, const int32_t *cands, size_t n, uint16_t port,
+                   struct policy_verdict *v)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (rule_has_port(&p->rules[cands[i]], port)) {
+            v->allow = true;
+            v->reason = REASON_NONE;
+            v->rule = &p->rules[cands[i]];
+            return;
+        }
+    }
+    v->allow = false;
+    v->reason = n > 0 ? REASON_PORT_NOT_ALLOWED : REASON_NOT_ALLOWLISTED;
+    v->rule = n > 0 ? &p->rules[cands[0]] : NULL;
+}
+
+void policy_match_host(const struct policy *p, const uint8_t *host, size_t len,
+                       uint16_t port, struct policy_verdict *v)
+{
+    char name[HOSTNAME_MAX + 1];
+    int32_t wild[MAX_LABELS], cands[MAX_LABELS + 2];
+    size_t nlen, i, nwild = 0, n = 0;
+    const struct name_slot *e;
+    uint32_t h = FNV_OFFSET;
+
+    if (hostname_normalize(host, len, name, &nlen) != HOSTNAME_OK) {
+        v->allow = false;
+        v->reason = REASON_INVALID_HOSTNAME;
+        v->rule = NULL;
+        return;
+    }
+
+    /* Walk right to left; at each dot, the hash so far is that of the suffix after it. */
+    for (i = nlen; i > 0; i--) {
+        if (name[i - 1] == '.') {
+            e = names_find(p->names, name + i, nlen - i, h);
+            if (e && e->name && e->wild >= 0)
+                wild[nwild++] = e->wild;
+        }
+        h = hash_step(h, name[i - 1]);
+    }
+    e = names_find(p->names, name, nlen, h);
+    if (e && e->name && e->exact >= 0)
+        cands[n++] = e->exact;
+    while (nwild > 0)
+        cands[n++] = wild[--nwild];     /* longest suffix first */
+    if (p->broad_rule >= 0)
+        cands[n++] = p->broad_rule;
+    decide(p, cands, n, port, v);
+}
+
+void policy_match_addr(const struct policy *p, int family, const uint8_t *addr,
+                       uint16_t port, struct policy_verdict *v)
+{
+    int32_t cands[129 + 1];
+    size_t n = cidr_table_match(p->cidr_rules, family, addr, cands,
+                                sizeof(cands) / sizeof(cands[0]));
+
+    decide(p, cands, n, port, v);
+}
+
+/* '*' matches any run of bytes (slashes included); everything else literally. */
+static bool glob_match(const char *pat, const char *s)
+{
+    const char *star = NULL, *resume = NULL;
+
+    while (*s) {
+        if (*pat == '*') {
+            star = pat++;
+            resume = s;
+        } else if (*pat == *s) {
+            pat++;
+            s++;
+        } else if (star) {
+            pat = star + 1;
+            s = ++resume;
+        } else {
+            return false;
+        }
+    }
+    while (*pat == '*')
+        pat++;
+    return *pat == '\0';
+}
+
+static bool strv_has(char *const *v, size_t n, const char *s)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (strcmp(v[i], s) == 0)
+            return true;
+    return false;
+}
+
+static bool paths_match(char *const *v, size_t n, const char *path)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (glob_match(v[i], path))
+            return true;
+    return false;
+}
+
+void policy_match_http(const struct policy_rule *rule, const char *method,
+                       const char *path, struct policy_verdict *v)
+{
+    bool method_seen = false;
+    size_t i;
+
+    v->rule = rule;
+    for (i = 0; i < rule->n_http; i++) {
+        const struct policy_http_rule *h = &rule->http[i];
+
+        if (h->n_methods > 0 && !strv_has(h->methods, h->n_methods, method))
+            continue;
+        method_seen = true;
+        if (h->n_paths == 0 || paths_match(h->paths, h->n_paths, path)) {
+            v->allow = true;
+            v->reason = REASON_NONE;
+            return;
+        }
+    }
+    v->allow = rule->n_http == 0;
+    v->reason = v->allow ? REASON_NONE
+              : method_seen ? REASON_PATH_NOT_ALLOWED : REASON_METHOD_NOT_ALLOWED;
+}
+
+bool policy_range_allowed(const struct policy *p, int family, const uint8_t *addr)
+{
+    int32_t one;
+
+    return cidr_table_match(p->allow_table, family, addr, &one, 1) > 0;
+}

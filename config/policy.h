@@ -1,0 +1,131 @@
+/*
+ * The compiled policy: an immutable object built once from a policy file and
+ * asked, per flow, whether a (host, port) or (address, port) may pass. A
+ * reload builds a new one and swaps the pointer; the generation tells them
+ * apart.
+ */
+#ifndef SLUICE_POLICY_H
+#define SLUICE_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cidr.h"
+#include "diag.h"
+#include "reason.h"
+
+#define POLICY_ANY_PORT 0           /* as a port to match: any port a rule lists */
+#define POLICY_MAX_FILE (64u << 20) /* a policy file larger than this is refused */
+#define POLICY_HASH_HEX 12          /* hex digits of SHA-256 that name a policy */
+
+enum policy_mode { POLICY_ENFORCE, POLICY_AUDIT };
+enum policy_rule_kind { RULE_EXACT, RULE_WILDCARD, RULE_CIDR };
+enum policy_dns_unlisted { DNS_UNLISTED_NXDOMAIN, DNS_UNLISTED_REFUSED };
+enum policy_ech { ECH_DENY, ECH_ALLOW_OUTER };
+
+struct policy_http_rule {
+    char **methods;             /* uppercase tokens; none means any method */
+    size_t n_methods;
+    char **paths;               /* path globs: a star matches any run of bytes */
+    size_t n_paths;             /* none means any path */
+    unsigned line, col;
+};
+
+struct policy_rule {
+    enum policy_rule_kind kind;
+    char *pattern;              /* "pypi.org", "*.pythonhosted.org", "192.0.2.0/24", "*" */
+    struct cidr cidr;           /* RULE_CIDR only */
+    uint16_t *ports;            /* sorted, unique, never empty */
+    size_t n_ports;
+    bool inspect;
+    bool allow_broad;
+    struct policy_http_rule *http;
+    size_t n_http;
+    unsigned line, col;         /* where the rule's list item starts */
+};
+
+struct policy_settings {
+    enum policy_mode mode;
+    struct {
+        enum policy_dns_unlisted unlisted;
+        uint32_t queries_per_second;
+        uint32_t max_name_length;
+        uint32_t max_ttl;
+    } dns;
+    struct {
+        uint32_t sniff_ms, connect_ms, idle_ms;
+    } timeouts;
+    struct {                    /* 0 means no limit */
+        uint32_t max_connections;
+        uint32_t new_connections_per_second;
+        uint64_t upload_bytes_per_second;
+        uint64_t download_bytes_per_second;
+    } limits;
+    enum policy_ech ech;
+};
+
+struct policy_names;
+
+struct policy {
+    uint64_t generation;        /* unique per compiled policy in this process */
+    char *file;                 /* where it came from */
+    char hash[POLICY_HASH_HEX + 1];
+    struct policy_settings settings;
+    struct policy_rule *rules;
+    size_t n_rules;
+    struct cidr *allow_ranges;  /* destinations.allow_ranges, in file order */
+    size_t n_allow_ranges;
+
+    /* lookup structures, built by policy_compile() */
+    struct policy_names *names;
+    int32_t broad_rule;         /* index of the "*" rule, or -1 */
+    struct cidr_table *cidr_rules;
+    struct cidr_table *allow_table;
+};
+
+struct policy_verdict {
+    bool allow;
+    enum reason reason;         /* REASON_NONE when allowed */
+    const struct policy_rule *rule; /* the deciding rule; NULL when none matched */
+};
+
+/* The defaults a policy starts from before its file overrides them. */
+void policy_settings_default(struct policy_settings *s);
+
+/*
+ * Reads and compiles a policy. Returns 0 and sets *OUT, or -EINVAL when the
+ * file has errors (all in DIAGS), or another -errno when it could not be read
+ * (also described in DIAGS). Warnings are added to DIAGS either way.
+ */
+int policy_load_file(const char *path, struct policy **out, struct diag_list *diags);
+int policy_load_buffer(const char *name, const uint8_t *buf, size_t len,
+                       struct policy **out, struct diag_list *diags);
+
+void policy_free(struct policy *p);
+
+/*
+ * Decides a flow to HOST (untrusted bytes: an SNI, a Host header, a DNS name)
+ * on PORT. The most specific rule naming the host decides: an exact rule,
+ * then wildcards from the longest suffix, then "*"; the first of them that
+ * lists PORT allows. POLICY_ANY_PORT asks whether any rule names the host.
+ * The policy mode is not applied here: audit is the caller's business.
+ */
+void policy_match_host(const struct policy *p, const uint8_t *host, size_t len,
+                       uint16_t port, struct policy_verdict *v);
+
+/* The same for a destination address (4 or 16 bytes of FAMILY), against CIDR rules. */
+void policy_match_addr(const struct policy *p, int family, const uint8_t *addr,
+                       uint16_t port, struct policy_verdict *v);
+
+/*
+ * Applies RULE's http section to one request. Allows when the rule has no
+ * http section, or when one of its entries allows both METHOD and PATH.
+ */
+void policy_match_http(const struct policy_rule *rule, const char *method,
+                       const char *path, struct policy_verdict *v);
+
+/* True when destinations.allow_ranges covers ADDR. */
+bool policy_range_allowed(const struct policy *p, int family, const uint8_t *addr);
+
+#endif

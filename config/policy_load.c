@@ -1,0 +1,1076 @@
+/*
+ * Policy file loader: YAML (libyaml's document API) to struct policy. Every
+ * problem is reported with its line and column and the fix, and loading goes
+ * on after an error so that one run shows them all. Aliases are refused, so a
+ * value is visited once and "billion laughs" files cost nothing.
+ */
+#include "policy_priv.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "hostname.h"
+
+#define DEFAULT_PORT 443
+#define MAX_PORTS_PER_RULE 1024
+#define HTTP_TOKEN_MAX 32       /* longest method name accepted */
+#define HTTP_PATH_MAX 2048      /* longest path pattern accepted */
+
+struct loader {
+    struct diag_list *d;
+    yaml_document_t *doc;
+    uint8_t *seen;              /* per node: visited once already */
+    size_t n_nodes;
+    struct policy *p;
+    size_t rules_cap;
+    size_t ranges_cap;
+};
+
+typedef void (*key_fn)(struct loader *ld, yaml_node_t *val, void *ctx);
+
+struct key_handler {
+    const char *key;
+    key_fn fn;
+};
+
+static unsigned node_line(const yaml_node_t *n)
+{
+    return (unsigned)n->start_mark.line + 1;
+}
+
+static unsigned node_col(const yaml_node_t *n)
+{
+    return (unsigned)n->start_mark.column + 1;
+}
+
+#define ld_error(ld, n, ...) \
+    diag_add((ld)->d, DIAG_ERROR, node_line(n), node_col(n), __VA_ARGS__)
+#define ld_warn(ld, n, ...) \
+    diag_add((ld)->d, DIAG_WARNING, node_line(n), node_col(n), __VA_ARGS__)
+
+/* Fetches a child node; a node met twice came through an alias. */
+static yaml_node_t *ld_node(struct loader *ld, yaml_node_item_t idx)
+{
+    yaml_node_t *n = yaml_document_get_node(ld->doc, idx);
+    size_t i = (size_t)idx - 1;
+
+    if (!n || i >= ld->n_nodes)
+        return NULL;
+    if (ld->seen[i]) {
+        ld_error(ld, n, "YAML aliases are not supported in a policy; write the value out");
+        return NULL;
+    }
+    ld->seen[i] = 1;
+    return n;
+}
+
+static const char *node_kind(const yaml_node_t *n)
+{
+    switch (n->type) {
+    case YAML_SCALAR_NODE: return "a scalar";
+    case YAML_SEQUENCE_NODE: return "a list";
+    case YAML_MAPPING_NODE: return "a mapping";
+    default: return "nothing";
+    }
+}
+
+static bool expect(struct loader *ld, yaml_node_t *n, yaml_node_type_t type, const char *what)
+{
+    static const char *const names[] = {
+        [YAML_SCALAR_NODE] = "a value", [YAML_SEQUENCE_NODE] = "a list",
+        [YAML_MAPPING_NODE] = "a mapping",
+    };
+
+    if (n->type == type)
+        return true;
+    ld_error(ld, n, "%s must be %s, not %s", what, names[type], node_kind(n));
+    return false;
+}
+
+/* A scalar's text; NULL (after an error) for anything else or for embedded NULs. */
+static const char *scalar(struct loader *ld, yaml_node_t *n, const char *what)
+{
+    const char *s;
+
+    if (!expect(ld, n, YAML_SCALAR_NODE, what))
+        return NULL;
+    s = (const char *)n->data.scalar.value;
+    if (strlen(s) != n->data.scalar.length) {
+        ld_error(ld, n, "%s contains a NUL byte", what);
+        return NULL;
+    }
+    return s;
+}
+
+static bool parse_u64(const char *s, uint64_t *out, const char **end)
+{
+    uint64_t v = 0;
+
+    if (*s < '0' || *s > '9')
+        return false;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        if (v > (UINT64_MAX - 9) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *out = v;
+    *end = s;
+    return true;
+}
+
+static bool get_uint(struct loader *ld, yaml_node_t *n, const char *what, uint64_t min,
+                     uint64_t max, uint64_t *out)
+{
+    const char *s = scalar(ld, n, what), *end;
+
+    if (!s)
+        return false;
+    if (!parse_u64(s, out, &end) || *end != '\0') {
+        ld_error(ld, n, "%s must be a whole number, not '%s'", what, s);
+        return false;
+    }
+    if (*out < min || *out > max) {
+        ld_error(ld, n, "%s %s out of range (%llu-%llu)", what, s,
+                 (unsigned long long)min, (unsigned long long)max);
+        return false;
+    }
+    return true;
+}
+
+static bool get_bool(struct loader *ld, yaml_node_t *n, const char *what, bool *out)
+{
+    const char *s = scalar(ld, n, what);
+
+    if (!s)
+        return false;
+    if (strcmp(s, "true") == 0 || strcmp(s, "false") == 0) {
+        *out = s[0] == 't';
+        return true;
+    }
+    ld_error(ld, n, "%s must be true or false, not '%s'", what, s);
+    return false;
+}
+
+static bool get_enum(struct loader *ld, yaml_node_t *n, const char *what,
+                     const char *const *choices, size_t n_choices, int *out)
+{
+    const char *s = scalar(ld, n, what);
+    size_t i;
+
+    if (!s)
+        return false;
+    for (i = 0; i < n_choices; i++) {
+        if (strcmp(s, choices[i]) == 0) {
+            *out = (int)i;
+            return true;
+        }
+    }
+    if (n_choices == 2)
+        ld_error(ld, n, "%s must be %s or %s, not '%s'", what, choices[0], choices[1], s);
+    else
+        ld_error(ld, n, "%s: unknown value '%s'", what, s);
+    return false;
+}
+
+struct unit {
+    const char *suffix;
+    uint64_t mult;
+};
+
+/* NUMBER[UNIT] with UNITS; a bare number takes the first unit's multiplier. */
+static bool get_scaled(struct loader *ld, yaml_node_t *n, const char *what,
+                       const struct unit *units, size_t n_units, const char *hint,
+                       uint64_t min, uint64_t max, uint64_t *out)
+{
+    const char *s = scalar(ld, n, what), *end;
+    uint64_t v;
+    size_t i;
+
+    if (!s)
+        return false;
+    if (!parse_u64(s, &v, &end))
+        goto bad;
+    for (i = 0; i < n_units; i++) {
+        if (strcmp(end, units[i].suffix) == 0) {
+            if (v > max / units[i].mult || v * units[i].mult < min) {
+                ld_error(ld, n, "%s %s out of range", what, s);
+                return false;
+            }
+            *out = v * units[i].mult;
+            return true;
+        }
+    }
+bad:
+    ld_error(ld, n, "%s: cannot read '%s' (write it like %s)", what, s, hint);
+    return false;
+}
+
+static bool get_duration_ms(struct loader *ld, yaml_node_t *n, const char *what,
+                            uint32_t *out)
+{
+    static const struct unit units[] = {
+        {"", 1000}, {"s", 1000}, {"ms", 1}, {"m", 60000}, {"h", 3600000},
+    };
+    uint64_t v;
+
+    if (!get_scaled(ld, n, what, units, sizeof(units) / sizeof(units[0]),
+                    "'5s', '300ms', '2m' or '1h'", 1, 86400000, &v))
+        return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
+static bool get_rate_bytes(struct loader *ld, yaml_node_t *n, const char *what,
+                           uint64_t *out)
+{
+    static const struct unit units[] = {
+        {"", 1}, {"B", 1}, {"KB", 1000}, {"KiB", 1024}, {"MB", 1000000},
+        {"MiB", 1u << 20}, {"GB", 1000000000}, {"GiB", 1u << 30},
+    };
+
+    return get_scaled(ld, n, what, units, sizeof(units) / sizeof(units[0]),
+                      "'512KiB', '1MiB' or '10MB'", 0, 1ull << 40, out);
+}
+
+static unsigned edit_distance(const char *a, const char *b)
+{
+    unsigned row[32], i, j, prev, tmp;
+    size_t la = strlen(a), lb = strlen(b);
+
+    if (la >= 32 || lb >= 32)
+        return 99;
+    for (j = 0; j <= lb; j++)
+        row[j] = j;
+    for (i = 1; i <= la; i++) {
+        prev = row[0];
+        row[0] = i;
+        for (j = 1; j <= lb; j++) {
+            unsigned best = prev + (a[i - 1] != b[j - 1]);
+
+            if (row[j] + 1 < best)
+                best = row[j] + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            tmp = row[j];
+            row[j] = best;
+            prev = tmp;
+        }
+    }
+    return row[lb];
+}
+
+static void unknown_key(struct loader *ld, yaml_node_t *k, const char *key, const char *where,
+                        const struct key_handler *keys, size_t n)
+{
+    char list[256] = "";
+    size_t i, off = 0;
+
+    for (i = 0; i < n; i++) {
+        if (edit_distance(key, keys[i].key) <= 2) {
+            ld_error(ld, k, "unknown key '%s' in %s; did you mean '%s'?", key, where,
+                     keys[i].key);
+            return;
+        }
+    }
+    for (i = 0; i < n && off < sizeof(list); i++) {
+        int w = snprintf(list + off, sizeof(list) - off, "%s%s", i ? ", " : "", keys[i].key);
+
+        if (w < 0)
+            break;
+        off += (size_t)w;
+    }
+    ld_error(ld, k, "unknown key '%s' in %s (known keys: %s)", key, where, list);
+}
+
+/*
+ * Walks mapping MAP, dispatching each key to its handler; unknown and repeated
+ * keys are errors. PRESENT (n entries, may be NULL) records the keys seen.
+ */
+static void load_map(struct loader *ld, yaml_node_t *map, const char *where,
+                     const struct key_handler *keys, size_t n, void *ctx, bool *present)
+{
+    yaml_node_pair_t *pair;
+    unsigned first_line[64] = {0};
+    size_t i;
+
+    if (!expect(ld, map, YAML_MAPPING_NODE, where))
+        return;
+    for (pair = map->data.mapping.pairs.start; pair < map->data.mapping.pairs.top; pair++) {
+        yaml_node_t *k = ld_node(ld, pair->key), *v;
+        const char *key;
+
+        if (!k || !(key = scalar(ld, k, "a key")))
+            continue;
+        for (i = 0; i < n && strcmp(keys[i].key, key) != 0; i++)
+            ;
+        if (i == n) {
+            unknown_key(ld, k, key, where, keys, n);
+            continue;
+        }
+        if (first_line[i]) {
+            ld_error(ld, k, "key '%s' appears twice in %s (first at line %u); keep one",
+                     key, where, first_line[i]);
+            continue;
+        }
+        first_line[i] = node_line(k);
+        if (present)
+            present[i] = true;
+        v = ld_node(ld, pair->value);
+        if (v)
+            keys[i].fn(ld, v, ctx);
+    }
+}
+
+/* Iterates a sequence's items; returns false (after an error) if N is not a list. */
+#define for_each_item(ld, seq, what, item)                                            \
+    for (yaml_node_item_t *it_ = expect((ld), (seq), YAML_SEQUENCE_NODE, (what))      \
+                                     ? (seq)->data.sequence.items.start : NULL;        \
+         it_ && it_ < (seq)->data.sequence.items.top; it_++)                           \
+        if (((item) = ld_node((ld), *it_)) != NULL)
+
+static bool seq_empty(const yaml_node_t *n)
+{
+    return n->type == YAML_SEQUENCE_NODE &&
+           n->data.sequence.items.start == n->data.sequence.items.top;
+}
+
+static void *grow(void *v, size_t *cap, size_t n, size_t size)
+{
+    void *nv;
+    size_t ncap;
+
+    if (n < *cap)
+        return v;
+    ncap = *cap ? *cap * 2 : 8;
+    nv = realloc(v, ncap * size);
+    if (nv)
+        *cap = ncap;
+    return nv;
+}
+
+static bool push_str(struct loader *ld, yaml_node_t *n, char ***v, size_t *count, size_t *cap,
+                     const char *s)
+{
+    char **nv = grow(*v, cap, *count, sizeof(char *));
+    char *copy = strdup(s);
+
+    if (!nv || !copy) {
+        free(copy);
+        if (nv)
+            *v = nv;
+        ld_error(ld, n, "out of memory");
+        return false;
+    }
+    *v = nv;
+    nv[(*count)++] = copy;
+    return true;
+}
+
+/* ---- top level scalars ---- */
+
+static void load_version(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    uint64_t v;
+    const char *s = scalar(ld, n, "version"), *end;
+
+    (void)ctx;
+    if (!s)
+        return;
+    if (!parse_u64(s, &v, &end) || *end != '\0' || v != 1)
+        ld_error(ld, n, "unknown policy version '%s' (this sluice reads version: 1)", s);
+}
+
+static void load_mode(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    static const char *const modes[] = {"enforce", "audit"};
+    int m;
+
+    (void)ctx;
+    if (!get_enum(ld, n, "mode", modes, 2, &m))
+        return;
+    ld->p->settings.mode = (enum policy_mode)m;
+    if (m == POLICY_AUDIT)
+        ld_warn(ld, n, "mode: audit allows every flow and only logs what enforce would deny");
+}
+
+/* ---- egress rules ---- */
+
+struct rule_ctx {
+    struct policy_rule *r;
+    yaml_node_t *domain, *cidr, *ports;
+    bool have_allow_broad;
+};
+
+static void rule_domain(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    ((struct rule_ctx *)ctx)->domain = n;
+    (void)ld;
+}
+
+static void rule_cidr(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    ((struct rule_ctx *)ctx)->cidr = n;
+    (void)ld;
+}
+
+static void rule_ports(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    ((struct rule_ctx *)ctx)->ports = n;
+    (void)ld;
+}
+
+static void rule_inspect(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    get_bool(ld, n, "inspect", &((struct rule_ctx *)ctx)->r->inspect);
+}
+
+static void rule_allow_broad(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    struct rule_ctx *rc = ctx;
+
+    rc->have_allow_broad = get_bool(ld, n, "allow_broad", &rc->r->allow_broad);
+}
+
+static bool http_token_ok(const char *s)
+{
+    size_t i, len = strlen(s);
+
+    if (len == 0 || len > HTTP_TOKEN_MAX)
+        return false;
+    for (i = 0; i < len; i++)
+        if (s[i] < 'A' || s[i] > 'Z')
+            return false;
+    return true;
+}
+
+static bool http_path_ok(const char *s)
+{
+    size_t i, len = strlen(s);
+
+    if (len == 0 || len > HTTP_PATH_MAX || (s[0] != '/' && s[0] != '*'))
+        return false;
+    for (i = 0; i < len; i++)
+        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
+            return false;
+    return true;
+}
+
+static void http_methods(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    struct policy_http_rule *h = ctx;
+    yaml_node_t *item;
+    size_t cap = 0;
+
+    for_each_item(ld, n, "methods", item) {
+        const char *s = scalar(ld, item, "a method");
+
+        if (!s)
+            continue;
+        if (!http_token_ok(s))
+            ld_error(ld, item, "method '%s' is not an uppercase HTTP method (e.g. GET, POST)",
+                     s);
+        else
+            push_str(ld, item, &h->methods, &h->n_methods, &cap, s);
+    }
+    if (seq_empty(n))
+        ld_error(ld, n, "methods is empty; list methods or drop the key to allow any");
+}
+
+static void http_paths(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    struct policy_http_rule *h = ctx;
+    yaml_node_t *item;
+    size_t cap = 0;
+
+    for_each_item(ld, n, "paths", item) {
+        const char *s = scalar(ld, item, "a path");
+
+        if (!s)
+            continue;
+        if (!http_path_ok(s))
+            ld_error(ld, item, "path '%s' must start with '/' and hold no spaces or "
+                     "control characters", s);
+        else
+            push_str(ld, item, &h->paths, &h->n_paths, &cap, s);
+    }
+    if (seq_empty(n))
+        ld_error(ld, n, "paths is empty; list paths or drop the key to allow any");
+}
+
+static void rule_http(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    static const struct key_handler keys[] = {
+        {"methods", http_methods}, {"paths", http_paths},
+    };
+    struct policy_rule *r = ((struct rule_ctx *)ctx)->r;
+    yaml_node_t *item;
+    size_t cap = 0;
+
+    for_each_item(ld, n, "http", item) {
+        struct policy_http_rule *nv = grow(r->http, &cap, r->n_http, sizeof(*nv));
+
+        if (!nv) {
+            ld_error(ld, item, "out of memory");
+            return;
+        }
+        r->http = nv;
+        memset(&nv[r->n_http], 0, sizeof(*nv));
+        nv[r->n_http].line = node_line(item);
+        nv[r->n_http].col = node_col(item);
+        load_map(ld, item, "an http rule", keys, 2, &nv[r->n_http++], NULL);
+    }
+}
+
+static bool has_non_ascii(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s >= 0x80)
+            return true;
+    return false;
+}
+
+/* Sets R's kind and pattern from a domain value; false after an error. */
+static bool rule_set_domain(struct loader *ld, struct policy_rule *r, yaml_node_t *n)
+{
+    const char *s = scalar(ld, n, "domain"), *name;
+    char norm[HOSTNAME_MAX + 1];
+    enum hostname_status st;
+    size_t len;
+    bool wild;
+
+    if (!s)
+        return false;
+    if (has_non_ascii(s)) {
+        ld_error(ld, n, "domain '%s' is not ASCII; policies hold A-labels, so write its "
+                 "xn-- form (idn2 prints it)", s);
+        return false;
+    }
+    if (strcmp(s, "*") == 0 || strcmp(s, "*.") == 0) {
+        r->kind = RULE_WILDCARD;
+        r->pattern = strdup("*");
+        return r->pattern != NULL;
+    }
+    wild = strncmp(s, "*.", 2) == 0;
+    name = wild ? s + 2 : s;
+    if (strchr(name, '*')) {
+        ld_error(ld, n, "domain '%s': '*' may only stand as the whole first label, as in "
+                 "'*.example.com'", s);
+        return false;
+    }
+    st = hostname_normalize((const uint8_t *)name, strlen(name), norm, &len);
+    if (st == HOSTNAME_IP_LITERAL) {
+        ld_error(ld, n, "domain '%s' is an IP address; use 'cidr: %s/32' (or /128) for raw "
+                 "TCP to an address", s, name);
+        return false;
+    }
+    if (st != HOSTNAME_OK) {
+        ld_error(ld, n, "domain '%s' is not a valid name: %s", s, hostname_strerror(st));
+        return false;
+    }
+    r->kind = wild ? RULE_WILDCARD : RULE_EXACT;
+    if (asprintf(&r->pattern, "%s%s", wild ? "*." : "", norm) < 0) {
+        r->pattern = NULL;
+        return false;
+    }
+    return true;
+}
+
+static bool rule_set_cidr(struct loader *ld, struct policy_rule *r, yaml_node_t *n)
+{
+    const char *s = scalar(ld, n, "cidr");
+    char fixed[CIDR_STRLEN];
+
+    if (!s)
+        return false;
+    switch (cidr_parse(s, &r->cidr)) {
+    case CIDR_OK:
+        break;
+    case CIDR_HOST_BITS:
+        cidr_format(&r->cidr, fixed);
+        ld_error(ld, n, "cidr %s has host bits set; write %s", s, fixed);
+        return false;
+    case CIDR_BAD_LENGTH:
+        ld_error(ld, n, "cidr %s: prefix length out of range (0-32 for IPv4, 0-128 for IPv6)",
+                 s);
+        return false;
+    default:
+        ld_error(ld, n, "cidr '%s' is not an address/prefix like 192.0.2.0/24 or "
+                 "2001:db8::/32", s);
+        return false;
+    }
+    cidr_format(&r->cidr, fixed);
+    r->kind = RULE_CIDR;
+    r->pattern = strdup(fixed);
+    return r->pattern != NULL;
+}
+
+static int cmp_port(const void *a, const void *b)
+{
+    return (int)*(const uint16_t *)a - (int)*(const uint16_t *)b;
+}
+
+static bool rule_set_ports(struct loader *ld, struct policy_rule *r, yaml_node_t *n)
+{
+    size_t cap = 0, i, out;
+    yaml_node_t *item;
+
+    if (!n) {
+        r->ports = malloc(sizeof(uint16_t));
+        if (!r->ports)
+            return false;
+        r->ports[0] = DEFAULT_PORT;
+        r->n_ports = 1;
+        return true;
+    }
+    for_each_item(ld, n, "ports", item) {
+        uint64_t v;
+        uint16_t *nv;
+
+        if (!get_uint(ld, item, "port", 1, 65535, &v))
+            continue;
+        if (r->n_ports >= MAX_PORTS_PER_RULE) {
+            ld_error(ld, item, "more than %d ports in one rule; split the rule",
+                     MAX_PORTS_PER_RULE);
+            return false;
+        }
+        nv = grow(r->ports, &cap, r->n_ports, sizeof(*nv));
+        if (!nv)
+            return false;
+        r->ports = nv;
+        nv[r->n_ports++] = (uint16_t)v;
+    }
+    if (n->type != YAML_SEQUENCE_NODE)
+        return false;
+    if (seq_empty(n)) {
+        ld_error(ld, n, "ports is empty; list at least one port, or drop the key for the "
+                 "default [443]");
+        return false;
+    }
+    if (r->n_ports == 0)
+        return false;
+    qsort(r->ports, r->n_ports, sizeof(uint16_t), cmp_port);
+    for (i = 1, out = 1; i < r->n_ports; i++) {
+        if (r->ports[i] == r->ports[out - 1])
+            ld_warn(ld, n, "port %u is listed twice", r->ports[i]);
+        else
+            r->ports[out++] = r->ports[i];
+    }
+    r->n_ports = out;
+    return true;
+}
+
+/* How wide a wildcard is: "*" and "*.tld" need allow_broad. */
+static bool rule_is_broad(const struct policy_rule *r)
+{
+    return r->kind == RULE_WILDCARD && strchr(r->pattern + (r->pattern[1] ? 2 : 0), '.') == NULL;
+}
+
+static void check_rule(struct loader *ld, struct rule_ctx *rc, yaml_node_t *item)
+{
+    struct policy_rule *r = rc->r;
+    yaml_node_t *at = rc->domain ? rc->domain : rc->cidr;
+
+    if (r->kind == RULE_CIDR) {
+        if (r->inspect)
+            ld_error(ld, item, "inspect needs a name; it cannot apply to cidr %s", r->pattern);
+        if (r->n_http)
+            ld_error(ld, item, "http rules need a name; they cannot apply to cidr %s",
+                     r->pattern);
+        if (rc->have_allow_broad)
+            ld_warn(ld, item, "allow_broad has no effect on a cidr rule");
+        if (cidr_host_bits(&r->cidr) > (r->cidr.family == AF_INET ? 16u : 80u))
+            ld_warn(ld, at, "cidr %s is wider than /%u: raw TCP to 2^%u addresses", r->pattern,
+                    r->cidr.family == AF_INET ? 16 : 48, cidr_host_bits(&r->cidr));
+        return;
+    }
+    if (rule_is_broad(r)) {
+        if (!r->allow_broad)
+            ld_error(ld, at, "domain '%s' allows %s; add 'allow_broad: true' to the rule if "
+                     "that is really meant", r->pattern,
+                     r->pattern[1] ? "every name under a top-level domain" : "every name");
+        else
+            ld_warn(ld, at, "domain '%s' is broad (allowed by allow_broad)", r->pattern);
+    } else if (rc->have_allow_broad && r->allow_broad) {
+        ld_warn(ld, item, "allow_broad has no effect on '%s'", r->pattern);
+    }
+    if (r->n_http && !r->inspect)
+        ld_warn(ld, item, "http rules on '%s' apply to plain HTTP only; add 'inspect: true' "
+                "to apply them inside TLS", r->pattern);
+}
+
+static void load_rule(struct loader *ld, yaml_node_t *item)
+{
+    static const struct key_handler keys[] = {
+        {"domain", rule_domain}, {"cidr", rule_cidr}, {"ports", rule_ports},
+        {"inspect", rule_inspect}, {"http", rule_http}, {"allow_broad", rule_allow_broad},
+    };
+    struct policy *p = ld->p;
+    struct policy_rule rule = {.line = node_line(item), .col = node_col(item)};
+    struct rule_ctx rc = {.r = &rule};
+    size_t errors = ld->d->n_errors;
+    struct policy_rule *nv;
+    bool ok;
+
+    load_map(ld, item, "an egress rule", keys, sizeof(keys) / sizeof(keys[0]), &rc, NULL);
+    if (item->type != YAML_MAPPING_NODE)
+        return;
+    if (rc.domain && rc.cidr) {
+        ld_error(ld, item, "an egress rule has 'domain' or 'cidr', not both; split it in two");
+        ok = false;
+    } else if (rc.domain) {
+        ok = rule_set_domain(ld, &rule, rc.domain);
+    } else if (rc.cidr) {
+        ok = rule_set_cidr(ld, &rule, rc.cidr);
+    } else {
+        ld_error(ld, item, "an egress rule needs 'domain: NAME' or 'cidr: ADDR/LEN'");
+        ok = false;
+    }
+    ok = rule_set_ports(ld, &rule, rc.ports) && ok;
+    if (ok)
+        check_rule(ld, &rc, item);
+    if (!ok || ld->d->n_errors != errors) {
+        if (ld->d->n_errors == errors)
+            ld_error(ld, item, "out of memory");
+        policy_rule_clear(&rule);
+        return;
+    }
+    nv = grow(p->rules, &ld->rules_cap, p->n_rules, sizeof(*nv));
+    if (!nv) {
+        ld_error(ld, item, "out of memory");
+        policy_rule_clear(&rule);
+        return;
+    }
+    p->rules = nv;
+    nv[p->n_rules++] = rule;
+}
+
+static void load_egress(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    yaml_node_t *item;
+
+    (void)ctx;
+    for_each_item(ld, n, "egress", item) {
+        if (ld->d->n_errors >= DIAG_MAX_ERRORS)
+            return;
+        load_rule(ld, item);
+    }
+}
+
+/* ---- dns, timeouts, limits, destinations, tls ---- */
+
+static void dns_unlisted(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    static const char *const v[] = {"nxdomain", "refused"};
+    int m;
+
+    (void)ctx;
+    if (get_enum(ld, n, "dns.unlisted", v, 2, &m))
+        ld->p->settings.dns.unlisted = (enum policy_dns_unlisted)m;
+}
+
+#define UINT_SETTING(fn, what, min, max, field)                            \
+    static void fn(struct loader *ld, yaml_node_t *n, void *ctx)           \
+    {                                                                      \
+        uint64_t v;                                                        \
+        (void)ctx;                                                         \
+        if (get_uint(ld, n, what, min, max, &v))                           \
+            ld->p->settings.field = (uint32_t)v;                           \
+    }
+
+UINT_SETTING(dns_qps, "dns.queries_per_second", 0, 1000000, dns.queries_per_second)
+UINT_SETTING(dns_max_name, "dns.max_name_length", 1, HOSTNAME_MAX, dns.max_name_length)
+UINT_SETTING(dns_max_ttl, "dns.max_ttl", 0, 86400, dns.max_ttl)
+UINT_SETTING(lim_conns, "limits.max_connections", 0, 1000000, limits.max_connections)
+UINT_SETTING(lim_new, "limits.new_connections_per_second", 0, 1000000,
+             limits.new_connections_per_second)
+
+static void load_dns(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    static const struct key_handler keys[] = {
+        {"unlisted", dns_unlisted}, {"queries_per_second", dns_qps},
+        {"max_name_length", dns_max_name}, {"max_ttl", dns_max_ttl},
+    };
+
+    load_map(ld, n, "dns", keys, sizeof(keys) / sizeof(keys[0]), ctx, NULL);
+}
+
+#define DURATION_SETTING(fn, what, field)                                  \
+    static void fn(struct loader *ld, yaml_node_t *n, void *ctx)           \
+    {                                                                      \
+        (void)ctx;                                                         \
+        get_duration_ms(ld, n, what, &ld->p->settings.timeouts.field);     \
+    }
+
+DURATION_SETTING(to_sniff, "timeouts.sniff", sniff_ms)
+DURATION_SETTING(to_connect, "timeouts.connect", connect_ms)
+DURATION_SETTING(to_idle, "timeouts.idle", idle_ms)
+
+static void load_timeouts(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    static const struct key_handler keys[] = {
+        {"sniff", to_sniff}, {"connect", to_connect}, {"idle", to_idle},
+    };
+
+    load_map(ld, n, "timeouts", keys, sizeof(keys) / sizeof(keys[0]), ctx, NULL);
+}
+
+static void lim_up(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    (void)ctx;
+    get_rate_bytes(ld, n, "limits.upload_bytes_per_second",
+                   &ld->p->settings.limits.upload_bytes_per_second);
+}
+
+static void lim_down(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    (void)ctx;
+    get_rate_bytes(ld, n, "limits.download_bytes_per_second",
+                   &ld->p->settings.limits.download_bytes_per_second);
+}
+
+static void load_limits(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    static const struct key_handler keys[] = {
+        {"max_connections", lim_conns}, {"new_connections_per_second", lim_new},
+        {"upload_bytes_per_second", lim_up}, {"download_bytes_per_second", lim_down},
+    };
+
+    load_map(ld, n, "limits", keys, sizeof(keys) / sizeof(keys[0]), ctx, NULL);
+}
+
+/* Cloud metadata and platform endpoints: reaching them is almost never meant. */
+static const struct {
+    int family;
+    uint8_t addr[16];
+    const char *text;
+} sensitive[] = {
+    {AF_INET, {169, 254, 169, 254}, "169.254.169.254 (cloud metadata)"},
+    {AF_INET, {168, 63, 129, 16}, "168.63.129.16 (Azure platform)"},
+    {AF_INET6, {0xfd, 0, 0x0e, 0xc2, [15] = 0x54, [14] = 0x02},
+     "fd00:ec2::254 (AWS metadata)"},
+};
+
+static void load_allow_ranges(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    struct policy *p = ld->p;
+    yaml_node_t *item;
+    char fixed[CIDR_STRLEN];
+
+    (void)ctx;
+    for_each_item(ld, n, "destinations.allow_ranges", item) {
+        const char *s = scalar(ld, item, "an allow_ranges entry");
+        struct cidr c, *nv;
+        size_t i;
+
+        if (!s)
+            continue;
+        switch (cidr_parse(s, &c)) {
+        case CIDR_OK:
+            break;
+        case CIDR_HOST_BITS:
+            cidr_format(&c, fixed);
+            ld_error(ld, item, "allow_ranges entry %s has host bits set; write %s", s, fixed);
+            continue;
+        default:
+            ld_error(ld, item, "allow_ranges entry '%s' is not a prefix like 10.0.0.0/8 or "
+                     "fd00::/8", s);
+            continue;
+        }
+        for (i = 0; i < sizeof(sensitive) / sizeof(sensitive[0]); i++)
+            if (cidr_contains(&c, sensitive[i].family, sensitive[i].addr))
+                ld_warn(ld, item, "allow_ranges entry %s lets the sandbox reach %s", s,
+                        sensitive[i].text);
+        nv = grow(p->allow_ranges, &ld->ranges_cap, p->n_allow_ranges, sizeof(*nv));
+        if (!nv) {
+            ld_error(ld, item, "out of memory");
+            return;
+        }
+        p->allow_ranges = nv;
+        nv[p->n_allow_ranges++] = c;
+    }
+}
+
+static void load_destinations(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    static const struct key_handler keys[] = {{"allow_ranges", load_allow_ranges}};
+
+    load_map(ld, n, "destinations", keys, 1, ctx, NULL);
+}
+
+static void tls_ech(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    static const char *const v[] = {"deny", "allow-outer"};
+    int m;
+
+    (void)ctx;
+    if (get_enum(ld, n, "tls.ech", v, 2, &m))
+        ld->p->settings.ech = (enum policy_ech)m;
+}
+
+static void load_tls(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    static const struct key_handler keys[] = {{"ech", tls_ech}};
+
+    load_map(ld, n, "tls", keys, 1, ctx, NULL);
+}
+
+static const struct key_handler top_keys[] = {
+    {"version", load_version}, {"mode", load_mode}, {"egress", load_egress},
+    {"dns", load_dns}, {"timeouts", load_timeouts}, {"limits", load_limits},
+    {"destinations", load_destinations}, {"tls", load_tls},
+};
+enum { TOP_VERSION, TOP_MODE, TOP_EGRESS, TOP_COUNT = sizeof(top_keys) / sizeof(top_keys[0]) };
+
+static void load_document(struct loader *ld)
+{
+    yaml_node_t *root = yaml_document_get_root_node(ld->doc);
+    bool present[TOP_COUNT] = {false};
+
+    if (!root) {
+        diag_add(ld->d, DIAG_ERROR, 1, 1, "empty policy; a policy starts with 'version: 1'");
+        return;
+    }
+    ld->seen[0] = 1;
+    load_map(ld, root, "the policy", top_keys, TOP_COUNT, NULL, present);
+    if (root->type != YAML_MAPPING_NODE)
+        return;
+    if (!present[TOP_VERSION])
+        diag_add(ld->d, DIAG_ERROR, node_line(root), node_col(root),
+                 "the policy has no 'version'; add 'version: 1' at the top");
+    if (!present[TOP_EGRESS])
+        diag_add(ld->d, DIAG_WARNING, node_line(root), node_col(root),
+                 "the policy has no 'egress' rules, so every flow is denied");
+}
+
+static void hash_hex(const uint8_t *buf, size_t len, char out[POLICY_HASH_HEX + 1])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    size_t i;
+
+    if (!EVP_Digest(buf, len, md, &mdlen, EVP_sha256(), NULL))
+        memset(md, 0, sizeof(md));
+    for (i = 0; i < POLICY_HASH_HEX / 2; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+int policy_load_buffer(const char *name, const uint8_t *buf, size_t len,
+                       struct policy **out, struct diag_list *diags)
+{
+    struct loader ld = {.d = diags};
+    yaml_parser_t parser;
+    yaml_document_t doc, extra;
+    int r = -EINVAL;
+
+    *out = NULL;
+    if (len > POLICY_MAX_FILE) {
+        diag_add(diags, DIAG_ERROR, 0, 0, "policy is larger than %u MiB", POLICY_MAX_FILE >> 20);
+        return -EFBIG;
+    }
+    ld.p = policy_new(name);
+    if (!ld.p || !yaml_parser_initialize(&parser)) {
+        policy_free(ld.p);
+        diag_add(diags, DIAG_ERROR, 0, 0, "out of memory");
+        return -ENOMEM;
+    }
+    yaml_parser_set_input_string(&parser, buf, len);
+    if (!yaml_parser_load(&parser, &doc)) {
+        diag_add(diags, DIAG_ERROR, (unsigned)parser.problem_mark.line + 1,
+                 (unsigned)parser.problem_mark.column + 1, "YAML syntax error: %s%s%s",
+                 parser.problem ? parser.problem : "unreadable",
+                 parser.context ? " " : "", parser.context ? parser.context : "");
+        goto out_parser;
+    }
+    ld.doc = &doc;
+    ld.n_nodes = (size_t)(doc.nodes.top - doc.nodes.start);
+    ld.seen = calloc(ld.n_nodes + 1, 1);
+    if (!ld.seen) {
+        diag_add(diags, DIAG_ERROR, 0, 0, "out of memory");
+        r = -ENOMEM;
+        goto out_doc;
+    }
+    load_document(&ld);
+
+    if (yaml_parser_load(&parser, &extra)) {
+        yaml_node_t *root = yaml_document_get_root_node(&extra);
+
+        if (root)
+            diag_add(diags, DIAG_ERROR, node_line(root), node_col(root),
+                     "a second YAML document; a policy file holds exactly one");
+        yaml_document_delete(&extra);
+    }
+    if (diags->n_errors == 0) {
+        hash_hex(buf, len, ld.p->hash);
+        r = policy_compile(ld.p, diags);
+    }
+    free(ld.seen);
+out_doc:
+    yaml_document_delete(&doc);
+out_parser:
+    yaml_parser_delete(&parser);
+    if (r == 0)
+        *out = ld.p;
+    else
+        policy_free(ld.p);
+    return r;
+}
+
+int policy_load_file(const char *path, struct policy **out, struct diag_list *diags)
+{
+    struct stat st;
+    uint8_t *buf = NULL;
+    size_t off = 0;
+    int fd, r;
+
+    *out = NULL;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        r = -errno;
+        diag_add(diags, DIAG_ERROR, 0, 0, "cannot open: %s", strerror(-r));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        r = -EINVAL;
+        diag_add(diags, DIAG_ERROR, 0, 0, "not a regular file; give the policy file's path");
+        goto out;
+    }
+    if ((uint64_t)st.st_size > POLICY_MAX_FILE) {
+        r = -EFBIG;
+        diag_add(diags, DIAG_ERROR, 0, 0, "larger than the %u MiB a policy may have",
+                 POLICY_MAX_FILE >> 20);
+        goto out;
+    }
+    buf = malloc((size_t)st.st_size + 1);
+    if (!buf) {
+        r = -ENOMEM;
+        diag_add(diags, DIAG_ERROR, 0, 0, "out of memory");
+        goto out;
+    }
+    while (off < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + off, (size_t)st.st_size - off);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            r = -errno;
+            diag_add(diags, DIAG_ERROR, 0, 0, "cannot read: %s", strerror(-r));
+            goto out;
+        }
+        if (n == 0)
+            break;      /* the file shrank under us: take what is there */
+        off += (size_t)n;
+    }
+    r = policy_load_buffer(path, buf, off, out, diags);
+out:
+    free(buf);
+    if (fd >= 0)
+        close(fd);
+    return r;
+}

@@ -1,0 +1,603 @@
+/*
+ * The policy engine: the matching table (one row per case, each with why),
+ * the parser's errors with their exact line and column, settings, http rules.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "policy.h"
+
+static const char match_policy[] =
+    "version: 1\n"                                  /* 1 */
+    "egress:\n"                                     /* 2 */
+    "  - domain: pypi.org\n"                        /* 3 */
+    "  - domain: \"*.pythonhosted.org\"\n"          /* 4 */
+    "  - domain: Example.ORG.\n"                    /* 5 */
+    "    ports: [80, 443]\n"                        /* 6 */
+    "  - domain: \"*.example.org\"\n"               /* 7 */
+    "    ports: [8443]\n"                           /* 8 */
+    "  - domain: api.example.org\n"                 /* 9 */
+    "  - domain: \"*.deep.example.net\"\n"          /* 10 */
+    "  - domain: \"*.example.net\"\n"               /* 11 */
+    "    ports: [443, 8080]\n"                      /* 12 */
+    "  - domain: xn--bcher-kva.test\n"              /* 13 */
+    "  - domain: intranet\n"                        /* 14 */
+    "  - cidr: 192.0.2.0/24\n"                      /* 15 */
+    "    ports: [5432]\n"                           /* 16 */
+    "  - cidr: 192.0.2.128/25\n"                    /* 17 */
+    "    ports: [6432]\n"                           /* 18 */
+    "  - cidr: 2001:db8::/32\n"                     /* 19 */
+    "    ports: [5432]\n"                           /* 20 */
+    "  - cidr: 198.51.100.7/32\n"                   /* 21 */
+    "    ports: [22]\n";                            /* 22 */
+
+struct match_row {
+    const char *host;           /* a name, or an address for cidr rules */
+    uint16_t port;
+    bool allow;
+    enum reason reason;
+    unsigned rule_line;         /* line of the deciding rule; 0 for none */
+    const char *why;
+};
+
+static const struct match_row match_rows[] = {
+    /* exact names */
+    {"pypi.org", 443, true, REASON_NONE, 3, "exact name, default port"},
+    {"PYPI.ORG", 443, true, REASON_NONE, 3, "matching ignores case"},
+    {"PyPi.Org.", 443, true, REASON_NONE, 3, "trailing dot is the root"},
+    {"pypi.org", 80, false, REASON_PORT_NOT_ALLOWED, 3, "default ports are [443] only"},
+    {"pypi.org", 0, true, REASON_NONE, 3, "ANY_PORT: some rule names it (DNS use)"},
+    {"www.pypi.org", 443, false, REASON_NOT_ALLOWLISTED, 0, "an exact rule allows no subdomain"},
+    {"evilpypi.org", 443, false, REASON_NOT_ALLOWLISTED, 0, "lookalike prefix"},
+    {"pypi.org.evil.test", 443, false, REASON_NOT_ALLOWLISTED, 0, "allowed name as a prefix"},
+    {"pypi.org..", 443, false, REASON_INVALID_HOSTNAME, 0, "two root dots: empty label"},
+    {"pypi.orgx", 443, false, REASON_NOT_ALLOWLISTED, 0, "longer TLD"},
+    {"ypi.org", 443, false, REASON_NOT_ALLOWLISTED, 0, "suffix of the name"},
+    {"pypi", 443, false, REASON_NOT_ALLOWLISTED, 0, "first label alone"},
+    {"org", 443, false, REASON_NOT_ALLOWLISTED, 0, "TLD alone"},
+    /* wildcards */
+    {"files.pythonhosted.org", 443, true, REASON_NONE, 4, "one label in front"},
+    {"a.b.c.pythonhosted.org", 443, true, REASON_NONE, 4, "several labels in front"},
+    {"pythonhosted.org", 443, false, REASON_NOT_ALLOWLISTED, 0, "wildcard never covers the apex"},
+    {"evilpythonhosted.org", 443, false, REASON_NOT_ALLOWLISTED, 0,
+     "suffix without a label boundary"},
+    {"files.pythonhosted.org.evil.test", 443, false, REASON_NOT_ALLOWLISTED, 0,
+     "wildcard name as a prefix"},
+    {"FILES.PythonHosted.ORG", 443, true, REASON_NONE, 4, "wildcard ignores case"},
+    {"files.pythonhosted.org.", 443, true, REASON_NONE, 4, "wildcard with root dot"},
+    {"files.pythonhosted.org", 80, false, REASON_PORT_NOT_ALLOWED, 4, "wildcard port"},
+    {".pythonhosted.org", 443, false, REASON_INVALID_HOSTNAME, 0, "empty first label"},
+    {"*.pythonhosted.org", 443, false, REASON_INVALID_HOSTNAME, 0, "a star is not a name"},
+    /* exact vs wildcard on the same suffix */
+    {"example.org", 80, true, REASON_NONE, 5, "policy wrote Example.ORG. with a dot"},
+    {"example.org", 443, true, REASON_NONE, 5, "second port of the list"},
+    {"example.org", 8443, false, REASON_PORT_NOT_ALLOWED, 5,
+     "the apex is not covered by *.example.org"},
+    {"www.example.org", 8443, true, REASON_NONE, 7, "wildcard's own port"},
+    {"www.example.org", 443, false, REASON_PORT_NOT_ALLOWED, 7, "exact rule's port does not leak"},
+    {"api.example.org", 443, true, REASON_NONE, 9, "exact beats wildcard"},
+    {"api.example.org", 8443, true, REASON_NONE, 7,
+     "exact rule lacks the port, the wildcard has it"},
+    {"api.example.org", 80, false, REASON_PORT_NOT_ALLOWED, 9,
+     "no rule has the port: the most specific is named"},
+    {"x.api.example.org", 8443, true, REASON_NONE, 7, "subdomain of an exact rule uses wildcard"},
+    /* nested wildcards: longest suffix first */
+    {"a.deep.example.net", 443, true, REASON_NONE, 10, "longest wildcard decides"},
+    {"a.deep.example.net", 8080, true, REASON_NONE, 11, "shorter wildcard has the port"},
+    {"deep.example.net", 443, true, REASON_NONE, 11, "apex of inner is covered by outer"},
+    {"deep.example.net", 8080, true, REASON_NONE, 11, "outer wildcard's second port"},
+    {"example.net", 443, false, REASON_NOT_ALLOWLISTED, 0, "apex of outer"},
+    {"a.deep.example.net", 22, false, REASON_PORT_NOT_ALLOWED, 10,
+     "port denial names the most specific rule"},
+    /* A-labels and odd names */
+    {"xn--bcher-kva.test", 443, true, REASON_NONE, 13, "A-label matches"},
+    {"XN--BCHER-KVA.TEST", 443, true, REASON_NONE, 13, "A-label ignores case"},
+    {"b\xc3\xbc" "cher.test", 443, false, REASON_INVALID_HOSTNAME, 0,
+     "U-label is not a hostname"},
+    {"intranet", 443, true, REASON_NONE, 14, "single-label exact rule"},
+    {"intranet.", 443, true, REASON_NONE, 14, "single label with root dot"},
+    {"", 443, false, REASON_INVALID_HOSTNAME, 0, "empty name"},
+    {".", 443, false, REASON_INVALID_HOSTNAME, 0, "root only"},
+    {"a..pypi.org", 443, false, REASON_INVALID_HOSTNAME, 0, "empty inner label"},
+    {"pyp_i.org", 443, false, REASON_INVALID_HOSTNAME, 0, "underscore"},
+    {"pypi.org:443", 443, false, REASON_INVALID_HOSTNAME, 0, "port glued to the name"},
+    {"-pypi.org", 443, false, REASON_INVALID_HOSTNAME, 0, "leading hyphen"},
+    {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.pythonhosted.org", 443,
+     false, REASON_INVALID_HOSTNAME, 0, "64-byte label"},
+    {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.pythonhosted.org", 443,
+     true, REASON_NONE, 4, "63-byte label"},
+    /* IP literals as names are never allowed, whatever the CIDR rules say */
+    {"192.0.2.10", 5432, false, REASON_INVALID_HOSTNAME, 0, "v4 literal as SNI"},
+    {"192.0.2.10.", 5432, false, REASON_INVALID_HOSTNAME, 0, "v4 literal with root dot"},
+    {"3221225994", 5432, false, REASON_INVALID_HOSTNAME, 0, "integer form of 192.0.2.10"},
+    {"0xc0.0.2.10", 5432, false, REASON_INVALID_HOSTNAME, 0, "hex first part"},
+    {"0300.0.2.10", 5432, false, REASON_INVALID_HOSTNAME, 0, "octal first part"},
+    {"192.0.522", 5432, false, REASON_INVALID_HOSTNAME, 0, "three-part inet_aton form"},
+    {"2001:db8::1", 5432, false, REASON_INVALID_HOSTNAME, 0, "v6 literal as SNI"},
+    {"[2001:db8::1]", 5432, false, REASON_INVALID_HOSTNAME, 0, "bracketed v6 literal"},
+    {"::ffff:192.0.2.10", 5432, false, REASON_INVALID_HOSTNAME, 0, "v4-mapped literal"},
+};
+
+/* Addresses against CIDR rules (policy_match_addr). */
+static const struct match_row addr_rows[] = {
+    {"192.0.2.10", 5432, true, REASON_NONE, 15, "inside the /24"},
+    {"192.0.2.10", 6432, false, REASON_PORT_NOT_ALLOWED, 15, "port of the /25 only"},
+    {"192.0.2.200", 6432, true, REASON_NONE, 17, "the /25 is more specific"},
+    {"192.0.2.200", 5432, true, REASON_NONE, 15, "the /24 still has its port"},
+    {"192.0.2.200", 80, false, REASON_PORT_NOT_ALLOWED, 17, "longest prefix is named"},
+    {"192.0.3.1", 5432, false, REASON_NOT_ALLOWLISTED, 0, "next /24"},
+    {"198.51.100.7", 22, true, REASON_NONE, 21, "host route"},
+    {"198.51.100.8", 22, false, REASON_NOT_ALLOWLISTED, 0, "neighbour of the host route"},
+    {"2001:db8:ffff::1", 5432, true, REASON_NONE, 19, "v6 prefix"},
+    {"2001:db9::1", 5432, false, REASON_NOT_ALLOWLISTED, 0, "next v6 /32"},
+    {"::ffff:192.0.2.10", 5432, false, REASON_NOT_ALLOWLISTED, 0,
+     "v4-mapped is not the v4 prefix"},
+    {"0.0.0.0", 5432, false, REASON_NOT_ALLOWLISTED, 0, "unspecified"},
+};
+
+static struct policy *load_str(const char *text, struct diag_list *d)
+{
+    struct policy *p = NULL;
+
+    diag_init(d, "t.yaml");
+    policy_load_buffer("t.yaml", (const uint8_t *)text, strlen(text), &p, d);
+    return p;
+}
+
+static void check_row(const struct match_row *r, const struct policy_verdict *v, size_t i)
+{
+    if (v->allow != r->allow || v->reason != r->reason)
+        fail_msg("row %zu %s:%u (%s): got %s/%s want %s/%s", i, r->host, r->port, r->why,
+                 v->allow ? "allow" : "deny", reason_name(v->reason),
+                 r->allow ? "allow" : "deny", reason_name(r->reason));
+    if ((v->rule ? v->rule->line : 0) != r->rule_line)
+        fail_msg("row %zu %s:%u (%s): decided by line %u, want %u", i, r->host, r->port,
+                 r->why, v->rule ? v->rule->line : 0, r->rule_line);
+}
+
+static void test_match_hosts(void **state)
+{
+    struct diag_list d;
+    struct policy *p = load_str(match_policy, &d);
+    size_t i;
+
+    (void)state;
+    if (!p) {
+        diag_print(&d, stderr);
+        fail();
+    }
+    assert_int_equal(d.n_errors, 0);
+    for (i = 0; i < sizeof(match_rows) / sizeof(match_rows[0]); i++) {
+        const struct match_row *r = &match_rows[i];
+        struct policy_verdict v;
+
+        policy_match_host(p, (const uint8_t *)r->host, strlen(r->host), r->port, &v);
+        check_row(r, &v, i);
+    }
+    policy_free(p);
+    diag_clear(&d);
+}
+
+static void test_match_addrs(void **state)
+{
+    struct diag_list d;
+    struct policy *p = load_str(match_policy, &d);
+    size_t i;
+
+    (void)state;
+    assert_non_null(p);
+    for (i = 0; i < sizeof(addr_rows) / sizeof(addr_rows[0]); i++) {
+        const struct match_row *r = &addr_rows[i];
+        int family = strchr(r->host, ':') ? AF_INET6 : AF_INET;
+        struct policy_verdict v;
+        uint8_t a[16];
+
+        assert_int_equal(inet_pton(family, r->host, a), 1);
+        policy_match_addr(p, family, a, r->port, &v);
+        check_row(r, &v, i);
+    }
+    policy_free(p);
+    diag_clear(&d);
+}
+
+static void test_embedded_nul(void **state)
+{
+    static const uint8_t host[] = "pypi.org\0.evil.test";
+    struct diag_list d;
+    struct policy *p = load_str(match_policy, &d);
+    struct policy_verdict v;
+
+    (void)state;
+    assert_non_null(p);
+    /* an SNI with a NUL must not be read as the name before it */
+    policy_match_host(p, host, sizeof(host) - 1, 443, &v);
+    assert_false(v.allow);
+    assert_int_equal(v.reason, REASON_INVALID_HOSTNAME);
+    policy_free(p);
+    diag_clear(&d);
+}
+
+static void test_broad(void **state)
+{
+    struct diag_list d;
+    struct policy *p = load_str("version: 1\negress:\n"
+                                "  - domain: \"*\"\n    allow_broad: true\n    ports: [80]\n"
+                                "  - domain: \"*.com\"\n    allow_broad: true\n"
+                                "  - domain: \"*.corp.test\"\n", &d);
+    struct policy_verdict v;
+
+    (void)state;
+    assert_non_null(p);
+    policy_match_host(p, (const uint8_t *)"anything.test", 13, 80, &v);
+    assert_true(v.allow);
+    assert_int_equal(v.rule->line, 3);
+    policy_match_host(p, (const uint8_t *)"a.com", 5, 443, &v);
+    assert_true(v.allow);
+    assert_int_equal(v.rule->line, 6);
+    policy_match_host(p, (const uint8_t *)"com", 3, 443, &v);   /* apex of *.com */
+    assert_false(v.allow);
+    assert_int_equal(v.reason, REASON_PORT_NOT_ALLOWED);       /* "*" names it, port 80 only */
+    policy_match_host(p, (const uint8_t *)"x.corp.test", 11, 80, &v);  /* falls to "*" */
+    assert_true(v.allow);
+    assert_int_equal(v.rule->line, 3);
+    policy_match_host(p, (const uint8_t *)"1.2.3.4", 7, 80, &v);  /* "*" is names only */
+    assert_false(v.allow);
+    assert_int_equal(v.reason, REASON_INVALID_HOSTNAME);
+    /* both broad rules are warned about */
+    assert_int_equal(d.n, 2);
+    assert_int_equal(d.v[0].level, DIAG_WARNING);
+    policy_free(p);
+    diag_clear(&d);
+}
+
+/* One parse error: the first diagnostic must be an error at LINE:COL containing WANT. */
+struct error_row {
+    const char *text;
+    unsigned line, col;
+    const char *want;
+    const char *why;
+};
+
+static const struct error_row error_rows[] = {
+    {"version: 1\negress:\n  - domain: a.test\n    ports: [70000]\n", 4, 13,
+     "port 70000 out of range (1-65535)", "port above 65535"},
+    {"version: 1\negress:\n  - domain: a.test\n    ports: [0]\n", 4, 13,
+     "port 0 out of range", "port zero"},
+    {"version: 1\negress:\n  - domain: a.test\n    ports: [https]\n", 4, 13,
+     "port must be a whole number, not 'https'", "service name as port"},
+    {"version: 1\negress:\n  - domain: a.test\n    ports: 443\n", 4, 12,
+     "ports must be a list, not a scalar", "scalar where a list belongs"},
+    {"version: 1\negress:\n  - domain: a.test\n    ports: []\n", 4, 12,
+     "ports is empty", "empty port list"},
+    {"version: 1\negres:\n  - domain: a.test\n", 2, 1, "unknown key 'egres' in the policy; "
+     "did you mean 'egress'?", "misspelled top-level key"},
+    {"version: 1\negress:\n  - domain: a.test\n    port: [80]\n", 4, 5,
+     "did you mean 'ports'?", "misspelled rule key"},
+    {"version: 1\negress:\n  - domain: a.test\n    colour: red\n", 4, 5,
+     "unknown key 'colour' in an egress rule (known keys: domain, cidr, ports",
+     "unknown rule key lists the known ones"},
+    {"version: 1\negress:\n  - domain: \"\"\n", 3, 13, "domain '' is not a valid name: empty",
+     "empty domain"},
+    {"version: 1\negress:\n  - domain: a..test\n", 3, 13, "empty label", "empty label"},
+    {"version: 1\negress:\n  - domain: b\xc3\xbc" "cher.test\n", 3, 13, "is not ASCII",
+     "non-ASCII domain"},
+    {"version: 1\negress:\n  - domain: a_b.test\n", 3, 13, "character other than",
+     "underscore in domain"},
+    {"version: 1\negress:\n  - domain: 192.0.2.1\n", 3, 13,
+     "is an IP address; use 'cidr: 192.0.2.1/32'", "IP literal as domain"},
+    {"version: 1\negress:\n  - domain: \"*\"\n", 3, 13, "add 'allow_broad: true'",
+     "star without allow_broad"},
+    {"version: 1\negress:\n  - domain: \"*.com\"\n", 3, 13,
+     "every name under a top-level domain", "*.tld without allow_broad"},
+    {"version: 1\negress:\n  - domain: \"a.*.test\"\n", 3, 13,
+     "'*' may only stand as the whole first label", "star in the middle"},
+    {"version: 1\negress:\n  - domain: \"*a.test\"\n", 3, 13,
+     "'*' may only stand as the whole first label", "star glued to a label"},
+    {"version: 1\negress:\n  - cidr: 192.0.2.1/24\n", 3, 11,
+     "has host bits set; write 192.0.2.0/24", "CIDR host bits"},
+    {"version: 1\negress:\n  - cidr: 192.0.2.0/40\n", 3, 11, "prefix length out of range",
+     "CIDR length"},
+    {"version: 1\negress:\n  - cidr: example.org\n", 3, 11,
+     "is not an address/prefix", "CIDR syntax"},
+    {"version: 1\negress:\n  - ports: [443]\n", 3, 5, "needs 'domain: NAME' or 'cidr:",
+     "rule without a target"},
+    {"version: 1\negress:\n  - domain: a.test\n    cidr: 192.0.2.0/24\n", 3, 5,
+     "'domain' or 'cidr', not both", "rule with two targets"},
+    {"version: 1\negress:\n  - domain: a.test\n  - domain: A.test.\n", 4, 5,
+     "duplicate rule for 'a.test' (first at line 3)", "same name twice, spelled differently"},
+    {"version: 1\negress:\n  - cidr: 192.0.2.0/24\n  - cidr: 192.0.2.0/24\n", 4, 5,
+     "duplicate rule for '192.0.2.0/24' (first at line 3)", "same CIDR twice"},
+    {"version: 1\negress:\n  - domain: \"*.a.test\"\n  - domain: \"*.A.test\"\n", 4, 5,
+     "duplicate rule for '*.a.test'", "same wildcard twice"},
+    {"version: 1\nversion: 1\n", 2, 1, "key 'version' appears twice", "repeated key"},
+    {"version: 2\n", 1, 10, "unknown policy version '2' (this sluice reads version: 1)",
+     "future version"},
+    {"egress: []\n", 1, 1, "the policy has no 'version'", "missing version"},
+    {"", 1, 1, "empty policy", "empty file"},
+    {"- a\n- b\n", 1, 1, "the policy must be a mapping, not a list", "list at top"},
+    {"version: 1\nmode: permissive\n", 2, 7, "mode must be enforce or audit", "bad mode"},
+    {"version: 1\negress:\n  - domain: a.test\n    inspect: yes\n", 4, 14,
+     "inspect must be true or false, not 'yes'", "YAML 1.1 boolean"},
+    {"version: 1\negress: {}\n", 2, 9, "egress must be a list, not a mapping", "wrong type"},
+    {"version: 1\ndns:\n  unlisted: servfail\n", 3, 13,
+     "dns.unlisted must be nxdomain or refused", "bad dns answer"},
+    {"version: 1\ndns:\n  max_name_length: 300\n", 3, 20, "out of range (1-253)",
+     "name length over 253"},
+    {"version: 1\ntimeouts:\n  sniff: 5 seconds\n", 3, 10, "write it like '5s'",
+     "unreadable duration"},
+    {"version: 1\ntimeouts:\n  idle: 0s\n", 3, 9, "timeouts.idle 0s out of range",
+     "zero timeout"},
+    {"version: 1\nlimits:\n  upload_bytes_per_second: 1 MiB\n", 3, 28, "write it like",
+     "unit with a space"},
+    {"version: 1\nlimits:\n  max_connections: -1\n", 3, 20, "must be a whole number",
+     "negative number"},
+    {"version: 1\ndestinations:\n  allow_ranges: [10.0.0.1/8]\n", 3, 18,
+     "has host bits set; write 10.0.0.0/8", "allow_ranges host bits"},
+    {"version: 1\ntls:\n  ech: allow\n", 3, 8, "tls.ech must be deny or allow-outer",
+     "bad ech"},
+    {"version: 1\negress:\n  - cidr: 192.0.2.0/24\n    inspect: true\n", 3, 5,
+     "inspect needs a name", "inspect on a CIDR"},
+    {"version: 1\negress:\n  - domain: a.test\n    http:\n      - methods: [get]\n", 5, 19,
+     "method 'get' is not an uppercase HTTP method", "lowercase method"},
+    {"version: 1\negress:\n  - domain: a.test\n    http:\n      - paths: [repos]\n", 5, 17,
+     "path 'repos' must start with '/'", "relative path"},
+    {"version: 1\negress:\n  - &r {domain: a.test}\n  - *r\n", 3, 5,
+     "YAML aliases are not supported", "alias to a rule"},
+    {"version: 1\negress: [\n", 3, 1, "YAML syntax error", "unterminated flow list"},
+    {"version: 1\n---\nversion: 1\n", 3, 1, "a second YAML document", "two documents"},
+    {"version: 1\n\tegress: []\n", 2, 1, "YAML syntax error", "tab indentation"},
+};
+
+static void test_errors(void **state)
+{
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(error_rows) / sizeof(error_rows[0]); i++) {
+        const struct error_row *r = &error_rows[i];
+        struct diag_list d;
+        struct policy *p = load_str(r->text, &d);
+        const struct diag *e = NULL;
+        size_t j;
+
+        for (j = 0; j < d.n && !e; j++)
+            if (d.v[j].level == DIAG_ERROR)
+                e = &d.v[j];
+        if (p || !e) {
+            fail_msg("row %zu (%s): no error reported", i, r->why);
+        }
+        if (e->line != r->line || e->col != r->col || !strstr(e->msg, r->want))
+            fail_msg("row %zu (%s): got %u:%u '%s', want %u:%u '%s'", i, r->why, e->line,
+                     e->col, e->msg, r->line, r->col, r->want);
+        diag_clear(&d);
+    }
+}
+
+struct warn_row {
+    const char *text;
+    unsigned line;
+    const char *want;
+};
+
+static const struct warn_row warn_rows[] = {
+    {"version: 1\nmode: audit\n", 2, "mode: audit allows every flow"},
+    {"version: 1\negress:\n  - cidr: 10.0.0.0/8\n    ports: [22]\n", 3, "wider than /16"},
+    {"version: 1\negress:\n  - domain: \"*.com\"\n    allow_broad: true\n", 3, "is broad"},
+    {"version: 1\negress:\n  - domain: a.test\n    ports: [443, 443]\n", 4, "listed twice"},
+    {"version: 1\ndestinations:\n  allow_ranges: [169.254.0.0/16]\n", 3, "cloud metadata"},
+    {"version: 1\negress:\n  - domain: a.test\n    http:\n      - methods: [GET]\n", 3,
+     "apply to plain HTTP only"},
+    {"version: 1\n", 1, "no 'egress' rules"},
+};
+
+static void test_warnings(void **state)
+{
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(warn_rows) / sizeof(warn_rows[0]); i++) {
+        const struct warn_row *r = &warn_rows[i];
+        struct diag_list d;
+        struct policy *p = load_str(r->text, &d);
+
+        if (!p || d.n_errors != 0 || d.n == 0)
+            fail_msg("row %zu: expected a valid policy with a warning", i);
+        if (d.v[0].level != DIAG_WARNING || d.v[0].line != r->line ||
+            !strstr(d.v[0].msg, r->want))
+            fail_msg("row %zu: got %u '%s', want %u '%s'", i, d.v[0].line, d.v[0].msg,
+                     r->line, r->want);
+        policy_free(p);
+        diag_clear(&d);
+    }
+}
+
+static void test_many_errors_reported(void **state)
+{
+    struct diag_list d;
+    struct policy *p = load_str("version: 1\negress:\n"
+                                "  - domain: a.test\n    ports: [70000]\n"
+                                "  - cidr: 1.2.3.4/8\n"
+                                "  - domain: \"*\"\n", &d);
+
+    (void)state;
+    assert_null(p);
+    assert_int_equal(d.n_errors, 3);    /* one run shows every problem */
+    assert_int_equal(d.v[0].line, 4);
+    assert_int_equal(d.v[1].line, 5);
+    assert_int_equal(d.v[2].line, 6);
+    diag_clear(&d);
+}
+
+static void test_settings(void **state)
+{
+    struct diag_list d;
+    struct policy *p = load_str("version: 1\nmode: enforce\negress: []\n"
+                                "dns: {unlisted: refused, queries_per_second: 7,"
+                                " max_name_length: 80, max_ttl: 30}\n"
+                                "timeouts: {sniff: 250ms, connect: 2m, idle: 1h}\n"
+                                "limits: {max_connections: 0, new_connections_per_second: 3,"
+                                " upload_bytes_per_second: 512KiB,"
+                                " download_bytes_per_second: 10MB}\n"
+                                "destinations: {allow_ranges: [192.0.2.0/24, 2001:db8::/32]}\n"
+                                "tls: {ech: allow-outer}\n", &d);
+    const struct policy_settings *s;
+    uint8_t a[16];
+
+    (void)state;
+    if (!p) {
+        diag_print(&d, stderr);
+        fail();
+    }
+    s = &p->settings;
+    assert_int_equal(s->dns.unlisted, DNS_UNLISTED_REFUSED);
+    assert_int_equal(s->dns.queries_per_second, 7);
+    assert_int_equal(s->dns.max_name_length, 80);
+    assert_int_equal(s->dns.max_ttl, 30);
+    assert_int_equal(s->timeouts.sniff_ms, 250);
+    assert_int_equal(s->timeouts.connect_ms, 120000);
+    assert_int_equal(s->timeouts.idle_ms, 3600000);
+    assert_int_equal(s->limits.max_connections, 0);
+    assert_int_equal(s->limits.new_connections_per_second, 3);
+    assert_int_equal(s->limits.upload_bytes_per_second, 512 * 1024);
+    assert_int_equal(s->limits.download_bytes_per_second, 10000000);
+    assert_int_equal(s->ech, ECH_ALLOW_OUTER);
+    assert_int_equal(p->n_allow_ranges, 2);
+    inet_pton(AF_INET, "192.0.2.99", a);
+    assert_true(policy_range_allowed(p, AF_INET, a));
+    inet_pton(AF_INET, "192.0.3.1", a);
+    assert_false(policy_range_allowed(p, AF_INET, a));
+    inet_pton(AF_INET6, "2001:db8::5", a);
+    assert_true(policy_range_allowed(p, AF_INET6, a));
+    assert_int_equal(strlen(p->hash), POLICY_HASH_HEX);
+    policy_free(p);
+    diag_clear(&d);
+
+    /* defaults */
+    p = load_str("version: 1\negress: []\n", &d);
+    assert_non_null(p);
+    assert_int_equal(p->settings.mode, POLICY_ENFORCE);
+    assert_int_equal(p->settings.timeouts.sniff_ms, 5000);
+    assert_int_equal(p->settings.dns.max_ttl, 60);
+    assert_int_equal(p->settings.limits.max_connections, 256);
+    assert_int_equal(p->settings.ech, ECH_DENY);
+    policy_free(p);
+    diag_clear(&d);
+}
+
+static void test_http(void **state)
+{
+    struct diag_list d;
+    struct policy *p = load_str("version: 1\negress:\n"
+                                "  - domain: api.test\n    inspect: true\n    http:\n"
+                                "      - methods: [GET, HEAD]\n"
+                                "        paths: [\"/repos/*\", /meta]\n"
+                                "      - methods: [POST]\n"
+                                "        paths: [\"/repos/*/issues\"]\n"
+                                "  - domain: open.test\n", &d);
+    static const struct {
+        const char *method, *path;
+        bool allow;
+        enum reason reason;
+    } rows[] = {
+        {"GET", "/repos/a/b", true, REASON_NONE},
+        {"HEAD", "/meta", true, REASON_NONE},
+        {"GET", "/meta/x", false, REASON_PATH_NOT_ALLOWED},   /* no star: exact */
+        {"GET", "/repos", false, REASON_PATH_NOT_ALLOWED},    /* star needs the slash */
+        {"GET", "/repos/", true, REASON_NONE},                /* star matches empty */
+        {"POST", "/repos/a/issues", true, REASON_NONE},
+        {"POST", "/repos/a/b/issues", true, REASON_NONE},     /* star crosses slashes */
+        {"POST", "/repos/a/pulls", false, REASON_PATH_NOT_ALLOWED},
+        {"DELETE", "/repos/a", false, REASON_METHOD_NOT_ALLOWED},
+        {"get", "/repos/a", false, REASON_METHOD_NOT_ALLOWED}, /* methods are case-sensitive */
+    };
+    struct policy_verdict v;
+    size_t i;
+
+    (void)state;
+    assert_non_null(p);
+    for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        policy_match_http(&p->rules[0], rows[i].method, rows[i].path, &v);
+        if (v.allow != rows[i].allow || v.reason != rows[i].reason)
+            fail_msg("%s %s: got %s", rows[i].method, rows[i].path, reason_name(v.reason));
+    }
+    policy_match_http(&p->rules[1], "DELETE", "/anything", &v);   /* no http section */
+    assert_true(v.allow);
+    policy_free(p);
+    diag_clear(&d);
+}
+
+static void test_generation(void **state)
+{
+    struct diag_list d1, d2;
+    struct policy *a = load_str("version: 1\n", &d1), *b = load_str("version: 1\n", &d2);
+
+    (void)state;
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_true(b->generation > a->generation);
+    assert_string_equal(a->hash, b->hash);  /* same bytes, same policy hash */
+    policy_free(a);
+    policy_free(b);
+    diag_clear(&d1);
+    diag_clear(&d2);
+    policy_free(NULL);
+}
+
+static void test_load_file(void **state)
+{
+    struct diag_list d;
+    struct policy *p;
+    char path[] = "/tmp/sluice-test-XXXXXX";
+    int fd = mkstemp(path);
+    FILE *f;
+
+    (void)state;
+    assert_true(fd >= 0);
+    f = fdopen(fd, "w");
+    fputs("version: 1\negress:\n  - domain: a.test\n", f);
+    fclose(f);
+    diag_init(&d, path);
+    assert_int_equal(policy_load_file(path, &p, &d), 0);
+    assert_int_equal(p->n_rules, 1);
+    policy_free(p);
+    diag_clear(&d);
+    unlink(path);
+
+    diag_init(&d, path);
+    assert_int_equal(policy_load_file(path, &p, &d), -ENOENT);
+    assert_null(p);
+    assert_non_null(strstr(d.v[0].msg, "No such file"));
+    diag_clear(&d);
+
+    diag_init(&d, "/tmp");
+    assert_int_equal(policy_load_file("/tmp", &p, &d), -EINVAL);
+    diag_clear(&d);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_match_hosts),
+        cmocka_unit_test(test_match_addrs),
+        cmocka_unit_test(test_embedded_nul),
+        cmocka_unit_test(test_broad),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_warnings),
+        cmocka_unit_test(test_many_errors_reported),
+        cmocka_unit_test(test_settings),
+        cmocka_unit_test(test_http),
+        cmocka_unit_test(test_generation),
+        cmocka_unit_test(test_load_file),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

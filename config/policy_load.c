@@ -718,6 +718,11 @@ static void load_rule(struct loader *ld, yaml_node_t *item)
     struct policy_rule *nv;
     bool ok;
 
+    if (item->type == YAML_SCALAR_NODE) {
+        ld_error(ld, item, "an egress rule is a mapping; write '- domain: %s'",
+                 (const char *)item->data.scalar.value);
+        return;
+    }
     load_map(ld, item, "an egress rule", keys, sizeof(keys) / sizeof(keys[0]), &rc, NULL);
     if (item->type != YAML_MAPPING_NODE)
         return;

@@ -328,6 +328,8 @@ static const struct error_row error_rows[] = {
     {"version: 1\negress:\n  - domain: a.test\n    inspect: yes\n", 4, 14,
      "inspect must be true or false, not 'yes'", "YAML 1.1 boolean"},
     {"version: 1\negress: {}\n", 2, 9, "egress must be a list, not a mapping", "wrong type"},
+    {"version: 1\negress:\n  - pypi.org\n", 3, 5, "write '- domain: pypi.org'",
+     "bare name as a rule"},
     {"version: 1\ndns:\n  unlisted: servfail\n", 3, 13,
      "dns.unlisted must be nxdomain or refused", "bad dns answer"},
     {"version: 1\ndns:\n  max_name_length: 300\n", 3, 20, "out of range (1-253)",

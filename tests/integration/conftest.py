@@ -82,3 +82,19 @@ def capture(world):
     """The world with the capture server's records and inet counters zeroed."""
     world.capture_reset()
     yield world
+
+
+@pytest.fixture(scope="session")
+def sluice_bin():
+    """Path of a built sluice program: sluice_bin('sluicectl'). The build
+    directory comes from SLUICE_BUILD (tests/run sets it), default build/."""
+    build = Path(os.environ.get("SLUICE_BUILD", HERE.parents[1] / "build"))
+    where = {"sluicectl": "config", "sluice-netsetup": "netsetup", "sluice-proxy": "proxy"}
+
+    def path(name):
+        p = build / where[name] / name
+        if not p.exists():
+            pytest.fail(f"{p} is not built (run: meson setup build && ninja -C build)")
+        return str(p)
+
+    return path

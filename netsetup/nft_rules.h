@@ -1,0 +1,102 @@
+/*
+ * The nftables rules of sluice, built with libnftnl into one batch per
+ * command so that the kernel applies all of it or none of it. Building is
+ * pure (a buffer of netlink messages); nft_send() is the only I/O.
+ *
+ * Router mode, table inet sluice:
+ *   prerouting (filter, mangle): iifname vmap @sandbox_pre -> chain pre-NAME:
+ *       DNS (tcp/udp 53) accept for the nat chain; other TCP -> tproxy to the
+ *       proxy + mark; udp/443 reject (QUIC falls back at once); the rest drop.
+ *   dstnat (nat): iifname vmap @sandbox_nat -> chain nat-NAME: DNS -> dnat to
+ *       the proxy's DNS address.
+ *   input, forward (filter): iifname @sandboxes: only marked (TPROXY) and
+ *       DNATed (DNS) packets are delivered; nothing is ever forwarded.
+ * The maps keep the per-packet cost flat however many sandboxes there are.
+ */
+#ifndef SLUICE_NFT_RULES_H
+#define SLUICE_NFT_RULES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define NFT_TABLE "sluice"
+#define NFT_MARK 0x534c         /* "SL": packets TPROXY hands to the proxy */
+#define NFT_ROUTE_TABLE 0x534c  /* policy-routing table holding local default routes */
+#define NFT_RULE_PRIO 9999      /* priority of the "fwmark -> table" rules */
+
+struct nft_sandbox {
+    const char *name;
+    const char *ifname;         /* where the sandbox's packets arrive */
+    uint8_t gw4[4];
+    bool v6;
+    uint8_t gw6[16];
+    uint16_t proxy_port;
+    uint16_t dns_port;
+};
+
+struct nft_pod {
+    uint32_t proxy_uid;
+    uint16_t proxy_port;
+    uint16_t dns_port;
+    uint16_t metrics_port;
+};
+
+struct nft_batch;
+
+struct nft_batch *nft_batch_new(void);
+void nft_batch_free(struct nft_batch *b);
+
+/* Table, maps and base chains, created if missing and their rules rewritten. */
+int nft_build_base(struct nft_batch *b);
+/* One sandbox's chains (flushed and rewritten) and map elements. */
+int nft_build_sandbox_add(struct nft_batch *b, const struct nft_sandbox *s);
+/* Removes one sandbox: map elements first, then its chains. */
+int nft_build_sandbox_del(struct nft_batch *b, const struct nft_sandbox *s, bool elems,
+                          bool chains);
+/* Removes the whole table. */
+int nft_build_table_del(struct nft_batch *b);
+/* The pod-mode ruleset (table inet sluice in the pod's namespace). */
+int nft_build_pod(struct nft_batch *b, const struct nft_pod *p);
+
+/* The finished batch (begin ... end) as bytes, for sending or for tests. */
+const void *nft_batch_data(struct nft_batch *b, size_t *len);
+
+/* What message N of the batch does ("NFT_MSG_NEWCHAIN pre-a1"), for errors. */
+const char *nft_batch_describe(const struct nft_batch *b, uint32_t seq);
+
+/*
+ * Sends B on a fresh NETLINK_NETFILTER socket and checks every ACK. On error
+ * returns -errno and copies the failing message's description to WHAT.
+ */
+int nft_send(struct nft_batch *b, char *what, size_t what_len);
+
+/* 1 when table inet sluice exists, 0 when not, -errno. */
+int nft_table_exists(void);
+
+/* 1 when chain NAME exists in table inet sluice. */
+int nft_chain_exists(const char *chain);
+
+/* 1 when IFNAME is in the sandboxes set. */
+int nft_sandbox_elem_exists(const char *ifname);
+
+struct nft_counters {
+    uint64_t proxy, dns, rejected, dropped;     /* packets */
+};
+
+/* Per-sandbox counters, read back from the commented rules of its chains. */
+int nft_sandbox_counters(const char *name, struct nft_counters *c);
+
+/*
+ * The live rules of chain CHAIN printed by libnftnl, one per line, with
+ * counters and handles left out: what verify compares against nft_expect().
+ */
+int nft_chain_text(const char *chain, char *out, size_t len);
+
+/* The same text for the rules nft_build_sandbox_add() would install in CHAIN. */
+int nft_expect_text(const struct nft_sandbox *s, const char *chain, char *out, size_t len);
+
+/* Chain names of a sandbox. */
+void nft_chain_names(const char *name, char pre[64], char nat[64]);
+
+#endif

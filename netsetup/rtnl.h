@@ -1,0 +1,59 @@
+/*
+ * rtnetlink over libmnl: the links, addresses, routes and policy rules that
+ * netsetup creates. One request, one ACK; every failure returns -errno and
+ * leaves a description of the call in rtnl_last_call() for the message.
+ */
+#ifndef SLUICE_RTNL_H
+#define SLUICE_RTNL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cidr.h"
+
+struct rtnl;
+
+/* Opens a socket in the calling thread's current network namespace. */
+int rtnl_open(struct rtnl **out);
+void rtnl_close(struct rtnl *r);
+
+/* "RTM_NEWLINK veth sl-a1": the last call that failed, for messages. */
+const char *rtnl_last_call(void);
+
+/* Index of IFNAME in the socket's namespace; -ENODEV when it has none. */
+int rtnl_link_index(struct rtnl *r, const char *ifname);
+
+/* A veth pair: HOST_IF here, PEER_IF created directly in the namespace NETNS_FD. */
+int rtnl_link_add_veth(struct rtnl *r, const char *host_if, const char *peer_if,
+                       int netns_fd);
+int rtnl_link_del(struct rtnl *r, const char *ifname);
+int rtnl_link_set_up(struct rtnl *r, int ifindex);
+
+/* ADDR/LEN of FAMILY on IFINDEX (a host address with the subnet's prefix length). */
+int rtnl_addr_add(struct rtnl *r, int ifindex, int family, const uint8_t *addr, unsigned len);
+int rtnl_addr_del(struct rtnl *r, int ifindex, int family, const uint8_t *addr, unsigned len);
+
+/* Calls FN for every address in the namespace; stops early when FN returns non-zero. */
+int rtnl_addr_each(struct rtnl *r, int (*fn)(const struct cidr *prefix, int ifindex,
+                                             void *data), void *data);
+
+/* Default route of FAMILY via GW (unicast, main table). */
+int rtnl_route_add_default(struct rtnl *r, int family, const uint8_t *gw, int oif);
+
+/* "local 0.0.0.0/0 dev lo table TABLE" (or ::/0): where TPROXY-marked packets go. */
+int rtnl_route_local_default(struct rtnl *r, bool add, int family, uint32_t table, int lo);
+
+/* "from all fwmark MARK/MASK lookup TABLE" at PRIO. -EEXIST/-ENOENT pass through. */
+int rtnl_rule_fwmark(struct rtnl *r, bool add, int family, uint32_t mark, uint32_t table,
+                     uint32_t prio);
+
+/* True when a rule for MARK -> TABLE exists for FAMILY. */
+int rtnl_rule_fwmark_exists(struct rtnl *r, int family, uint32_t mark, uint32_t table);
+
+/* True when the local default route of TABLE exists. */
+int rtnl_route_local_default_exists(struct rtnl *r, int family, uint32_t table);
+
+/* Link state for verify: whether IFNAME exists and is administratively up. */
+int rtnl_link_is_up(struct rtnl *r, const char *ifname);
+
+#endif

@@ -1,0 +1,944 @@
+/*
+ * Sandbox lifecycle. `up` records the sandbox first, then builds namespace,
+ * veth, addresses, routes, policy routing and the nft batch; any failure
+ * runs the same teardown that `down` runs, which removes only what exists,
+ * so a rerun after a crash converges.
+ */
+#include "sandbox.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "netns.h"
+#include "nft_rules.h"
+#include "pool.h"
+#include "rtnl.h"
+
+#define ETC_NETNS "/etc/netns"
+#define SANDBOX_IF "eth0"
+#define TEXT_MAX 8192
+
+static char err_what[256];
+
+const char *netsetup_error(void)
+{
+    return err_what;
+}
+
+__attribute__((format(printf, 1, 2)))
+static void what(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(err_what, sizeof(err_what), fmt, ap);
+    va_end(ap);
+}
+
+/* Keeps the rtnl call text as the error description when R is an error. */
+static int rtnl_check(int r)
+{
+    if (r < 0)
+        what("%s", rtnl_last_call());
+    return r;
+}
+
+static int write_file(const char *path, const char *value)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC), r = 0;
+    size_t len = strlen(value);
+
+    what("writing %s", path);
+    if (fd < 0)
+        return -errno;
+    if (write(fd, value, len) != (ssize_t)len)
+        r = -errno;
+    close(fd);
+    return r;
+}
+
+static int sysctl_if(const char *ifname, const char *key, const char *value)
+{
+    char path[PATH_MAX];
+
+    snprintf(path, sizeof(path), "/proc/sys/net/ipv6/conf/%s/%s", ifname, key);
+    return write_file(path, value);
+}
+
+static void addr_text(int family, const uint8_t *a, char *out, size_t len)
+{
+    if (!inet_ntop(family, a, out, (socklen_t)len))
+        snprintf(out, len, "?");
+}
+
+/* ---- printing ---- */
+
+struct sandbox_view {
+    char sandbox_addr[64], gateway_addr[64], sandbox_addr6[80], gateway_addr6[80];
+    char proxy_listen[80], dns_listen[80];
+};
+
+static void view(const struct sandbox *s, struct sandbox_view *v)
+{
+    uint8_t gw[16], sb[16];
+    char g[INET6_ADDRSTRLEN], a[INET6_ADDRSTRLEN];
+
+    memset(v, 0, sizeof(*v));
+    sandbox_gateway(&s->subnet, gw);
+    sandbox_address(&s->subnet, sb);
+    addr_text(AF_INET, gw, g, sizeof(g));
+    addr_text(AF_INET, sb, a, sizeof(a));
+    snprintf(v->gateway_addr, sizeof(v->gateway_addr), "%s/%u", g, s->subnet.len);
+    snprintf(v->sandbox_addr, sizeof(v->sandbox_addr), "%s/%u", a, s->subnet.len);
+    snprintf(v->proxy_listen, sizeof(v->proxy_listen), "%s:%u", g, s->proxy_port);
+    snprintf(v->dns_listen, sizeof(v->dns_listen), "%s:%u", g, s->dns_port);
+    if (s->v6) {
+        sandbox_gateway(&s->subnet6, gw);
+        sandbox_address(&s->subnet6, sb);
+        addr_text(AF_INET6, gw, g, sizeof(g));
+        addr_text(AF_INET6, sb, a, sizeof(a));
+        snprintf(v->gateway_addr6, sizeof(v->gateway_addr6), "%s/%u", g, s->subnet6.len);
+        snprintf(v->sandbox_addr6, sizeof(v->sandbox_addr6), "%s/%u", a, s->subnet6.len);
+    }
+}
+
+void sandbox_print(const struct sandbox *s, bool json, FILE *out)
+{
+    struct sandbox_view v;
+    bool ns = s->mode == SANDBOX_NETNS;
+
+    view(s, &v);
+    if (!json) {
+        fprintf(out, "netns=%s\nhost_if=%s\nsandbox_if=%s\nsandbox_addr=%s\n"
+                "gateway_addr=%s\n", ns ? s->name : "", s->host_if, s->sandbox_if,
+                v.sandbox_addr, v.gateway_addr);
+        if (s->v6)
+            fprintf(out, "sandbox_addr6=%s\ngateway_addr6=%s\n", v.sandbox_addr6,
+                    v.gateway_addr6);
+        fprintf(out, "proxy_listen=%s\ndns_listen=%s\n", v.proxy_listen, v.dns_listen);
+        return;
+    }
+    /* Every value is from a closed alphabet (names, addresses): no escaping needed. */
+    fprintf(out, "{\"netns\": ");
+    fprintf(out, ns ? "\"%s\"" : "null", s->name);
+    fprintf(out, ", \"host_if\": \"%s\", \"sandbox_if\": ", s->host_if);
+    fprintf(out, ns ? "\"%s\"" : "null", s->sandbox_if);
+    fprintf(out, ", \"sandbox_addr\": \"%s\", \"gateway_addr\": \"%s\"", v.sandbox_addr,
+            v.gateway_addr);
+    if (s->v6)
+        fprintf(out, ", \"sandbox_addr6\": \"%s\", \"gateway_addr6\": \"%s\"",
+                v.sandbox_addr6, v.gateway_addr6);
+    fprintf(out, ", \"proxy_listen\": \"%s\", \"dns_listen\": \"%s\"}\n", v.proxy_listen,
+            v.dns_listen);
+}
+
+void pod_print(const struct pod_opts *o, bool json, FILE *out)
+{
+    if (json)
+        fprintf(out, "{\"mode\": \"pod\", \"proxy_uid\": %u, \"proxy_listen\": "
+                "\"127.0.0.1:%u\", \"dns_listen\": \"127.0.0.1:%u\", \"metrics_port\": %u}\n",
+                o->proxy_uid, o->proxy_port, o->dns_port, o->metrics_port);
+    else
+        fprintf(out, "mode=pod\nproxy_uid=%u\nproxy_listen=127.0.0.1:%u\n"
+                "dns_listen=127.0.0.1:%u\nmetrics_port=%u\n", o->proxy_uid, o->proxy_port,
+                o->dns_port, o->metrics_port);
+}
+
+/* ---- pieces shared by up, attach and down ---- */
+
+static void nft_view(const struct sandbox *s, struct nft_sandbox *n)
+{
+    uint8_t gw[16];
+
+    memset(n, 0, sizeof(*n));
+    n->name = s->name;
+    n->ifname = s->host_if;
+    sandbox_gateway(&s->subnet, gw);
+    memcpy(n->gw4, gw, 4);
+    n->v6 = s->v6;
+    if (s->v6)
+        sandbox_gateway(&s->subnet6, n->gw6);
+    n->proxy_port = s->proxy_port;
+    n->dns_port = s->dns_port;
+}
+
+static int nft_commit(struct nft_batch *b)
+{
+    char desc[128];
+    int r = nft_send(b, desc, sizeof(desc));
+
+    if (r < 0)
+        what("%s", desc);
+    return r;
+}
+
+/* Policy routing for TPROXY: "fwmark MARK lookup TABLE" + "local default dev lo". */
+static int routing_ensure(struct rtnl *rt, int family)
+{
+    int lo, r;
+
+    if ((lo = rtnl_check(rtnl_link_index(rt, "lo"))) < 0)
+        return lo;
+    r = rtnl_check(rtnl_rule_fwmark_exists(rt, family, NFT_MARK, NFT_ROUTE_TABLE));
+    if (r == 0)
+        r = rtnl_check(rtnl_rule_fwmark(rt, true, family, NFT_MARK, NFT_ROUTE_TABLE,
+                                        NFT_RULE_PRIO));
+    if (r < 0)
+        return r;
+    r = rtnl_check(rtnl_route_local_default_exists(rt, family, NFT_ROUTE_TABLE));
+    if (r == 0)
+        r = rtnl_check(rtnl_route_local_default(rt, true, family, NFT_ROUTE_TABLE, lo));
+    return r < 0 ? r : 0;
+}
+
+static int routing_remove(struct rtnl *rt)
+{
+    static const int families[] = {AF_INET, AF_INET6};
+    int lo = rtnl_link_index(rt, "lo"), r;
+    size_t i;
+
+    for (i = 0; i < 2; i++) {
+        while ((r = rtnl_rule_fwmark_exists(rt, families[i], NFT_MARK, NFT_ROUTE_TABLE)) > 0)
+            if (rtnl_check(rtnl_rule_fwmark(rt, false, families[i], NFT_MARK,
+                                            NFT_ROUTE_TABLE, NFT_RULE_PRIO)) < 0)
+                return rtnl_check(r);
+        if (r < 0 && r != -EAFNOSUPPORT)
+            return rtnl_check(r);
+        r = rtnl_route_local_default_exists(rt, families[i], NFT_ROUTE_TABLE);
+        if (r > 0 && lo > 0)
+            r = rtnl_route_local_default(rt, false, families[i], NFT_ROUTE_TABLE, lo);
+        if (r < 0 && r != -EAFNOSUPPORT && r != -ESRCH && r != -ENOENT)
+            return rtnl_check(r);
+    }
+    return 0;
+}
+
+static int resolv_conf(const struct sandbox *s, bool create)
+{
+    char dir[64], path[96], gw[INET6_ADDRSTRLEN], gw6[INET6_ADDRSTRLEN];
+    uint8_t a[16];
+    FILE *f;
+
+    snprintf(dir, sizeof(dir), "%s/%s", ETC_NETNS, s->name);
+    snprintf(path, sizeof(path), "%s/resolv.conf", dir);
+    if (!create) {
+        if (unlink(path) < 0 && errno != ENOENT)
+            return what("removing %s", path), -errno;
+        if (rmdir(dir) < 0 && errno != ENOENT)
+            return what("removing %s", dir), -errno;
+        rmdir(ETC_NETNS);       /* ours if empty now; ENOTEMPTY leaves others' alone */
+        return 0;
+    }
+    what("writing %s", path);
+    if ((mkdir(ETC_NETNS, 0755) < 0 && errno != EEXIST) ||
+        (mkdir(dir, 0755) < 0 && errno != EEXIST))
+        return -errno;
+    f = fopen(path, "we");
+    if (!f)
+        return -errno;
+    sandbox_gateway(&s->subnet, a);
+    addr_text(AF_INET, a, gw, sizeof(gw));
+    fprintf(f, "# written by sluice-netsetup: every DNS query is answered by sluice-proxy\n"
+            "nameserver %s\n", gw);
+    if (s->v6) {
+        sandbox_gateway(&s->subnet6, a);
+        addr_text(AF_INET6, a, gw6, sizeof(gw6));
+        fprintf(f, "nameserver %s\n", gw6);
+    }
+    if (fclose(f) != 0)
+        return -errno;
+    return 0;
+}
+
+/* Removes whatever of S exists. OTHERS: how many other sandboxes remain. */
+static int teardown(const struct sandbox *s, size_t others)
+{
+    struct nft_sandbox n;
+    struct nft_batch *b;
+    struct rtnl *rt = NULL;
+    char pre[64], nat[64];
+    int r, first = 0;
+
+    nft_view(s, &n);
+    nft_chain_names(s->name, pre, nat);
+    what("reading table inet " NFT_TABLE);
+    r = nft_table_exists();
+    if (r > 0) {
+        b = nft_batch_new();
+        if (!b)
+            return -ENOMEM;
+        if (others == 0)
+            r = nft_build_table_del(b);
+        else
+            r = nft_build_sandbox_del(b, &n, nft_sandbox_elem_exists(s->host_if) > 0,
+                                      nft_chain_exists(pre) > 0);
+        if (r == 0)
+            r = nft_commit(b);
+        nft_batch_free(b);
+    }
+    if (r < 0)
+        first = r;
+
+    if ((r = rtnl_check(rtnl_open(&rt))) < 0)
+        return first ? first : r;
+    if (s->mode == SANDBOX_NETNS) {
+        r = rtnl_link_del(rt, s->host_if);       /* takes the peer with it */
+        if (r < 0 && r != -ENODEV && !first)
+            first = rtnl_check(r);
+        if ((r = netns_delete(s->name)) < 0 && !first) {
+            what("removing %s/%s", NETNS_RUN_DIR, s->name);
+            first = r;
+        }
+        if ((r = resolv_conf(s, false)) < 0 && !first)
+            first = r;
+    } else {
+        int idx = rtnl_link_index(rt, s->host_if);
+        uint8_t gw[16];
+
+        if (idx > 0) {      /* the VMM owns the tap: only take our addresses back */
+            sandbox_gateway(&s->subnet, gw);
+            r = rtnl_addr_del(rt, idx, AF_INET, gw, s->subnet.len);
+            if (r < 0 && r != -EADDRNOTAVAIL && !first)
+                first = rtnl_check(r);
+            if (s->v6) {
+                sandbox_gateway(&s->subnet6, gw);
+                r = rtnl_addr_del(rt, idx, AF_INET6, gw, s->subnet6.len);
+                if (r < 0 && r != -EADDRNOTAVAIL && !first)
+                    first = rtnl_check(r);
+            }
+        }
+    }
+    if (others == 0 && (r = routing_remove(rt)) < 0 && !first)
+        first = r;
+    rtnl_close(rt);
+    if (!first && (r = state_remove(s->name)) < 0) {
+        what("removing the record of %s", s->name);
+        first = r;
+    }
+    return first;
+}
+
+struct used_ctx {
+    struct cidr *v;
+    size_t n, cap;
+};
+
+static int collect_used(const struct cidr *prefix, int ifindex, void *data)
+{
+    struct used_ctx *u = data;
+    struct cidr net;
+    char text[CIDR_STRLEN];
+
+    (void)ifindex;
+    if (prefix->family != AF_INET || u->n == u->cap)
+        return 0;
+    cidr_format(prefix, text);
+    /* the address with its prefix length: normalise to the network */
+    cidr_parse(text, &net);
+    u->v[u->n++] = net;
+    return 0;
+}
+
+/*
+ * Picks S's subnet: the one asked for, checked for clashes, or the first free
+ * slot of the pool. Clashes count every sandbox on record and every IPv4
+ * address of this namespace.
+ */
+static int choose_subnet(struct rtnl *rt, const struct up_opts *o, struct sandbox *s)
+{
+    struct sandbox *all = NULL;
+    struct used_ctx u = {0};
+    struct cidr pool;
+    size_t n = 0, i;
+    int r;
+
+    what("listing sandboxes in %s", state_dir());
+    if ((r = state_list(&all, &n)) < 0)
+        return r;
+    u.cap = n + 1024;
+    u.v = calloc(u.cap, sizeof(*u.v));
+    if (!u.v) {
+        free(all);
+        return -ENOMEM;
+    }
+    for (i = 0; i < n; i++)
+        if (strcmp(all[i].name, s->name) != 0)
+            u.v[u.n++] = all[i].subnet;
+    r = rtnl_check(rtnl_addr_each(rt, collect_used, &u));
+    if (r == 0 && o->have_subnet) {
+        s->subnet = o->subnet;
+        for (i = 0; i < u.n; i++) {
+            if (cidr_overlaps(&o->subnet, &u.v[i])) {
+                char a[CIDR_STRLEN], b[CIDR_STRLEN];
+
+                cidr_format(&o->subnet, a);
+                cidr_format(&u.v[i], b);
+                what("subnet %s overlaps %s, which is in use", a, b);
+                r = -EADDRINUSE;
+                break;
+            }
+        }
+    } else if (r == 0) {
+        cidr_parse(POOL_DEFAULT, &pool);
+        what("allocating a /%d from %s", POOL_SLOT_LEN, POOL_DEFAULT);
+        r = pool_pick(&pool, POOL_SLOT_LEN, u.v, u.n, &s->subnet);
+    }
+    free(u.v);
+    free(all);
+    return r;
+}
+
+static bool same_request(const struct sandbox *s, const struct up_opts *o)
+{
+    return (!o->have_subnet || memcmp(&o->subnet, &s->subnet, sizeof(s->subnet)) == 0) &&
+           o->v6 == s->v6 &&
+           (!o->v6 || memcmp(&o->subnet6, &s->subnet6, sizeof(s->subnet6)) == 0) &&
+           o->proxy_port == s->proxy_port && o->dns_port == s->dns_port &&
+           (!o->iface || strcmp(o->iface, s->host_if) == 0);
+}
+
+/* Whether everything S needs exists (a cheap look, not verify's full one). */
+static bool is_complete(const struct sandbox *s)
+{
+    struct rtnl *rt;
+    char pre[64], nat[64];
+    bool ok;
+    int fd;
+
+    nft_chain_names(s->name, pre, nat);
+    if (rtnl_open(&rt) < 0)
+        return false;
+    ok = rtnl_link_is_up(rt, s->host_if) == 1 && nft_chain_exists(pre) == 1 &&
+         nft_sandbox_elem_exists(s->host_if) == 1;
+    rtnl_close(rt);
+    if (ok && s->mode == SANDBOX_NETNS) {
+        fd = netns_open(s->name);
+        ok = fd >= 0;
+        if (fd >= 0)
+            close(fd);
+    }
+    return ok;
+}
+
+/* Inside the sandbox's namespace: lo, eth0, addresses, default routes, sysctls. */
+static int configure_inside(const struct sandbox *s, int nsfd)
+{
+    struct rtnl *rt = NULL;
+    uint8_t gw[16], sb[16];
+    int saved, r, lo, eth;
+
+    what("entering network namespace %s", s->name);
+    if ((r = netns_enter(nsfd, &saved)) < 0)
+        return r;
+    if ((r = rtnl_check(rtnl_open(&rt))) < 0)
+        goto out;
+    if ((r = rtnl_check(lo = rtnl_link_index(rt, "lo"))) < 0 ||
+        (r = rtnl_check(rtnl_link_set_up(rt, lo))) < 0 ||
+        (r = rtnl_check(eth = rtnl_link_index(rt, SANDBOX_IF))) < 0)
+        goto out;
+    /* v6 off: no addresses, no router advertisements, no link-local chatter */
+    if ((r = sysctl_if("all", "accept_ra", "0")) < 0 ||
+        (r = sysctl_if("default", "accept_ra", "0")) < 0 ||
+        (r = sysctl_if(SANDBOX_IF, "accept_ra", "0")) < 0 ||
+        (r = sysctl_if("all", "disable_ipv6", s->v6 ? "0" : "1")) < 0 ||
+        (r = sysctl_if("default", "disable_ipv6", s->v6 ? "0" : "1")) < 0 ||
+        (r = sysctl_if(SANDBOX_IF, "disable_ipv6", s->v6 ? "0" : "1")) < 0)
+        goto out;
+    sandbox_gateway(&s->subnet, gw);
+    sandbox_address(&s->subnet, sb);
+    if ((r = rtnl_check(rtnl_addr_add(rt, eth, AF_INET, sb, s->subnet.len))) < 0 ||
+        (r = rtnl_check(rtnl_link_set_up(rt, eth))) < 0 ||
+        (r = rtnl_check(rtnl_route_add_default(rt, AF_INET, gw, eth))) < 0)
+        goto out;
+    if (s->v6) {
+        sandbox_gateway(&s->subnet6, gw);
+        sandbox_address(&s->subnet6, sb);
+        if ((r = rtnl_check(rtnl_addr_add(rt, eth, AF_INET6, sb, s->subnet6.len))) < 0 ||
+            (r = rtnl_check(rtnl_route_add_default(rt, AF_INET6, gw, eth))) < 0)
+            goto out;
+    }
+out:
+    rtnl_close(rt);
+    if (netns_leave(saved) < 0 && r == 0) {
+        what("returning to the host's network namespace");
+        r = -errno;
+    }
+    return r;
+}
+
+/* The host side of S: gateway address on HOST_IF (up), policy routing, rules. */
+static int configure_host(struct rtnl *rt, const struct sandbox *s)
+{
+    struct nft_sandbox n;
+    struct nft_batch *b;
+    uint8_t gw[16];
+    int idx, r;
+
+    if ((r = rtnl_check(idx = rtnl_link_index(rt, s->host_if))) < 0)
+        return r;
+    if ((r = sysctl_if(s->host_if, "accept_ra", "0")) < 0 ||
+        (r = sysctl_if(s->host_if, "disable_ipv6", s->v6 ? "0" : "1")) < 0)
+        return r;
+    sandbox_gateway(&s->subnet, gw);
+    if ((r = rtnl_check(rtnl_addr_add(rt, idx, AF_INET, gw, s->subnet.len))) < 0)
+        return r;
+    if (s->v6) {
+        sandbox_gateway(&s->subnet6, gw);
+        if ((r = rtnl_check(rtnl_addr_add(rt, idx, AF_INET6, gw, s->subnet6.len))) < 0)
+            return r;
+    }
+    if ((r = rtnl_check(rtnl_link_set_up(rt, idx))) < 0 ||
+        (r = routing_ensure(rt, AF_INET)) < 0 || (s->v6 && (r = routing_ensure(rt, AF_INET6)) < 0))
+        return r;
+
+    b = nft_batch_new();
+    if (!b)
+        return -ENOMEM;
+    nft_view(s, &n);
+    r = nft_build_base(b);
+    if (r == 0)
+        r = nft_build_sandbox_add(b, &n);
+    if (r == 0)
+        r = nft_commit(b);
+    else
+        what("building the nftables batch");
+    nft_batch_free(b);
+    return r;
+}
+
+static size_t count_others(const char *name)
+{
+    struct sandbox *all;
+    size_t n, i, others = 0;
+
+    if (state_list(&all, &n) < 0)
+        return 1;       /* unknown: keep the shared pieces */
+    for (i = 0; i < n; i++)
+        if (strcmp(all[i].name, name) != 0)
+            others++;
+    free(all);
+    return others;
+}
+
+/* up and attach: the parts they share. */
+static int create(const char *name, const struct up_opts *o, enum sandbox_mode mode,
+                  struct sandbox *out)
+{
+    struct sandbox s = {0}, old;
+    struct rtnl *rt = NULL;
+    int lock, r, nsfd = -1;
+
+    what("locking %s/lock", state_dir());
+    if ((lock = state_lock()) < 0)
+        return lock;
+    r = state_load(name, &old);
+    if (r == 0) {
+        if (!same_request(&old, o) || old.mode != mode) {
+            char net[CIDR_STRLEN];
+
+            cidr_format(&old.subnet, net);
+            what("sandbox %s exists with other settings (subnet %s, interface %s)", name,
+                 net, old.host_if);
+            r = -EEXIST;
+            goto out;
+        }
+        if (is_complete(&old)) {        /* up twice is a no-op */
+            *out = old;
+            r = 0;
+            goto out;
+        }
+        if ((r = teardown(&old, count_others(name))) < 0)     /* half-built: start over */
+            goto out;
+    }
+
+    snprintf(s.name, sizeof(s.name), "%s", name);
+    s.mode = mode;
+    s.v6 = o->v6;
+    s.subnet6 = o->subnet6;
+    s.proxy_port = o->proxy_port;
+    s.dns_port = o->dns_port;
+    if (mode == SANDBOX_NETNS) {
+        sandbox_host_ifname(name, s.host_if);
+        snprintf(s.sandbox_if, sizeof(s.sandbox_if), SANDBOX_IF);
+    } else {
+        snprintf(s.host_if, sizeof(s.host_if), "%s", o->iface);
+    }
+    if ((r = rtnl_check(rtnl_open(&rt))) < 0)
+        goto out;
+    r = rtnl_link_index(rt, s.host_if);
+    if (mode == SANDBOX_NETNS && r >= 0) {
+        what("interface %s exists and is not a sluice sandbox's", s.host_if);
+        r = -EEXIST;
+        goto out;
+    }
+    if (mode == SANDBOX_ATTACH && r < 0) {
+        rtnl_check(r);
+        goto out;
+    }
+    if ((r = choose_subnet(rt, o, &s)) < 0)
+        goto out;
+    what("recording sandbox %s in %s", name, state_dir());
+    if ((r = state_save(&s)) < 0)
+        goto out;
+
+    if (mode == SANDBOX_NETNS) {
+        what("creating network namespace %s/%s", NETNS_RUN_DIR, name);
+        if ((r = netns_create(name)) < 0)
+            goto fail;
+        what("opening network namespace %s", name);
+        if ((r = nsfd = netns_open(name)) < 0)
+            goto fail;
+        if ((r = rtnl_check(rtnl_link_add_veth(rt, s.host_if, SANDBOX_IF, nsfd))) < 0 ||
+            (r = configure_inside(&s, nsfd)) < 0)
+            goto fail;
+    }
+    if ((r = configure_host(rt, &s)) < 0)
+        goto fail;
+    if (mode == SANDBOX_NETNS && (r = resolv_conf(&s, true)) < 0)
+        goto fail;
+    *out = s;
+    r = 0;
+    goto out;
+
+fail:
+    {
+        char keep[sizeof(err_what)];
+
+        memcpy(keep, err_what, sizeof(keep));   /* report the cause, not the cleanup */
+        teardown(&s, count_others(name));
+        memcpy(err_what, keep, sizeof(keep));
+    }
+out:
+    if (nsfd >= 0)
+        close(nsfd);
+    rtnl_close(rt);
+    state_unlock(lock);
+    return r;
+}
+
+int sandbox_up(const char *name, const struct up_opts *o, struct sandbox *out)
+{
+    return create(name, o, SANDBOX_NETNS, out);
+}
+
+int sandbox_attach(const char *name, const struct up_opts *o, struct sandbox *out)
+{
+    return create(name, o, SANDBOX_ATTACH, out);
+}
+
+int sandbox_down(const char *name, bool *found)
+{
+    struct sandbox s;
+    int lock, r;
+
+    *found = false;
+    what("locking %s/lock", state_dir());
+    if ((lock = state_lock()) < 0)
+        return lock;
+    r = state_load(name, &s);
+    if (r == -ENOENT) {
+        r = 0;
+    } else if (r < 0) {
+        what("reading the record of %s in %s", name, state_dir());
+    } else {
+        *found = true;
+        r = teardown(&s, count_others(name));
+    }
+    state_unlock(lock);
+    return r;
+}
+
+/* ---- pod mode ---- */
+
+int pod_up(const struct pod_opts *o)
+{
+    struct nft_pod p = {o->proxy_uid, o->proxy_port, o->dns_port, o->metrics_port};
+    struct nft_batch *b;
+    struct rtnl *rt;
+    int r;
+
+    if ((r = rtnl_check(rtnl_open(&rt))) < 0)
+        return r;
+    r = routing_ensure(rt, AF_INET);
+    /* IPv6 may be off in the pod; then there is nothing of v6 to intercept */
+    if (r == 0 && access("/proc/sys/net/ipv6", F_OK) == 0)
+        r = routing_ensure(rt, AF_INET6);
+    rtnl_close(rt);
+    if (r < 0)
+        return r;
+    b = nft_batch_new();
+    if (!b)
+        return -ENOMEM;
+    r = nft_build_pod(b, &p);
+    if (r == 0)
+        r = nft_commit(b);
+    nft_batch_free(b);
+    return r;
+}
+
+int pod_down(void)
+{
+    struct nft_batch *b;
+    struct rtnl *rt;
+    int r;
+
+    what("reading table inet " NFT_TABLE);
+    r = nft_table_exists();
+    if (r > 0) {
+        b = nft_batch_new();
+        if (!b)
+            return -ENOMEM;
+        r = nft_build_table_del(b);
+        if (r == 0)
+            r = nft_commit(b);
+        nft_batch_free(b);
+    }
+    if (r < 0)
+        return r;
+    if ((r = rtnl_check(rtnl_open(&rt))) < 0)
+        return r;
+    r = routing_remove(rt);
+    rtnl_close(rt);
+    return r;
+}
+
+/* ---- status ---- */
+
+int sandbox_status(const char *name, bool json, FILE *out)
+{
+    struct sandbox *all = NULL, one;
+    size_t n = 0, i;
+    struct rtnl *rt = NULL;
+    int r;
+
+    if (name) {
+        what("reading the record of %s in %s", name, state_dir());
+        if ((r = state_load(name, &one)) < 0)
+            return r;
+        all = malloc(sizeof(one));
+        if (!all)
+            return -ENOMEM;
+        all[0] = one;
+        n = 1;
+    } else {
+        what("listing sandboxes in %s", state_dir());
+        if ((r = state_list(&all, &n)) < 0)
+            return r;
+    }
+    if ((r = rtnl_check(rtnl_open(&rt))) < 0) {
+        free(all);
+        return r;
+    }
+    if (json)
+        fprintf(out, "[");
+    else
+        fprintf(out, "%-15s %-6s %-15s %-18s %-21s %5s %9s %9s %9s %9s\n", "NAME", "MODE",
+                "HOST_IF", "GATEWAY", "PROXY", "LINK", "PROXY_PKT", "DNS_PKT", "REJECTED",
+                "DROPPED");
+    for (i = 0; i < n; i++) {
+        struct nft_counters c;
+        struct sandbox_view v;
+        int up = rtnl_link_is_up(rt, all[i].host_if);
+
+        view(&all[i], &v);
+        if (nft_sandbox_counters(all[i].name, &c) < 0)
+            memset(&c, 0, sizeof(c));
+        if (json) {
+            fprintf(out, "%s{\"name\": \"%s\", \"mode\": \"%s\", \"host_if\": \"%s\", "
+                    "\"gateway_addr\": \"%s\", \"sandbox_addr\": \"%s\", "
+                    "\"proxy_listen\": \"%s\", \"dns_listen\": \"%s\", \"link_up\": %s, "
+                    "\"counters\": {\"proxy\": %llu, \"dns\": %llu, \"rejected\": %llu, "
+                    "\"dropped\": %llu}}", i ? ", " : "", all[i].name,
+                    all[i].mode == SANDBOX_ATTACH ? "attach" : "netns", all[i].host_if,
+                    v.gateway_addr, v.sandbox_addr, v.proxy_listen, v.dns_listen,
+                    up == 1 ? "true" : "false", (unsigned long long)c.proxy,
+                    (unsigned long long)c.dns, (unsigned long long)c.rejected,
+                    (unsigned long long)c.dropped);
+        } else {
+            fprintf(out, "%-15s %-6s %-15s %-18s %-21s %5s %9llu %9llu %9llu %9llu\n",
+                    all[i].name, all[i].mode == SANDBOX_ATTACH ? "attach" : "netns",
+                    all[i].host_if, v.gateway_addr, v.proxy_listen,
+                    up == 1 ? "up" : up == 0 ? "down" : "gone", (unsigned long long)c.proxy,
+                    (unsigned long long)c.dns, (unsigned long long)c.rejected,
+                    (unsigned long long)c.dropped);
+        }
+    }
+    if (json)
+        fprintf(out, "]\n");
+    rtnl_close(rt);
+    free(all);
+    return 0;
+}
+
+/* ---- verify ---- */
+
+__attribute__((format(printf, 3, 4)))
+static void problem(FILE *out, int *n, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(out, "FAIL: ");
+    va_start(ap, fmt);
+    vfprintf(out, fmt, ap);
+    va_end(ap);
+    fprintf(out, "\n");
+    (*n)++;
+}
+
+static void compare_chain(const struct sandbox *s, const char *chain, FILE *out, int *n)
+{
+    struct nft_sandbox ns;
+    char *live = malloc(TEXT_MAX), *want = malloc(TEXT_MAX);
+
+    nft_view(s, &ns);
+    if (!live || !want)
+        problem(out, n, "out of memory comparing chain %s", chain);
+    else if (nft_chain_text(chain, live, TEXT_MAX) < 0)
+        problem(out, n, "chain %s in table inet %s cannot be read", chain, NFT_TABLE);
+    else if (nft_expect_text(&ns, chain, want, TEXT_MAX) < 0 || strcmp(live, want) != 0)
+        problem(out, n, "chain %s differs from what up installs:\n--- live\n%s--- expected\n%s",
+                chain, live, want);
+    free(live);
+    free(want);
+}
+
+/* Reads the sandbox's counters; N names what the probe should have moved. */
+static uint64_t counter_of(const char *name, int which)
+{
+    struct nft_counters c;
+
+    if (nft_sandbox_counters(name, &c) < 0)
+        return 0;
+    return which == 0 ? c.proxy : which == 1 ? c.rejected : c.dropped;
+}
+
+/*
+ * Probes from inside the namespace, proving by the rules' own counters that
+ * each packet was handled as P1 says: TCP to a port of the gateway is taken
+ * by TPROXY, QUIC is refused at once, other UDP and ICMP are dropped.
+ */
+static void probe(const struct sandbox *s, FILE *out, int *n)
+{
+    struct sockaddr_in gw = {.sin_family = AF_INET}, far = {.sin_family = AF_INET};
+    uint8_t a[16];
+    uint64_t before;
+    int nsfd, saved, fd;
+    char buf[64];
+
+    sandbox_gateway(&s->subnet, a);
+    memcpy(&gw.sin_addr, a, 4);
+    inet_pton(AF_INET, "192.0.2.1", &far.sin_addr);   /* TEST-NET-1: never routed */
+    nsfd = netns_open(s->name);
+    if (nsfd < 0 || netns_enter(nsfd, &saved) < 0) {
+        problem(out, n, "cannot enter network namespace %s", s->name);
+        if (nsfd >= 0)
+            close(nsfd);
+        return;
+    }
+
+    before = counter_of(s->name, 0);                 /* TCP: intercepted, whatever port */
+    gw.sin_port = htons(22);
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd >= 0) {
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+
+        connect(fd, (struct sockaddr *)&gw, sizeof(gw));
+        poll(&p, 1, 500);
+        close(fd);
+    }
+    if (counter_of(s->name, 0) == before)
+        problem(out, n, "TCP to the gateway's port 22 was not taken by TPROXY");
+
+    before = counter_of(s->name, 1);                 /* QUIC: refused at once */
+    far.sin_port = htons(443);
+    fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        ssize_t got = -1;
+
+        if (connect(fd, (struct sockaddr *)&far, sizeof(far)) == 0 &&
+            send(fd, "quic", 4, 0) == 4 && poll(&p, 1, 1000) == 1)
+            got = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (!(got < 0 && errno == ECONNREFUSED))
+            problem(out, n, "UDP to port 443 was not refused (QUIC must fail at once)");
+        close(fd);
+    }
+    if (counter_of(s->name, 1) == before)
+        problem(out, n, "UDP to port 443 did not hit the reject rule");
+
+    before = counter_of(s->name, 2);                 /* other UDP and ICMP: dropped */
+    far.sin_port = htons(9);
+    fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0) {
+        sendto(fd, "probe", 5, 0, (struct sockaddr *)&far, sizeof(far));
+        close(fd);
+    }
+    fd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMP);
+    if (fd >= 0) {
+        static const uint8_t echo[8] = {8, 0, 0xf7, 0xff, 0, 0, 0, 0};  /* checksum set */
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+
+        sendto(fd, echo, sizeof(echo), 0, (struct sockaddr *)&gw, sizeof(gw));
+        if (poll(&p, 1, 300) == 1)
+            problem(out, n, "ICMP echo to the gateway was answered");
+        close(fd);
+    }
+    if (counter_of(s->name, 2) < before + 2)
+        problem(out, n, "UDP to port 9 and ICMP were not both dropped by the sandbox chain");
+
+    if (netns_leave(saved) < 0)
+        problem(out, n, "cannot return to the host's network namespace");
+    close(nsfd);
+}
+
+int sandbox_verify(const char *name, FILE *out)
+{
+    struct sandbox s;
+    struct rtnl *rt = NULL;
+    char pre[64], nat[64];
+    int n = 0, r, fd;
+
+    what("reading the record of %s in %s", name, state_dir());
+    if ((r = state_load(name, &s)) < 0)
+        return r;
+    if ((r = rtnl_check(rtnl_open(&rt))) < 0)
+        return r;
+    if (rtnl_link_is_up(rt, s.host_if) != 1)
+        problem(out, &n, "interface %s is missing or down", s.host_if);
+    if (rtnl_rule_fwmark_exists(rt, AF_INET, NFT_MARK, NFT_ROUTE_TABLE) != 1)
+        problem(out, &n, "policy rule 'fwmark 0x%x lookup %u' is missing", NFT_MARK,
+                NFT_ROUTE_TABLE);
+    if (rtnl_route_local_default_exists(rt, AF_INET, NFT_ROUTE_TABLE) != 1)
+        problem(out, &n, "route 'local default dev lo table %u' is missing", NFT_ROUTE_TABLE);
+    rtnl_close(rt);
+
+    nft_chain_names(s.name, pre, nat);
+    if (nft_sandbox_elem_exists(s.host_if) != 1)
+        problem(out, &n, "%s is not in the sandboxes set of table inet %s", s.host_if,
+                NFT_TABLE);
+    compare_chain(&s, pre, out, &n);
+    compare_chain(&s, nat, out, &n);
+
+    if (s.mode == SANDBOX_NETNS) {
+        fd = netns_open(s.name);
+        if (fd < 0)
+            problem(out, &n, "network namespace %s/%s is missing", NETNS_RUN_DIR, s.name);
+        else
+            close(fd);
+        if (n == 0)
+            probe(&s, out, &n);
+    }
+    if (n == 0)
+        fprintf(out, "ok: sandbox %s holds P1 (rules, routing and probes checked)\n", name);
+    return n;
+}

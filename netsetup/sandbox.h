@@ -1,0 +1,58 @@
+/*
+ * The sandbox lifecycle: up, attach, down, pod mode, status and verify, put
+ * together from the netns, rtnl, nft_rules and state modules. Every function
+ * returns 0 or -errno; on failure netsetup_error() says which call failed on
+ * which object, and whatever was half-built has been rolled back.
+ */
+#ifndef SLUICE_SANDBOX_H
+#define SLUICE_SANDBOX_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "state.h"
+
+#define DEFAULT_PROXY_PORT 15001
+#define DEFAULT_DNS_PORT 15053
+#define DEFAULT_METRICS_PORT 15090
+#define DEFAULT_PROXY_UID 1337
+
+struct up_opts {
+    bool have_subnet;
+    struct cidr subnet;
+    bool v6;
+    struct cidr subnet6;
+    uint16_t proxy_port;
+    uint16_t dns_port;
+    const char *iface;          /* attach: the interface to adopt */
+};
+
+struct pod_opts {
+    uint32_t proxy_uid;
+    uint16_t proxy_port;
+    uint16_t dns_port;
+    uint16_t metrics_port;
+};
+
+/* "RTM_NEWLINK veth sl-a1" and the like: the step that failed last. */
+const char *netsetup_error(void);
+
+int sandbox_up(const char *name, const struct up_opts *o, struct sandbox *out);
+int sandbox_attach(const char *name, const struct up_opts *o, struct sandbox *out);
+/* 0 also when there is no such sandbox; *FOUND says which. */
+int sandbox_down(const char *name, bool *found);
+int pod_up(const struct pod_opts *o);
+int pod_down(void);
+
+/* Prints what up/attach print, as key=value lines or one JSON object. */
+void sandbox_print(const struct sandbox *s, bool json, FILE *out);
+void pod_print(const struct pod_opts *o, bool json, FILE *out);
+
+/* status: NAME or every sandbox (NAME NULL); -ENOENT for an unknown NAME. */
+int sandbox_status(const char *name, bool json, FILE *out);
+
+/* verify: prints each problem found; returns the number of problems, or -errno. */
+int sandbox_verify(const char *name, FILE *out);
+
+#endif

@@ -1,0 +1,264 @@
+/*
+ * The nft batch builder, without a kernel: build the batch, walk its netlink
+ * messages, parse each back with libnftnl and check what it says.
+ */
+#include <arpa/inet.h>
+#include <libmnl/libmnl.h>
+#include <libnftnl/chain.h>
+#include <libnftnl/rule.h>
+#include <libnftnl/set.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "nft_rules.h"
+
+struct parsed {
+    size_t n_msgs, n_rules, n_chains, n_sets, n_elems, n_deltable, n_delchain, n_flush;
+    bool begin, end;
+    char text[16384];           /* every rule as libnftnl prints it, one per line */
+};
+
+static void parse(struct nft_batch *b, struct parsed *p)
+{
+    size_t size, off = 0;
+    const struct nlmsghdr *nlh;
+    const void *data = nft_batch_data(b, &size);
+    int left = (int)size;
+
+    memset(p, 0, sizeof(*p));
+    for (nlh = data; mnl_nlmsg_ok(nlh, left); nlh = mnl_nlmsg_next(nlh, &left)) {
+        uint16_t type = nlh->nlmsg_type;
+
+        p->n_msgs++;
+        if (type == NFNL_MSG_BATCH_BEGIN) {
+            p->begin = p->n_msgs == 1;
+            continue;
+        }
+        if (type == NFNL_MSG_BATCH_END) {
+            p->end = true;
+            continue;
+        }
+        assert_int_equal(type >> 8, NFNL_SUBSYS_NFTABLES);
+        assert_true(nlh->nlmsg_flags & NLM_F_ACK);          /* every message is ACKed */
+        switch (type & 0xff) {
+        case NFT_MSG_NEWRULE: {
+            struct nftnl_rule *r = nftnl_rule_alloc();
+            int n;
+
+            assert_int_equal(nftnl_rule_nlmsg_parse(nlh, r), 0);
+            n = snprintf(p->text + off, sizeof(p->text) - off, "%s: ",
+                         nftnl_rule_get_str(r, NFTNL_RULE_CHAIN));
+            off += (size_t)n;
+            n = nftnl_rule_snprintf(p->text + off, sizeof(p->text) - off, r,
+                                    NFTNL_OUTPUT_DEFAULT, 0);
+            off += (size_t)n;
+            p->text[off++] = '\n';
+            p->text[off] = '\0';
+            assert_true(off < sizeof(p->text) - 512);
+            nftnl_rule_free(r);
+            p->n_rules++;
+            break;
+        }
+        case NFT_MSG_DELRULE:
+            p->n_flush++;
+            break;
+        case NFT_MSG_NEWCHAIN: {
+            struct nftnl_chain *c = nftnl_chain_alloc();
+
+            assert_int_equal(nftnl_chain_nlmsg_parse(nlh, c), 0);
+            assert_string_equal(nftnl_chain_get_str(c, NFTNL_CHAIN_TABLE), NFT_TABLE);
+            nftnl_chain_free(c);
+            p->n_chains++;
+            break;
+        }
+        case NFT_MSG_NEWSET:
+            p->n_sets++;
+            break;
+        case NFT_MSG_NEWSETELEM:
+        case NFT_MSG_DELSETELEM:
+            p->n_elems++;
+            break;
+        case NFT_MSG_DELTABLE:
+            p->n_deltable++;
+            break;
+        case NFT_MSG_DELCHAIN:
+            p->n_delchain++;
+            break;
+        }
+    }
+    assert_int_equal(left, 0);      /* no trailing garbage */
+}
+
+static size_t count(const char *hay, const char *needle)
+{
+    size_t n = 0;
+
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    return n;
+}
+
+static const struct nft_sandbox sb = {
+    .name = "a1", .ifname = "sl-a1", .gw4 = {10, 200, 0, 1},
+    .proxy_port = 15001, .dns_port = 15053,
+};
+
+static void test_base_and_sandbox(void **state)
+{
+    struct nft_batch *b = nft_batch_new();
+    struct parsed *p = malloc(sizeof(*p));
+
+    (void)state;
+    assert_int_equal(nft_build_base(b), 0);
+    assert_int_equal(nft_build_sandbox_add(b, &sb), 0);
+    parse(b, p);
+    assert_true(p->begin);
+    assert_true(p->end);
+    assert_int_equal(p->n_sets, 3);            /* two verdict maps and the interface set */
+    assert_int_equal(p->n_chains, 4 + 2);      /* base chains, then pre-a1 and nat-a1 */
+    assert_int_equal(p->n_flush, 4 + 2);       /* rewritten, so a rerun never duplicates */
+    assert_int_equal(p->n_elems, 3);
+    /* TPROXY to the gateway, once, with the mark */
+    assert_int_equal(count(p->text, "pre-a1: "), 5);
+    assert_int_equal(count(p->text, "tproxy ip addr reg 1 port reg 2"), 1);
+    assert_int_equal(count(p->text, "[ meta set mark with reg 1 ]"), 1);
+    /* DNS is DNATed, tcp and udp */
+    assert_int_equal(count(p->text, "nat-a1: "), 2);
+    assert_int_equal(count(p->text, "nat dnat ip addr_min reg 1 proto_min reg 2"), 2);
+    /* QUIC rejected, the rest dropped, nothing forwarded */
+    assert_int_equal(count(p->text, "[ reject type 2 code 1 ]"), 1);
+    assert_int_equal(count(p->text, "forward: "), 2);
+    assert_int_equal(count(p->text, "lookup reg 1 set sandbox_pre dreg 0"), 1);
+    /* IPv6 off: no v6 TPROXY, no v6 DNAT */
+    assert_int_equal(count(p->text, "tproxy ip6"), 0);
+    assert_int_equal(count(p->text, "dnat ip6"), 0);
+    free(p);
+    nft_batch_free(b);
+}
+
+static void test_sandbox_v6(void **state)
+{
+    struct nft_sandbox s6 = sb;
+    struct nft_batch *b = nft_batch_new();
+    struct parsed *p = malloc(sizeof(*p));
+
+    (void)state;
+    s6.v6 = true;
+    inet_pton(AF_INET6, "2001:db8:200::1", s6.gw6);
+    assert_int_equal(nft_build_sandbox_add(b, &s6), 0);
+    parse(b, p);
+    assert_int_equal(count(p->text, "tproxy ip6 addr reg 1 port reg 2"), 1);
+    assert_int_equal(count(p->text, "nat dnat ip6"), 2);
+    free(p);
+    nft_batch_free(b);
+}
+
+static void test_delete(void **state)
+{
+    struct nft_batch *b = nft_batch_new();
+    struct parsed *p = malloc(sizeof(*p));
+
+    (void)state;
+    assert_int_equal(nft_build_sandbox_del(b, &sb, true, true), 0);
+    parse(b, p);
+    assert_int_equal(p->n_elems, 3);           /* elements go before their chains */
+    assert_int_equal(p->n_delchain, 2);
+    assert_int_equal(p->n_rules, 0);
+    nft_batch_free(b);
+
+    b = nft_batch_new();
+    assert_int_equal(nft_build_sandbox_del(b, &sb, false, true), 0);
+    parse(b, p);
+    assert_int_equal(p->n_elems, 0);
+    nft_batch_free(b);
+
+    b = nft_batch_new();
+    assert_int_equal(nft_build_table_del(b), 0);
+    parse(b, p);
+    assert_int_equal(p->n_deltable, 1);
+    assert_int_equal(p->n_msgs, 3);
+    free(p);
+    nft_batch_free(b);
+}
+
+static void test_pod(void **state)
+{
+    struct nft_pod pod = {.proxy_uid = 1337, .proxy_port = 15001, .dns_port = 15053,
+                          .metrics_port = 15090};
+    struct nft_batch *b = nft_batch_new();
+    struct parsed *p = malloc(sizeof(*p));
+
+    (void)state;
+    assert_int_equal(nft_build_pod(b, &pod), 0);
+    parse(b, p);
+    assert_int_equal(p->n_chains, 4);
+    /* the proxy's UID is exempt: compared in the mark, dns and output chains */
+    assert_true(count(p->text, "cmp eq reg 1 0x00000539") >= 2);
+    assert_int_equal(count(p->text, "tproxy ip addr reg 1 port reg 2"), 1);
+    assert_int_equal(count(p->text, "tproxy ip6 addr reg 1 port reg 2"), 1);
+    /* the proxy's own three ports, tcp and udp, v4 and v6, plus QUIC */
+    assert_int_equal(count(p->text, "[ reject type 2 code 1 ]"), 3 * 2 * 2 + 1);
+    free(p);
+    nft_batch_free(b);
+
+    pod.metrics_port = 0;       /* no metrics port: nothing to guard */
+    b = nft_batch_new();
+    p = malloc(sizeof(*p));
+    assert_int_equal(nft_build_pod(b, &pod), 0);
+    parse(b, p);
+    assert_int_equal(count(p->text, "[ reject type 2 code 1 ]"), 2 * 2 * 2 + 1);
+    free(p);
+    nft_batch_free(b);
+}
+
+static void test_describe(void **state)
+{
+    struct nft_batch *b = nft_batch_new();
+    size_t size;
+    const struct nlmsghdr *nlh;
+    int left;
+
+    (void)state;
+    assert_int_equal(nft_build_sandbox_add(b, &sb), 0);
+    nlh = nft_batch_data(b, &size);
+    left = (int)size;
+    nlh = mnl_nlmsg_next(nlh, &left);          /* the first message after begin */
+    assert_string_equal(nft_batch_describe(b, nlh->nlmsg_seq), "NFT_MSG_NEWCHAIN pre-a1");
+    nft_batch_free(b);
+    nft_batch_free(NULL);
+}
+
+static void test_expect_text(void **state)
+{
+    char text[8192];
+
+    (void)state;
+    assert_int_equal(nft_expect_text(&sb, "pre-a1", text, sizeof(text)), 0);
+    assert_int_equal(count(text, "\n"), 5);
+    assert_non_null(strstr(text, "[ counter ]"));
+    assert_null(strstr(text, "packets"));      /* counter values never enter comparisons */
+    assert_int_equal(nft_expect_text(&sb, "nat-a1", text, sizeof(text)), 0);
+    assert_int_equal(count(text, "\n"), 2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_base_and_sandbox),
+        cmocka_unit_test(test_sandbox_v6),
+        cmocka_unit_test(test_delete),
+        cmocka_unit_test(test_pod),
+        cmocka_unit_test(test_describe),
+        cmocka_unit_test(test_expect_text),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -10,19 +10,33 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "hostname.h"
 
 #define FNV_OFFSET 2166136261u
 #define FNV_PRIME 16777619u
 #define MAX_LABELS ((HOSTNAME_MAX + 1) / 2)
+#define HUGE_PAGE (2u << 20)
 
-struct name_slot {
-    const char *name;           /* borrowed from the rule's pattern */
-    uint32_t len;
+/*
+ * One rule as a slot sees it: the index, and its ports inline when there are
+ * few, so that deciding a hit reads the slot's cache line and nothing else.
+ */
+#define REF_PORTS 3             /* sizeof(name_ref.ports) / 2 */
+#define REF_MANY_PORTS 0xff     /* n_ports: more than REF_PORTS, look in the rule */
+
+#define SLOT_NAME_INLINE 32     /* names up to this long live in the slot itself */
+
+struct name_slot {              /* 64 bytes: one cache line */
     uint32_t hash;
-    int32_t exact;              /* rule index of "name", or -1 */
-    int32_t wild;               /* rule index of "*.name", or -1 */
+    uint16_t len;               /* 0: empty slot (no name is empty) */
+    struct name_ref exact;      /* "name" */
+    struct name_ref wild;       /* "*.name" */
+    union {
+        char text[SLOT_NAME_INLINE];
+        const char *ptr;        /* longer names: borrowed from the rule's pattern */
+    } name;
 };
 
 struct policy_names {
@@ -48,33 +62,48 @@ static uint32_t name_hash(const char *s, size_t len)
     return h;
 }
 
+static const char *slot_name(const struct name_slot *e)
+{
+    return e->len <= SLOT_NAME_INLINE ? e->name.text : e->name.ptr;
+}
+
+/* The slot holding S, or the empty slot where it would go. */
 static struct name_slot *names_find(const struct policy_names *t, const char *s,
                                     size_t len, uint32_t h)
 {
     size_t i;
 
-    if (t->cap == 0)
-        return NULL;
     for (i = h & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
         struct name_slot *e = &t->slots[i];
 
-        if (!e->name)
+        if (e->len == 0)
             return e;
-        if (e->hash == h && e->len == len && memcmp(e->name, s, len) == 0)
+        if (e->hash == h && e->len == len && memcmp(slot_name(e), s, len) == 0)
             return e;
     }
 }
 
+/*
+ * Large tables are aligned to and advised into huge pages: a lookup touches a
+ * few random slots, and with 4 KiB pages each one would also miss the TLB.
+ */
 static int names_reserve(struct policy_names *t, size_t n)
 {
-    size_t cap = 16;
+    size_t cap = 16, bytes;
 
     while (cap < n * 2)
         cap *= 2;
-    t->slots = malloc(cap * sizeof(*t->slots));
+    bytes = cap * sizeof(*t->slots);
+    if (bytes >= HUGE_PAGE) {
+        t->slots = aligned_alloc(HUGE_PAGE, bytes);     /* bytes is a multiple of it */
+        if (t->slots)
+            madvise(t->slots, bytes, MADV_HUGEPAGE);    /* advice only: failure is fine */
+    } else {
+        t->slots = malloc(bytes);
+    }
     if (!t->slots)
         return -ENOMEM;
-    memset(t->slots, 0, cap * sizeof(*t->slots));
+    memset(t->slots, 0, bytes);
     t->cap = cap;
     return 0;
 }
@@ -86,15 +115,28 @@ static struct name_slot *names_get(struct policy_names *t, const char *name)
     uint32_t h = name_hash(name, len);
     struct name_slot *e = names_find(t, name, len, h);
 
-    if (!e->name) {
-        e->name = name;
-        e->len = (uint32_t)len;
+    if (e->len == 0) {
+        e->len = (uint16_t)len;
         e->hash = h;
-        e->exact = -1;
-        e->wild = -1;
+        if (len <= SLOT_NAME_INLINE)
+            memcpy(e->name.text, name, len);
+        else
+            e->name.ptr = name;
+        e->exact.rule = -1;
+        e->wild.rule = -1;
         t->count++;
     }
     return e;
+}
+
+static void ref_set(struct name_ref *ref, const struct policy_rule *r, int32_t idx)
+{
+    size_t i;
+
+    ref->rule = idx;
+    ref->n_ports = r->n_ports <= REF_PORTS ? (uint8_t)r->n_ports : REF_MANY_PORTS;
+    for (i = 0; i < REF_PORTS && i < r->n_ports; i++)
+        ref->ports[i] = r->ports[i];
 }
 
 struct policy *policy_new(const char *file)
@@ -200,10 +242,10 @@ int policy_compile(struct policy *p, struct diag_list *d)
         switch (rule->kind) {
         case RULE_EXACT:
             e = names_get(p->names, rule->pattern);
-            if (e->exact >= 0)
-                report_duplicate(d, rule, &p->rules[e->exact]);
+            if (e->exact.rule >= 0)
+                report_duplicate(d, rule, &p->rules[e->exact.rule]);
             else
-                e->exact = idx;
+                ref_set(&e->exact, rule, idx);
             break;
         case RULE_WILDCARD:
             if (strcmp(rule->pattern, "*") == 0) {
@@ -211,13 +253,14 @@ int policy_compile(struct policy *p, struct diag_list *d)
                     report_duplicate(d, rule, &p->rules[p->broad_rule]);
                 else
                     p->broad_rule = idx;
+                ref_set(&p->broad_ref, rule, p->broad_rule);
                 break;
             }
             e = names_get(p->names, rule->pattern + 2);
-            if (e->wild >= 0)
-                report_duplicate(d, rule, &p->rules[e->wild]);
+            if (e->wild.rule >= 0)
+                report_duplicate(d, rule, &p->rules[e->wild.rule]);
             else
-                e->wild = idx;
+                ref_set(&e->wild, rule, idx);
             break;
         case RULE_CIDR:
             r = cidr_table_add(p->cidr_rules, &rule->cidr, idx, &existing);
@@ -243,8 +286,6 @@ static bool rule_has_port(const struct policy_rule *r, uint16_t port)
 {
     size_t lo = 0, hi = r->n_ports;
 
-    if (port == POLICY_ANY_PORT)
-        return true;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
 
@@ -258,31 +299,49 @@ static bool rule_has_port(const struct policy_rule *r, uint16_t port)
     return false;
 }
 
-/* CANDS holds rule indexes, most specific first; the first that lists PORT allows. */
-static void decide(const struct policy *p, const int32_t *cands, size_t n, uint16_t port,
-                   struct policy_verdict *v)
+static bool ref_has_port(const struct policy *p, const struct name_ref *ref, uint16_t port)
+{
+    size_t i;
+
+    if (port == POLICY_ANY_PORT)
+        return true;
+    if (ref->n_ports == REF_MANY_PORTS)
+        return rule_has_port(&p->rules[ref->rule], port);
+    for (i = 0; i < ref->n_ports; i++)
+        if (ref->ports[i] == port)
+            return true;
+    return false;
+}
+
+/* CANDS holds the rules naming the target, most specific first; the first that lists PORT allows. */
+static void decide(const struct policy *p, const struct name_ref *const *cands, size_t n,
+                   uint16_t port, struct policy_verdict *v)
 {
     size_t i;
 
     for (i = 0; i < n; i++) {
-        if (rule_has_port(&p->rules[cands[i]], port)) {
+        if (ref_has_port(p, cands[i], port)) {
             v->allow = true;
             v->reason = REASON_NONE;
-            v->rule = &p->rules[cands[i]];
+            v->rule = &p->rules[cands[i]->rule];
             return;
         }
     }
     v->allow = false;
     v->reason = n > 0 ? REASON_PORT_NOT_ALLOWED : REASON_NOT_ALLOWLISTED;
-    v->rule = n > 0 ? &p->rules[cands[0]] : NULL;
+    v->rule = n > 0 ? &p->rules[cands[0]->rule] : NULL;
 }
 
 void policy_match_host(const struct policy *p, const uint8_t *host, size_t len,
                        uint16_t port, struct policy_verdict *v)
 {
     char name[HOSTNAME_MAX + 1];
-    int32_t wild[MAX_LABELS], cands[MAX_LABELS + 2];
-    size_t nlen, i, nwild = 0, n = 0;
+    const struct name_ref *cands[MAX_LABELS + 2];
+    struct {
+        uint32_t hash;
+        size_t off;
+    } probes[MAX_LABELS];
+    size_t nlen, i, np = 0, n = 0;
     const struct name_slot *e;
     uint32_t h = FNV_OFFSET;
 
@@ -293,32 +352,48 @@ void policy_match_host(const struct policy *p, const uint8_t *host, size_t len,
         return;
     }
 
-    /* Walk right to left; at each dot, the hash so far is that of the suffix after it. */
+    /*
+     * Walk right to left; at each dot, the hash so far is that of the suffix
+     * after it. All slots are prefetched before any is read, so in a table
+     * larger than the cache their misses overlap instead of adding up.
+     */
     for (i = nlen; i > 0; i--) {
         if (name[i - 1] == '.') {
-            e = names_find(p->names, name + i, nlen - i, h);
-            if (e && e->name && e->wild >= 0)
-                wild[nwild++] = e->wild;
+            probes[np].hash = h;
+            probes[np++].off = i;
+            __builtin_prefetch(&p->names->slots[h & (p->names->cap - 1)]);
         }
         h = hash_step(h, name[i - 1]);
     }
+    __builtin_prefetch(&p->names->slots[h & (p->names->cap - 1)]);
     e = names_find(p->names, name, nlen, h);
-    if (e && e->name && e->exact >= 0)
-        cands[n++] = e->exact;
-    while (nwild > 0)
-        cands[n++] = wild[--nwild];     /* longest suffix first */
+    if (e->len && e->exact.rule >= 0)
+        cands[n++] = &e->exact;
+    while (np > 0) {                    /* the longest suffix was found last */
+        np--;
+        e = names_find(p->names, name + probes[np].off, nlen - probes[np].off,
+                       probes[np].hash);
+        if (e->len && e->wild.rule >= 0)
+            cands[n++] = &e->wild;
+    }
     if (p->broad_rule >= 0)
-        cands[n++] = p->broad_rule;
+        cands[n++] = &p->broad_ref;
     decide(p, cands, n, port, v);
 }
 
 void policy_match_addr(const struct policy *p, int family, const uint8_t *addr,
                        uint16_t port, struct policy_verdict *v)
 {
-    int32_t cands[129 + 1];
-    size_t n = cidr_table_match(p->cidr_rules, family, addr, cands,
-                                sizeof(cands) / sizeof(cands[0]));
+    int32_t idx[129 + 1];
+    struct name_ref refs[129 + 1];
+    const struct name_ref *cands[129 + 1];
+    size_t n = cidr_table_match(p->cidr_rules, family, addr, idx,
+                                sizeof(idx) / sizeof(idx[0])), i;
 
+    for (i = 0; i < n; i++) {
+        ref_set(&refs[i], &p->rules[idx[i]], idx[i]);
+        cands[i] = &refs[i];
+    }
     decide(p, cands, n, port, v);
 }
 

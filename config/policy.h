@@ -67,6 +67,12 @@ struct policy_settings {
 
 struct policy_names;
 
+struct name_ref {               /* a rule as the lookup tables hold it (policy.c) */
+    int32_t rule;
+    uint8_t n_ports;
+    uint16_t ports[3];
+};
+
 struct policy {
     uint64_t generation;        /* unique per compiled policy in this process */
     char *file;                 /* where it came from */
@@ -80,6 +86,7 @@ struct policy {
     /* lookup structures, built by policy_compile() */
     struct policy_names *names;
     int32_t broad_rule;         /* index of the "*" rule, or -1 */
+    struct name_ref broad_ref;
     struct cidr_table *cidr_rules;
     struct cidr_table *allow_table;
 };

@@ -433,6 +433,16 @@ static void reject_port_unreach(struct rb *rb)
     nftnl_expr_set_u8(e, NFTNL_EXPR_REJECT_CODE, NFT_REJECT_ICMPX_PORT_UNREACH);
 }
 
+static void reject_tcp_reset(struct rb *rb)
+{
+    struct nftnl_expr *e = expr(rb, "reject");
+
+    if (!e)
+        return;
+    nftnl_expr_set_u32(e, NFTNL_EXPR_REJECT_TYPE, NFT_REJECT_TCP_RST);
+    nftnl_expr_set_u8(e, NFTNL_EXPR_REJECT_CODE, 0);
+}
+
 static void rb_start(struct rb *rb, const char *chain)
 {
     rb->oom = false;
@@ -596,6 +606,13 @@ static void sandbox_family_rules(struct nft_batch *b, const struct nft_sandbox *
     set_mark(&rb);
     verdict(&rb, NF_ACCEPT);
     rb_end(b, &rb, C_PROXY);
+    /* tproxy finds no socket when the proxy is down: refuse at once, never route */
+    rb_start(&rb, pre);
+    match_u8(&rb, NFT_META_NFPROTO, family);
+    match_u8(&rb, NFT_META_L4PROTO, IPPROTO_TCP);
+    counter(&rb);
+    reject_tcp_reset(&rb);
+    rb_end(b, &rb, C_REJECT);
     if (family == NFPROTO_IPV6) {
         for (i = 0; i < 2; i++) {           /* neighbour discovery, nothing else of ICMPv6 */
             uint8_t type = i == 0 ? 135 : 136;

@@ -6,7 +6,8 @@
  * Router mode, table inet sluice:
  *   prerouting (filter, mangle): iifname vmap @sandbox_pre -> chain pre-NAME:
  *       DNS (tcp/udp 53) accept for the nat chain; other TCP -> tproxy to the
- *       proxy + mark; udp/443 reject (QUIC falls back at once); the rest drop.
+ *       proxy + mark, or a reset when no proxy listens; udp/443 reject (QUIC
+ *       falls back at once); the rest drop.
  *   dstnat (nat): iifname vmap @sandbox_nat -> chain nat-NAME: DNS -> dnat to
  *       the proxy's DNS address.
  *   input, forward (filter): iifname @sandboxes: only marked (TPROXY) and

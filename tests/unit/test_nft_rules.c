@@ -127,7 +127,8 @@ static void test_base_and_sandbox(void **state)
     assert_int_equal(p->n_flush, 4 + 2);       /* rewritten, so a rerun never duplicates */
     assert_int_equal(p->n_elems, 3);
     /* TPROXY to the gateway, once, with the mark */
-    assert_int_equal(count(p->text, "pre-a1: "), 5);
+    assert_int_equal(count(p->text, "pre-a1: "), 6);
+    assert_int_equal(count(p->text, "[ reject type 1 code 0 ]"), 1);   /* no proxy: RST */
     assert_int_equal(count(p->text, "tproxy ip addr reg 1 port reg 2"), 1);
     assert_int_equal(count(p->text, "[ meta set mark with reg 1 ]"), 1);
     /* DNS is DNATed, tcp and udp */
@@ -157,6 +158,7 @@ static void test_sandbox_v6(void **state)
     parse(b, p);
     assert_int_equal(count(p->text, "tproxy ip6 addr reg 1 port reg 2"), 1);
     assert_int_equal(count(p->text, "nat dnat ip6"), 2);
+    assert_int_equal(count(p->text, "[ reject type 1 code 0 ]"), 2);
     free(p);
     nft_batch_free(b);
 }
@@ -242,7 +244,7 @@ static void test_expect_text(void **state)
 
     (void)state;
     assert_int_equal(nft_expect_text(&sb, "pre-a1", text, sizeof(text)), 0);
-    assert_int_equal(count(text, "\n"), 5);
+    assert_int_equal(count(text, "\n"), 6);
     assert_non_null(strstr(text, "[ counter ]"));
     assert_null(strstr(text, "packets"));      /* counter values never enter comparisons */
     assert_int_equal(nft_expect_text(&sb, "nat-a1", text, sizeof(text)), 0);

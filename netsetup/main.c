@@ -83,24 +83,20 @@ static int usage_error(const char *fmt, ...)
 
 static int runtime_error(const char *name, int err)
 {
-    const char *hint = "";
+    const char *hint = netsetup_hint(), *p;
 
-    if (err == -EEXIST && name)
-        hint = " (run 'sluice-netsetup down NAME' first, or pick another name)";
-    else if (err == -ENOSPC)
-        hint = " (the pool is full: run 'sluice-netsetup down' on unused sandboxes)";
-    else if (err == -EADDRINUSE)
-        hint = " (pick a free --subnet)";
+    if (!hint && err == -ENOSPC)
+        hint = "the pool is full: run 'sluice-netsetup down' on unused sandboxes";
+    else if (!hint && err == -EADDRINUSE)
+        hint = "pick a free --subnet";
+    else if (!hint && (err == -EPERM || err == -EACCES))
+        hint = "run as root, or with CAP_NET_ADMIN and CAP_SYS_ADMIN";
     fprintf(stderr, "sluice-netsetup: %s%s%s: %s: %s", current, name ? " " : "",
             name ? name : "", netsetup_error(), strerror(-err));
-    if (*hint) {
-        const char *p = strstr(hint, "NAME");
-
-        if (p && name)
-            fprintf(stderr, "%.*s%s%s", (int)(p - hint), hint, name, p + 4);
-        else
-            fprintf(stderr, "%s", hint);
-    }
+    if (hint && name && (p = strstr(hint, "NAME")) != NULL)
+        fprintf(stderr, " (%.*s%s%s)", (int)(p - hint), hint, name, p + 4);
+    else if (hint)
+        fprintf(stderr, " (%s)", hint);
     fprintf(stderr, "\n");
     return EXIT_RUNTIME;
 }

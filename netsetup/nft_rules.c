@@ -735,11 +735,25 @@ int nft_build_pod(struct nft_batch *b, const struct nft_pod *p)
         verdict(&rb, NFT_RETURN);
         rb_end(b, &rb, NULL);
     }
+    for (i = 0; i < 2; i++) {           /* DNS is pod_dns's: leave it unmarked */
+        rb_start(&rb, "pod_mark");
+        match_u8(&rb, NFT_META_L4PROTO, l4[i]);
+        match_dport(&rb, 53);
+        verdict(&rb, NFT_RETURN);
+        rb_end(b, &rb, NULL);
+    }
     rb_start(&rb, "pod_mark");
     match_u8(&rb, NFT_META_L4PROTO, IPPROTO_TCP);
     counter(&rb);
     set_mark(&rb);
     rb_end(b, &rb, C_PROXY);
+    /* QUIC takes the same detour, so that pod_tproxy can refuse it on input: a
+     * reject in OUTPUT would only make send() fail with EPERM. */
+    rb_start(&rb, "pod_mark");
+    match_u8(&rb, NFT_META_L4PROTO, IPPROTO_UDP);
+    match_dport(&rb, 443);
+    set_mark(&rb);
+    rb_end(b, &rb, NULL);
 
     for (f = 0; f < 2; f++) {
         rb_start(&rb, "pod_tproxy");
@@ -750,6 +764,13 @@ int nft_build_pod(struct nft_batch *b, const struct nft_pod *p)
                      p->proxy_port);
         verdict(&rb, NF_ACCEPT);
         rb_end(b, &rb, NULL);
+        rb_start(&rb, "pod_tproxy");    /* no proxy listening: refuse at once */
+        match_u8(&rb, NFT_META_NFPROTO, fams[f]);
+        match_u32(&rb, NFT_META_MARK, NFT_CMP_EQ, NFT_MARK);
+        match_u8(&rb, NFT_META_L4PROTO, IPPROTO_TCP);
+        counter(&rb);
+        reject_tcp_reset(&rb);
+        rb_end(b, &rb, C_REJECT);
 
         for (i = 0; i < 2; i++) {       /* the workload's DNS, to any address */
             rb_start(&rb, "pod_dns");
@@ -763,6 +784,14 @@ int nft_build_pod(struct nft_batch *b, const struct nft_pod *p)
             rb_end(b, &rb, C_DNS);
         }
     }
+
+    rb_start(&rb, "pod_tproxy");        /* QUIC, marked by pod_mark: port unreachable */
+    match_u32(&rb, NFT_META_MARK, NFT_CMP_EQ, NFT_MARK);
+    match_u8(&rb, NFT_META_L4PROTO, IPPROTO_UDP);
+    match_dport(&rb, 443);
+    counter(&rb);
+    reject_port_unreach(&rb);
+    rb_end(b, &rb, C_REJECT);
 
     /* pod_out: what may leave a workload socket at all */
     rb_start(&rb, "pod_out");
@@ -799,17 +828,18 @@ int nft_build_pod(struct nft_batch *b, const struct nft_pod *p)
                 rb_end(b, &rb, C_REJECT);
             }
         }
-        rb_start(&rb, "pod_out");           /* the rest of loopback stays local */
-        match_loopback(&rb, fams[f]);
-        verdict(&rb, NF_ACCEPT);
-        rb_end(b, &rb, NULL);
     }
+    /* The rest of what stays on this host (loopback, the pod's own address, the
+     * ICMP errors pod_tproxy sends back) is local, not egress. */
     rb_start(&rb, "pod_out");
-    match_u8(&rb, NFT_META_L4PROTO, IPPROTO_UDP);
-    match_dport(&rb, 443);
-    counter(&rb);
-    reject_port_unreach(&rb);
-    rb_end(b, &rb, C_REJECT);
+    {
+        static const char lo[IFNAMSIZ] = "lo";
+
+        meta_load(&rb, NFT_META_OIFNAME);
+        cmp(&rb, NFT_CMP_EQ, lo, IFNAMSIZ);
+    }
+    verdict(&rb, NF_ACCEPT);
+    rb_end(b, &rb, NULL);
     rb_start(&rb, "pod_out");
     counter(&rb);
     verdict(&rb, NF_DROP);
@@ -1091,6 +1121,11 @@ static void rule_text(struct nftnl_rule *r, struct text_ctx *t)
 
         if (strcmp(name, "counter") == 0) {
             n = snprintf(line + off, sizeof(line) - off, "[ counter ] ");
+        } else if (strcmp(name, "nat") == 0) {
+            /* the kernel echoes addr_max/proto_max/flags it filled in itself */
+            n = snprintf(line + off, sizeof(line) - off, "[ nat type %u family %u ] ",
+                         nftnl_expr_get_u32(e, NFTNL_EXPR_NAT_TYPE),
+                         nftnl_expr_get_u32(e, NFTNL_EXPR_NAT_FAMILY));
         } else {
             n = snprintf(line + off, sizeof(line) - off, "[ %s ", name);
             if (n > 0 && (size_t)n < sizeof(line) - off) {

@@ -29,10 +29,16 @@
 #define TEXT_MAX 8192
 
 static char err_what[256];
+static const char *err_hint;    /* the fix, when the failing step knows it */
 
 const char *netsetup_error(void)
 {
     return err_what;
+}
+
+const char *netsetup_hint(void)
+{
+    return err_hint;
 }
 
 __attribute__((format(printf, 1, 2)))
@@ -201,25 +207,21 @@ static int routing_ensure(struct rtnl *rt, int family)
     return r < 0 ? r : 0;
 }
 
-static int routing_remove(struct rtnl *rt)
+static int routing_remove(struct rtnl *rt, int family)
 {
-    static const int families[] = {AF_INET, AF_INET6};
     int lo = rtnl_link_index(rt, "lo"), r;
-    size_t i;
 
-    for (i = 0; i < 2; i++) {
-        while ((r = rtnl_rule_fwmark_exists(rt, families[i], NFT_MARK, NFT_ROUTE_TABLE)) > 0)
-            if (rtnl_check(rtnl_rule_fwmark(rt, false, families[i], NFT_MARK,
-                                            NFT_ROUTE_TABLE, NFT_RULE_PRIO)) < 0)
-                return rtnl_check(r);
-        if (r < 0 && r != -EAFNOSUPPORT)
-            return rtnl_check(r);
-        r = rtnl_route_local_default_exists(rt, families[i], NFT_ROUTE_TABLE);
-        if (r > 0 && lo > 0)
-            r = rtnl_route_local_default(rt, false, families[i], NFT_ROUTE_TABLE, lo);
-        if (r < 0 && r != -EAFNOSUPPORT && r != -ESRCH && r != -ENOENT)
-            return rtnl_check(r);
-    }
+    while ((r = rtnl_rule_fwmark_exists(rt, family, NFT_MARK, NFT_ROUTE_TABLE)) > 0)
+        if ((r = rtnl_check(rtnl_rule_fwmark(rt, false, family, NFT_MARK, NFT_ROUTE_TABLE,
+                                             NFT_RULE_PRIO))) < 0)
+            return r;
+    if (r < 0 && r != -EAFNOSUPPORT)
+        return rtnl_check(r);
+    r = rtnl_route_local_default_exists(rt, family, NFT_ROUTE_TABLE);
+    if (r > 0 && lo > 0)
+        r = rtnl_route_local_default(rt, false, family, NFT_ROUTE_TABLE, lo);
+    if (r < 0 && r != -EAFNOSUPPORT && r != -ESRCH && r != -ENOENT)
+        return rtnl_check(r);
     return 0;
 }
 
@@ -260,8 +262,12 @@ static int resolv_conf(const struct sandbox *s, bool create)
     return 0;
 }
 
-/* Removes whatever of S exists. OTHERS: how many other sandboxes remain. */
-static int teardown(const struct sandbox *s, size_t others)
+struct others {
+    size_t all, v6;             /* other sandboxes on record, and those with IPv6 */
+};
+
+/* Removes whatever of S exists; shared pieces go with the last sandbox using them. */
+static int teardown(const struct sandbox *s, struct others others)
 {
     struct nft_sandbox n;
     struct nft_batch *b;
@@ -277,7 +283,7 @@ static int teardown(const struct sandbox *s, size_t others)
         b = nft_batch_new();
         if (!b)
             return -ENOMEM;
-        if (others == 0)
+        if (others.all == 0)
             r = nft_build_table_del(b);
         else
             r = nft_build_sandbox_del(b, &n, nft_sandbox_elem_exists(s->host_if) > 0,
@@ -318,7 +324,9 @@ static int teardown(const struct sandbox *s, size_t others)
             }
         }
     }
-    if (others == 0 && (r = routing_remove(rt)) < 0 && !first)
+    if (others.all == 0 && (r = routing_remove(rt, AF_INET)) < 0 && !first)
+        first = r;
+    if (others.v6 == 0 && (r = routing_remove(rt, AF_INET6)) < 0 && !first)
         first = r;
     rtnl_close(rt);
     if (!first && (r = state_remove(s->name)) < 0) {
@@ -516,18 +524,22 @@ static int configure_host(struct rtnl *rt, const struct sandbox *s)
     return r;
 }
 
-static size_t count_others(const char *name)
+static struct others count_others(const char *name)
 {
+    struct others o = {0, 0};
     struct sandbox *all;
-    size_t n, i, others = 0;
+    size_t n, i;
 
     if (state_list(&all, &n) < 0)
-        return 1;       /* unknown: keep the shared pieces */
-    for (i = 0; i < n; i++)
-        if (strcmp(all[i].name, name) != 0)
-            others++;
+        return (struct others){1, 1};   /* unknown: keep the shared pieces */
+    for (i = 0; i < n; i++) {
+        if (strcmp(all[i].name, name) != 0) {
+            o.all++;
+            o.v6 += all[i].v6;
+        }
+    }
     free(all);
-    return others;
+    return o;
 }
 
 /* up and attach: the parts they share. */
@@ -549,6 +561,7 @@ static int create(const char *name, const struct up_opts *o, enum sandbox_mode m
             cidr_format(&old.subnet, net);
             what("sandbox %s exists with other settings (subnet %s, interface %s)", name,
                  net, old.host_if);
+            err_hint = "run 'sluice-netsetup down NAME' first, or pick another name";
             r = -EEXIST;
             goto out;
         }
@@ -578,6 +591,7 @@ static int create(const char *name, const struct up_opts *o, enum sandbox_mode m
     r = rtnl_link_index(rt, s.host_if);
     if (mode == SANDBOX_NETNS && r >= 0) {
         what("interface %s exists and is not a sluice sandbox's", s.host_if);
+        err_hint = "pick another name, or remove the interface";
         r = -EEXIST;
         goto out;
     }
@@ -593,8 +607,16 @@ static int create(const char *name, const struct up_opts *o, enum sandbox_mode m
 
     if (mode == SANDBOX_NETNS) {
         what("creating network namespace %s/%s", NETNS_RUN_DIR, name);
-        if ((r = netns_create(name)) < 0)
-            goto fail;
+        if ((r = netns_create(name)) < 0) {
+            /* nothing is built yet, and a namespace of that name is not ours to undo */
+            if (r == -EEXIST) {
+                what("network namespace %s/%s exists and is not a sluice sandbox's",
+                     NETNS_RUN_DIR, name);
+                err_hint = "pick another name";
+            }
+            state_remove(name);
+            goto out;
+        }
         what("opening network namespace %s", name);
         if ((r = nsfd = netns_open(name)) < 0)
             goto fail;
@@ -707,7 +729,9 @@ int pod_down(void)
         return r;
     if ((r = rtnl_check(rtnl_open(&rt))) < 0)
         return r;
-    r = routing_remove(rt);
+    r = routing_remove(rt, AF_INET);
+    if (r == 0)
+        r = routing_remove(rt, AF_INET6);
     rtnl_close(rt);
     return r;
 }
@@ -827,17 +851,43 @@ static uint64_t counter_of(const char *name, int which)
  * each packet was handled as P1 says: TCP to a port of the gateway is taken
  * by TPROXY, QUIC is refused at once, other UDP and ICMP are dropped.
  */
+/* Whether an echo reply arrives on raw ICMP socket FD within MS (other ICMP, such
+ * as the port-unreachable the QUIC probe earned, is skipped). */
+static bool echo_answered(int fd, int ms)
+{
+    uint8_t pkt[256];
+
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        ssize_t got;
+        size_t ihl;
+
+        if (poll(&p, 1, ms) != 1)
+            return false;
+        got = recv(fd, pkt, sizeof(pkt), MSG_DONTWAIT);
+        if (got < 20)
+            continue;
+        ihl = (size_t)(pkt[0] & 0x0f) * 4;
+        if ((size_t)got > ihl && pkt[ihl] == 0)       /* ICMP_ECHOREPLY */
+            return true;
+    }
+}
+
 static void probe(const struct sandbox *s, FILE *out, int *n)
 {
     struct sockaddr_in gw = {.sin_family = AF_INET}, far = {.sin_family = AF_INET};
-    uint8_t a[16];
+    static const uint8_t echo[8] = {8, 0, 0xf7, 0xff, 0, 0, 0, 0};   /* checksum set */
+    int tcp = -1, quic = -1, udp = -1, icmp = -1, nsfd, saved;
     uint64_t before;
-    int nsfd, saved, fd;
+    uint8_t a[16];
     char buf[64];
 
     sandbox_gateway(&s->subnet, a);
     memcpy(&gw.sin_addr, a, 4);
     inet_pton(AF_INET, "192.0.2.1", &far.sin_addr);   /* TEST-NET-1: never routed */
+
+    /* Sockets belong to the namespace they are made in: make them inside, then
+     * come back, so that the counters are read from the host's rules. */
     nsfd = netns_open(s->name);
     if (nsfd < 0 || netns_enter(nsfd, &saved) < 0) {
         problem(out, n, "cannot enter network namespace %s", s->name);
@@ -845,60 +895,62 @@ static void probe(const struct sandbox *s, FILE *out, int *n)
             close(nsfd);
         return;
     }
+    tcp = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    quic = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    icmp = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMP);
+    if (netns_leave(saved) < 0)
+        problem(out, n, "cannot return to the host's network namespace");
+    close(nsfd);
+    if (tcp < 0 || quic < 0 || udp < 0 || icmp < 0) {
+        problem(out, n, "cannot open probe sockets in %s: %s", s->name, strerror(errno));
+        goto out;
+    }
 
     before = counter_of(s->name, 0);                 /* TCP: intercepted, whatever port */
     gw.sin_port = htons(22);
-    fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd >= 0) {
-        struct pollfd p = {.fd = fd, .events = POLLOUT};
+    {
+        struct pollfd p = {.fd = tcp, .events = POLLOUT};
 
-        connect(fd, (struct sockaddr *)&gw, sizeof(gw));
+        connect(tcp, (struct sockaddr *)&gw, sizeof(gw));
         poll(&p, 1, 500);
-        close(fd);
     }
     if (counter_of(s->name, 0) == before)
         problem(out, n, "TCP to the gateway's port 22 was not taken by TPROXY");
 
     before = counter_of(s->name, 1);                 /* QUIC: refused at once */
     far.sin_port = htons(443);
-    fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd >= 0) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
+    {
+        struct pollfd p = {.fd = quic, .events = POLLIN};
         ssize_t got = -1;
 
-        if (connect(fd, (struct sockaddr *)&far, sizeof(far)) == 0 &&
-            send(fd, "quic", 4, 0) == 4 && poll(&p, 1, 1000) == 1)
-            got = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+        errno = 0;
+        if (connect(quic, (struct sockaddr *)&far, sizeof(far)) == 0 &&
+            send(quic, "quic", 4, 0) == 4 && poll(&p, 1, 1000) == 1)
+            got = recv(quic, buf, sizeof(buf), MSG_DONTWAIT);
         if (!(got < 0 && errno == ECONNREFUSED))
             problem(out, n, "UDP to port 443 was not refused (QUIC must fail at once)");
-        close(fd);
     }
     if (counter_of(s->name, 1) == before)
         problem(out, n, "UDP to port 443 did not hit the reject rule");
 
     before = counter_of(s->name, 2);                 /* other UDP and ICMP: dropped */
     far.sin_port = htons(9);
-    fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd >= 0) {
-        sendto(fd, "probe", 5, 0, (struct sockaddr *)&far, sizeof(far));
-        close(fd);
-    }
-    fd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMP);
-    if (fd >= 0) {
-        static const uint8_t echo[8] = {8, 0, 0xf7, 0xff, 0, 0, 0, 0};  /* checksum set */
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-
-        sendto(fd, echo, sizeof(echo), 0, (struct sockaddr *)&gw, sizeof(gw));
-        if (poll(&p, 1, 300) == 1)
-            problem(out, n, "ICMP echo to the gateway was answered");
-        close(fd);
-    }
+    sendto(udp, "probe", 5, 0, (struct sockaddr *)&far, sizeof(far));
+    sendto(icmp, echo, sizeof(echo), 0, (struct sockaddr *)&gw, sizeof(gw));
+    if (echo_answered(icmp, 300))
+        problem(out, n, "ICMP echo to the gateway was answered");
     if (counter_of(s->name, 2) < before + 2)
         problem(out, n, "UDP to port 9 and ICMP were not both dropped by the sandbox chain");
-
-    if (netns_leave(saved) < 0)
-        problem(out, n, "cannot return to the host's network namespace");
-    close(nsfd);
+out:
+    if (tcp >= 0)
+        close(tcp);
+    if (quic >= 0)
+        close(quic);
+    if (udp >= 0)
+        close(udp);
+    if (icmp >= 0)
+        close(icmp);
 }
 
 int sandbox_verify(const char *name, FILE *out)

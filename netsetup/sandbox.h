@@ -37,6 +37,8 @@ struct pod_opts {
 
 /* "RTM_NEWLINK veth sl-a1" and the like: the step that failed last. */
 const char *netsetup_error(void);
+/* How to fix it ("pick another name"), or NULL; NAME in it stands for the sandbox. */
+const char *netsetup_hint(void);
 
 int sandbox_up(const char *name, const struct up_opts *o, struct sandbox *out);
 int sandbox_attach(const char *name, const struct up_opts *o, struct sandbox *out);

@@ -1,0 +1,268 @@
+/*
+ * Request-head parsing (RFC 9112), strict on purpose: a proxy that reads a
+ * head differently from the origin is a smuggling vector, so whatever two
+ * readers could disagree on (bare LF, folding, two Hosts, two lengths,
+ * Transfer-Encoding with Content-Length) is refused rather than guessed.
+ */
+#include "http_head.h"
+
+#include <string.h>
+#include <strings.h>
+
+static bool is_tchar(uint8_t c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* Compares bytes S..S+LEN with the lowercase word W, ignoring ASCII case. */
+static bool word_eq(const uint8_t *s, size_t len, const char *w)
+{
+    return strlen(w) == len && strncasecmp((const char *)s, w, len) == 0;
+}
+
+static void trim(const uint8_t **s, size_t *len)
+{
+    while (*len > 0 && ((*s)[0] == ' ' || (*s)[0] == '\t')) {
+        (*s)++;
+        (*len)--;
+    }
+    while (*len > 0 && ((*s)[*len - 1] == ' ' || (*s)[*len - 1] == '\t'))
+        (*len)--;
+}
+
+/* Calls FN for each comma-separated element of a header value. */
+static void each_token(const uint8_t *v, size_t len, struct http_head *h,
+                       void (*fn)(const uint8_t *t, size_t n, struct http_head *h))
+{
+    size_t start = 0, i;
+
+    for (i = 0; i <= len; i++) {
+        if (i == len || v[i] == ',') {
+            const uint8_t *t = v + start;
+            size_t n = i - start;
+
+            trim(&t, &n);
+            if (n)
+                fn(t, n, h);
+            start = i + 1;
+        }
+    }
+}
+
+static void connection_token(const uint8_t *t, size_t n, struct http_head *h)
+{
+    if (word_eq(t, n, "close"))
+        h->close = true;
+    else if (word_eq(t, n, "keep-alive") && h->minor == 0)
+        h->close = false;
+}
+
+static void upgrade_token(const uint8_t *t, size_t n, struct http_head *h)
+{
+    if (word_eq(t, n, "websocket"))
+        h->upgrade_websocket = true;
+    else if (word_eq(t, n, "h2c"))
+        h->upgrade_h2c = true;
+}
+
+/* "host[:port]" to a normalized name and a port; false if it is not one. */
+static bool parse_authority(const uint8_t *s, size_t len, char name[HOSTNAME_MAX + 1],
+                            size_t *name_len, uint16_t *port)
+{
+    size_t colon = len, i;
+    unsigned long p = 0;
+
+    if (len == 0 || s[0] == '[')
+        return false;                   /* empty, or an IPv6 literal */
+    for (i = 0; i < len; i++)
+        if (s[i] == ':')
+            colon = i;
+    *port = 80;
+    if (colon < len) {
+        if (colon + 1 == len || len - colon - 1 > 5)
+            return false;
+        for (i = colon + 1; i < len; i++) {
+            if (s[i] < '0' || s[i] > '9')
+                return false;
+            p = p * 10 + (unsigned long)(s[i] - '0');
+        }
+        if (p < 1 || p > 65535)
+            return false;
+        *port = (uint16_t)p;
+    }
+    return hostname_normalize(s, colon, name, name_len) == HOSTNAME_OK;
+}
+
+/* Where the head ends (the index after CRLF CRLF), 0 if not yet; -1 on a bare LF. */
+static long find_end(const uint8_t *buf, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        if (buf[i] != '\n')
+            continue;
+        if (i == 0 || buf[i - 1] != '\r')
+            return -1;
+        if (i >= 3 && buf[i - 2] == '\n' && buf[i - 3] == '\r')
+            return (long)(i + 1);
+    }
+    return 0;
+}
+
+static enum http_head_status request_line(const uint8_t *line, size_t len,
+                                          struct http_head *h)
+{
+    size_t i = 0, m, t;
+
+    while (i < len && is_tchar(line[i]))
+        i++;
+    if (i == 0 || i > HTTP_METHOD_MAX || i == len || line[i] != ' ')
+        return HTTP_HEAD_BAD;
+    memcpy(h->method, line, i);
+    h->method[i] = '\0';
+    m = ++i;
+    while (i < len && line[i] > 0x20 && line[i] < 0x7f)
+        i++;
+    t = i - m;
+    if (t == 0 || i == len || line[i] != ' ')
+        return HTTP_HEAD_BAD;
+    h->target = line + m;
+    h->target_len = t;
+    i++;
+    if (len - i != 8 || memcmp(line + i, "HTTP/1.", 7) != 0 ||
+        line[i + 7] < '0' || line[i + 7] > '9')
+        return HTTP_HEAD_BAD;
+    h->minor = (unsigned)(line[i + 7] - '0');
+    h->close = h->minor == 0;
+    return HTTP_HEAD_OK;
+}
+
+enum http_head_status http_head_parse(const uint8_t *buf, size_t len, struct http_head *out)
+{
+    const uint8_t *host_v = NULL, *p, *end;
+    size_t host_n = 0, headers = 0, i;
+    bool have_cl = false, have_te = false;
+    enum http_head_status st;
+    long head_end;
+
+    memset(out, 0, sizeof(*out));
+    /* Not HTTP as soon as the first bytes cannot start a request line. */
+    for (i = 0; i < len && i <= HTTP_METHOD_MAX && buf[i] != ' '; i++)
+        if (!is_tchar(buf[i]))
+            return HTTP_HEAD_NOT_HTTP;
+    if (i > HTTP_METHOD_MAX || (i < len && i == 0))
+        return HTTP_HEAD_NOT_HTTP;
+
+    head_end = find_end(buf, len < HTTP_HEAD_MAX ? len : HTTP_HEAD_MAX);
+    if (head_end < 0)
+        return HTTP_HEAD_BAD;
+    if (head_end == 0)
+        return len >= HTTP_HEAD_MAX ? HTTP_HEAD_TOO_BIG : HTTP_HEAD_NEED_MORE;
+    out->head_len = (size_t)head_end;
+
+    end = buf + head_end - 2;           /* the final CRLF */
+    p = memchr(buf, '\r', (size_t)(end - buf));
+    if (!p || p[1] != '\n')
+        return HTTP_HEAD_BAD;           /* a bare CR */
+    if ((st = request_line(buf, (size_t)(p - buf), out)) != HTTP_HEAD_OK)
+        return st;
+    for (p += 2; p < end;) {
+        const uint8_t *eol = memchr(p, '\r', (size_t)(end - p)), *colon, *v;
+        size_t n, vn;
+
+        if (!eol || eol[1] != '\n')
+            return HTTP_HEAD_BAD;       /* a bare CR inside a line */
+
+        if (++headers > HTTP_HEADERS_MAX)
+            return HTTP_HEAD_TOO_BIG;
+        if (p[0] == ' ' || p[0] == '\t')
+            return HTTP_HEAD_BAD;       /* obsolete line folding */
+        colon = memchr(p, ':', (size_t)(eol - p));
+        if (!colon || colon == p)
+            return HTTP_HEAD_BAD;
+        n = (size_t)(colon - p);
+        for (i = 0; i < n; i++)
+            if (!is_tchar(p[i]))
+                return HTTP_HEAD_BAD;   /* includes space before the colon */
+        v = colon + 1;
+        vn = (size_t)(eol - v);
+        for (i = 0; i < vn; i++)
+            if ((v[i] < 0x20 && v[i] != '\t') || v[i] == 0x7f)
+                return HTTP_HEAD_BAD;
+        trim(&v, &vn);
+
+        if (word_eq(p, n, "host")) {
+            if (host_v) {
+                out->host_state = HTTP_HOST_DUPLICATE;
+            } else {
+                host_v = v;
+                host_n = vn;
+            }
+        } else if (word_eq(p, n, "content-length")) {
+            uint64_t cl = 0;
+
+            if (vn == 0 || vn > 19)
+                return HTTP_HEAD_BAD;
+            for (i = 0; i < vn; i++) {
+                if (v[i] < '0' || v[i] > '9')
+                    return HTTP_HEAD_BAD;
+                cl = cl * 10 + (uint64_t)(v[i] - '0');
+            }
+            if (have_cl && cl != out->content_length)
+                return HTTP_HEAD_BAD;
+            have_cl = true;
+            out->content_length = cl;
+        } else if (word_eq(p, n, "transfer-encoding")) {
+            if (have_te || !word_eq(v, vn, "chunked"))
+                return HTTP_HEAD_BAD;   /* only a lone "chunked" is read the same by all */
+            have_te = true;
+        } else if (word_eq(p, n, "connection")) {
+            each_token(v, vn, out, connection_token);
+        } else if (word_eq(p, n, "upgrade")) {
+            each_token(v, vn, out, upgrade_token);
+        }
+        p = eol + 2;
+    }
+    if (have_te && have_cl)
+        return HTTP_HEAD_BAD;
+    out->body = have_te ? HTTP_BODY_CHUNKED : have_cl ? HTTP_BODY_LENGTH : HTTP_BODY_NONE;
+    out->connect = strcmp(out->method, "CONNECT") == 0;
+
+    if (out->host_state == HTTP_HOST_DUPLICATE)
+        ;
+    else if (!host_v)
+        out->host_state = HTTP_HOST_MISSING;
+    else if (!parse_authority(host_v, host_n, out->host, &out->host_len, &out->port))
+        out->host_state = HTTP_HOST_INVALID;
+    else
+        out->host_state = HTTP_HOST_OK;
+
+    /* the target: origin-form, asterisk-form, or absolute-form agreeing with Host */
+    out->path = out->target;
+    out->path_len = out->target_len;
+    if (out->connect || out->target[0] == '/' ||
+        (out->target_len == 1 && out->target[0] == '*'))
+        return HTTP_HEAD_OK;
+    if (out->target_len < 7 || strncasecmp((const char *)out->target, "http://", 7) != 0)
+        return HTTP_HEAD_BAD;
+    {
+        const uint8_t *auth = out->target + 7, *stop = out->target + out->target_len, *q;
+        char name[HOSTNAME_MAX + 1];
+        size_t name_len;
+        uint16_t port;
+
+        for (q = auth; q < stop && *q != '/' && *q != '?' && *q != '#'; q++)
+            ;
+        if (memchr(auth, '@', (size_t)(q - auth)))
+            return HTTP_HEAD_BAD;       /* userinfo: never guess whose host it is */
+        out->path = q < stop ? q : (const uint8_t *)"/";
+        out->path_len = q < stop ? (size_t)(stop - q) : 1;
+        if (out->host_state == HTTP_HOST_OK &&
+            (!parse_authority(auth, (size_t)(q - auth), name, &name_len, &port) ||
+             name_len != out->host_len || memcmp(name, out->host, name_len) != 0 ||
+             port != out->port))
+            out->host_state = HTTP_HOST_MISMATCH;
+    }
+    return HTTP_HEAD_OK;
+}

@@ -1,0 +1,64 @@
+/*
+ * HTTP/1.x request-head sniffing: a pure function over the bytes received so
+ * far. It finds the end of the head, checks the request line and headers
+ * strictly (CRLF only, no folding, one Host, no conflicting framing) and
+ * extracts what the policy and the relay need.
+ */
+#ifndef SLUICE_HTTP_HEAD_H
+#define SLUICE_HTTP_HEAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hostname.h"
+
+#define HTTP_HEAD_MAX 16384     /* largest request head accepted */
+#define HTTP_METHOD_MAX 24
+#define HTTP_HEADERS_MAX 100
+
+enum http_head_status {
+    HTTP_HEAD_OK = 0,
+    HTTP_HEAD_NEED_MORE,        /* a prefix of a plausible request: read more */
+    HTTP_HEAD_NOT_HTTP,         /* the first bytes are not an HTTP/1 request line */
+    HTTP_HEAD_BAD,              /* HTTP, but malformed or ambiguous */
+    HTTP_HEAD_TOO_BIG,          /* no end of head within HTTP_HEAD_MAX, or too many headers */
+};
+
+enum http_host {
+    HTTP_HOST_OK,               /* exactly one valid Host; see host, port */
+    HTTP_HOST_MISSING,
+    HTTP_HOST_DUPLICATE,
+    HTTP_HOST_INVALID,          /* not a hostname (an IP literal, a bad name or port) */
+    HTTP_HOST_MISMATCH,         /* an absolute-form target names another authority */
+};
+
+enum http_body {
+    HTTP_BODY_NONE,
+    HTTP_BODY_LENGTH,           /* content_length bytes */
+    HTTP_BODY_CHUNKED,
+};
+
+struct http_head {
+    size_t head_len;            /* bytes up to and including the blank line */
+    char method[HTTP_METHOD_MAX + 1];
+    const uint8_t *target;      /* points into the input; not NUL-terminated */
+    size_t target_len;
+    const uint8_t *path;        /* the target's path ("/" for absolute-form "http://h") */
+    size_t path_len;
+    unsigned minor;             /* HTTP/1.<minor> */
+    enum http_host host_state;
+    char host[HOSTNAME_MAX + 1];
+    size_t host_len;
+    uint16_t port;              /* from Host, or 80 when it names none */
+    enum http_body body;
+    uint64_t content_length;
+    bool connect;               /* CONNECT method */
+    bool close;                 /* Connection: close, or HTTP/1.0 without keep-alive */
+    bool upgrade_websocket;
+    bool upgrade_h2c;
+};
+
+enum http_head_status http_head_parse(const uint8_t *buf, size_t len, struct http_head *out);
+
+#endif

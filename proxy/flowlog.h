@@ -1,0 +1,61 @@
+/*
+ * The flow log: one JSON object per line for every decision (SPEC §4, P9).
+ * Formatting is a pure function into a caller's buffer; every string is
+ * escaped, so a hostile SNI, Host or query name can never break a line.
+ */
+#ifndef SLUICE_FLOWLOG_H
+#define SLUICE_FLOWLOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "reason.h"
+
+#define FLOWLOG_LINE_MAX 4096   /* one record, escaped; longer fields are cut */
+
+enum flow_event { EV_FLOW_START, EV_FLOW_END, EV_DENY, EV_DNS, EV_RELOAD, EV_LIMIT };
+enum flow_verdict { VERDICT_NONE, VERDICT_ALLOW, VERDICT_DENY, VERDICT_AUDIT };
+
+/* A record; NULL strings and zero-valued optional fields are left out. */
+struct flow_record {
+    struct timespec ts;
+    const char *sandbox;
+    enum flow_event event;
+    uint64_t flow;              /* 0: none */
+    const char *proto;          /* "tls", "http", "tcp", "dns" */
+    const char *src;            /* "ADDR:PORT" */
+    const char *orig_dst;
+    const char *host;
+    size_t host_len;            /* 0: strlen(host); hosts may hold any byte */
+    uint16_t port;
+    const char *rule;           /* "FILE:LINE" */
+    enum flow_verdict verdict;
+    enum reason reason;
+    const char *upstream;
+    bool has_bytes;             /* flow_end: bytes and duration are present */
+    uint64_t bytes_up, bytes_down, duration_ms;
+    const char *qname;
+    size_t qname_len;
+    const char *qtype;
+    const char *rcode;
+    const char *policy;         /* POLICY_HASH_HEX digits */
+    const char *error;          /* reload: why a policy was rejected */
+    const char *limit;          /* limit: which limit */
+};
+
+/* Writes R as one line (with the newline) into BUF; returns its length. */
+size_t flowlog_format(char *buf, size_t cap, const struct flow_record *r);
+
+struct flowlog;
+
+/* Opens PATH for appending ("-" is standard output); NULL and errno on failure. */
+struct flowlog *flowlog_open(const char *path);
+/* Reopens the file (after logrotate moved it); keeps the old one on failure. */
+int flowlog_reopen(struct flowlog *l);
+void flowlog_close(struct flowlog *l);
+/* Formats and writes one record with a single write(2). */
+int flowlog_write(struct flowlog *l, const struct flow_record *r);
+
+#endif

@@ -1,0 +1,94 @@
+/* flowlog_format: exact lines, and escaping that no hostile name can break. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "flowlog.h"
+
+static const struct timespec ts = {.tv_sec = 1795438200, .tv_nsec = 123456789};
+
+static void test_flow_end(void **state)
+{
+    struct flow_record r = {
+        .ts = ts, .sandbox = "a1", .event = EV_FLOW_END, .flow = 42, .proto = "tls",
+        .src = "10.200.0.2:40000", .orig_dst = "203.0.113.10:443", .host = "pypi.org",
+        .port = 443, .rule = "policy.yaml:3", .verdict = VERDICT_ALLOW,
+        .upstream = "151.101.0.223:443", .has_bytes = true, .bytes_up = 517,
+        .bytes_down = 9000, .duration_ms = 120, .policy = "84c7041f8ff5",
+    };
+    char buf[FLOWLOG_LINE_MAX];
+    size_t n = flowlog_format(buf, sizeof(buf), &r);
+
+    (void)state;
+    assert_string_equal(buf,
+        "{\"ts\":\"2026-11-23T12:50:00.123Z\",\"sandbox\":\"a1\",\"event\":\"flow_end\","
+        "\"flow\":42,\"proto\":\"tls\",\"src\":\"10.200.0.2:40000\","
+        "\"orig_dst\":\"203.0.113.10:443\",\"host\":\"pypi.org\",\"port\":443,"
+        "\"rule\":\"policy.yaml:3\",\"verdict\":\"allow\",\"upstream\":\"151.101.0.223:443\","
+        "\"bytes_up\":517,\"bytes_down\":9000,\"duration_ms\":120,"
+        "\"policy\":\"84c7041f8ff5\"}\n");
+    assert_int_equal(n, strlen(buf));
+}
+
+static void test_deny_reason(void **state)
+{
+    struct flow_record r = {.ts = ts, .sandbox = "a1", .event = EV_DENY, .proto = "tls",
+                            .host = "evil.test", .port = 443, .verdict = VERDICT_DENY,
+                            .reason = REASON_NOT_ALLOWLISTED};
+    char buf[FLOWLOG_LINE_MAX];
+
+    (void)state;
+    flowlog_format(buf, sizeof(buf), &r);
+    assert_non_null(strstr(buf, ",\"verdict\":\"deny\",\"reason\":\"not_allowlisted\"}"));
+    assert_null(strstr(buf, "bytes_up"));       /* absent fields are left out */
+}
+
+static void test_hostile_strings(void **state)
+{
+    static const char host[] = "a\"b\\c\nd\0e\xff}{";
+    struct flow_record r = {.ts = ts, .event = EV_DNS, .qname = host,
+                            .qname_len = sizeof(host) - 1};
+    char buf[FLOWLOG_LINE_MAX];
+    size_t n, i;
+
+    (void)state;
+    n = flowlog_format(buf, sizeof(buf), &r);
+    assert_non_null(strstr(buf, "\"qname\":\"a\\\"b\\\\c\\u000ad\\u0000e\\u00ff}{\""));
+    for (i = 0; i < n - 1; i++)                 /* one line, printable ASCII only */
+        assert_true(buf[i] >= 0x20 && buf[i] < 0x7f);
+    assert_int_equal(buf[n - 1], '\n');
+    assert_string_equal(strstr(buf, "\"sandbox\":\"\""), "\"sandbox\":\"\",\"event\":\"dns\","
+                        "\"qname\":\"a\\\"b\\\\c\\u000ad\\u0000e\\u00ff}{\"}\n");
+}
+
+static void test_truncation_stays_one_line(void **state)
+{
+    char big[3000], buf[512];
+    struct flow_record r = {.ts = ts, .event = EV_RELOAD, .error = big};
+    size_t n;
+
+    (void)state;
+    memset(big, '\x01', sizeof(big) - 1);       /* escapes to 6 bytes each */
+    big[sizeof(big) - 1] = '\0';
+    n = flowlog_format(buf, sizeof(buf), &r);
+    assert_true(n < sizeof(buf));
+    assert_int_equal(buf[n - 1], '\n');
+    assert_int_equal(buf[n - 2], '}');
+    assert_null(strchr(buf, '\x01'));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_flow_end),
+        cmocka_unit_test(test_deny_reason),
+        cmocka_unit_test(test_hostile_strings),
+        cmocka_unit_test(test_truncation_stays_one_line),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

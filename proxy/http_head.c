@@ -266,3 +266,91 @@ enum http_head_status http_head_parse(const uint8_t *buf, size_t len, struct htt
     }
     return HTTP_HEAD_OK;
 }
+
+void http_framing_start(struct http_framing *f, const struct http_head *h)
+{
+    memset(f, 0, sizeof(*f));
+    if (h->body == HTTP_BODY_CHUNKED) {
+        f->state = HTTP_FRAME_CHUNK_SIZE;
+    } else if (h->body == HTTP_BODY_LENGTH && h->content_length > 0) {
+        f->state = HTTP_FRAME_LENGTH;
+        f->left = h->content_length;
+    } else {
+        f->state = HTTP_FRAME_HEAD;
+    }
+}
+
+static int hexval(uint8_t c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (uint8_t)(c | 0x20);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+long http_framing_advance(struct http_framing *f, const uint8_t *p, size_t len)
+{
+    size_t i = 0;
+
+    while (i < len && f->state != HTTP_FRAME_HEAD) {
+        uint8_t c = p[i];
+
+        if (f->state == HTTP_FRAME_LENGTH || f->state == HTTP_FRAME_CHUNK_DATA) {
+            size_t n = len - i < f->left ? len - i : (size_t)f->left;
+
+            i += n;
+            f->left -= n;
+            if (f->left == 0)
+                f->state = f->state == HTTP_FRAME_LENGTH ? HTTP_FRAME_HEAD
+                                                         : HTTP_FRAME_CHUNK_CRLF;
+            continue;
+        }
+        i++;
+        if (++f->line > HTTP_FRAME_LINE_MAX)
+            return -1;
+        if (c == '\r') {
+            if (f->cr)
+                return -1;
+            f->cr = true;
+            continue;
+        }
+        if (f->cr != (c == '\n'))
+            return -1;              /* a bare CR, or a bare LF */
+        switch (f->state) {
+        case HTTP_FRAME_CHUNK_SIZE:         /* HEX [; extension] CRLF */
+            if (c == '\n') {
+                if (!f->digits)
+                    return -1;
+                f->state = f->left ? HTTP_FRAME_CHUNK_DATA : HTTP_FRAME_TRAILER;
+            } else if (!f->ext && hexval(c) >= 0) {
+                if (f->left >> 59)
+                    return -1;      /* a size no body has */
+                f->left = f->left * 16 + (uint64_t)hexval(c);
+                f->digits = true;
+            } else if (f->digits && (c == ';' || c == ' ' || c == '\t')) {
+                f->ext = true;      /* chunk extensions: skipped up to the CRLF */
+            } else if (!f->ext) {
+                return -1;
+            }
+            break;
+        case HTTP_FRAME_CHUNK_CRLF:         /* exactly CRLF after the data */
+            if (c != '\n' || f->line != 2)
+                return -1;
+            f->state = HTTP_FRAME_CHUNK_SIZE;
+            break;
+        case HTTP_FRAME_TRAILER:            /* header lines up to an empty one */
+            if (c == '\n' && f->line == 2)
+                f->state = HTTP_FRAME_HEAD;
+            break;
+        default:
+            break;
+        }
+        if (c == '\n') {
+            f->line = 0;
+            f->cr = false;
+            f->digits = false;
+            f->ext = false;
+        }
+    }
+    return (long)i;
+}

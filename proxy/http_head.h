@@ -61,4 +61,38 @@ struct http_head {
 
 enum http_head_status http_head_parse(const uint8_t *buf, size_t len, struct http_head *out);
 
+/*
+ * Message framing on a keep-alive connection: where one request's body ends
+ * and the next head begins. Only reads; the bytes pass on unchanged.
+ */
+enum http_frame_state {
+    HTTP_FRAME_HEAD,            /* between messages: a head comes next */
+    HTTP_FRAME_LENGTH,          /* left bytes of a Content-Length body */
+    HTTP_FRAME_CHUNK_SIZE,      /* a chunk-size line */
+    HTTP_FRAME_CHUNK_DATA,      /* left bytes of chunk data */
+    HTTP_FRAME_CHUNK_CRLF,      /* the CRLF after chunk data */
+    HTTP_FRAME_TRAILER,         /* trailer lines up to the empty one */
+};
+
+#define HTTP_FRAME_LINE_MAX 4096    /* longest chunk-size or trailer line */
+
+struct http_framing {
+    enum http_frame_state state;
+    uint64_t left;
+    size_t line;                /* bytes of the current line so far */
+    bool cr;                    /* the line's CR was seen: LF must follow */
+    bool digits;                /* the chunk size has a digit */
+    bool ext;                   /* in a chunk extension */
+};
+
+/* Starts the body of request H (or nothing, when it has none). */
+void http_framing_start(struct http_framing *f, const struct http_head *h);
+
+/*
+ * Consumes up to LEN bytes of body; returns how many belong to the current
+ * message (the state is HTTP_FRAME_HEAD when it ended), or -1 when the
+ * chunked framing is malformed.
+ */
+long http_framing_advance(struct http_framing *f, const uint8_t *p, size_t len);
+
 #endif

@@ -177,12 +177,76 @@ static void test_sizes_and_prefixes(void **state)
     assert_int_equal(http_head_parse(big, n, &h), HTTP_HEAD_TOO_BIG);  /* too many headers */
 }
 
+/* Feeds S to a framing in pieces of STEP bytes; returns bytes consumed, or -1. */
+static long frame(const char *head, const char *s, size_t step, enum http_frame_state *end)
+{
+    struct http_head h;
+    struct http_framing f;
+    size_t off = 0, len = strlen(s);
+
+    assert_int_equal(http_head_parse((const uint8_t *)head, strlen(head), &h), HTTP_HEAD_OK);
+    http_framing_start(&f, &h);
+    while (off < len && f.state != HTTP_FRAME_HEAD) {
+        size_t n = len - off < step ? len - off : step;
+        long used = http_framing_advance(&f, (const uint8_t *)s + off, n);
+
+        if (used < 0)
+            return -1;
+        off += (size_t)used;
+        if ((size_t)used < n)
+            break;
+    }
+    *end = f.state;
+    return (long)off;
+}
+
+static void test_framing(void **state)
+{
+    static const char cl[] = "POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\n\r\n";
+    static const char ch[] = "POST / HTTP/1.1\r\nHost: a.test\r\n"
+                             "Transfer-Encoding: chunked\r\n\r\n";
+    static const char none[] = "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n";
+    static const struct {
+        const char *head, *body;
+        long used;              /* bytes of the first message; -1: malformed */
+        const char *why;
+    } frames[] = {
+        {cl, "helloGET", 5, "length body, then the next head"},
+        {none, "GET", 0, "no body at all"},
+        {ch, "5\r\nhello\r\n0\r\n\r\nGET", 15, "one chunk, last chunk, no trailer"},
+        {ch, "5;ext=1\r\nhello\r\n0\r\nX-T: 1\r\n\r\nNEXT", 29, "extension and trailer"},
+        {ch, "A\r\n0123456789\r\n0\r\n\r\n", 20, "hex size"},
+        {ch, "5\nhello\r\n0\r\n\r\n", -1, "bare LF after the size"},
+        {ch, "5\r\nhelloXX0\r\n\r\n", -1, "no CRLF after the data"},
+        {ch, "zz\r\n", -1, "not hex"},
+        {ch, "\r\n", -1, "empty size line"},
+        {ch, "fffffffffffffffff\r\n", -1, "size overflow"},
+        {ch, "0\r\nX: 1\rY\r\n\r\n", -1, "bare CR in a trailer"},
+    };
+    size_t i, step;
+
+    (void)state;
+    for (i = 0; i < sizeof(frames) / sizeof(frames[0]); i++) {
+        for (step = 1; step <= 64; step *= 4) {     /* any split gives the same answer */
+            enum http_frame_state end;
+            long used = frame(frames[i].head, frames[i].body, step, &end);
+
+            if (used != frames[i].used)
+                fail_msg("row %zu (%s), step %zu: used %ld, want %ld", i, frames[i].why, step,
+                         used, frames[i].used);
+            if (used >= 0)
+                assert_int_equal(end, HTTP_FRAME_HEAD);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rows),
         cmocka_unit_test(test_fields),
         cmocka_unit_test(test_sizes_and_prefixes),
+        cmocka_unit_test(test_framing),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,26 @@
+/*
+ * What a denied client is told (SPEC P3), so that agents and people stop
+ * retrying instead of waiting on a hang: a fatal TLS alert for TLS, a 403
+ * with the reason for HTTP. Pure builders into a caller's buffer.
+ */
+#ifndef SLUICE_DENY_H
+#define SLUICE_DENY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "reason.h"
+
+#define DENY_TLS_ALERT_LEN 7
+#define DENY_HTTP_MAX 512
+
+/* A fatal alert record: unrecognized_name for names no rule knows, else access_denied. */
+size_t deny_tls_alert(uint8_t out[DENY_TLS_ALERT_LEN], enum reason why);
+
+/*
+ * "HTTP/1.1 403 Forbidden" with X-Sluice-Reason and the one-line body
+ * "sluice: HOST:PORT denied (REASON)". HOST is escaped to printable ASCII.
+ */
+size_t deny_http_403(char *out, size_t cap, const char *host, uint16_t port, enum reason why);
+
+#endif

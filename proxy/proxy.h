@@ -1,0 +1,36 @@
+/*
+ * The state one sluice-proxy process shares between its connections: the
+ * event loop, the policy in force, the resolver, the flow log and the list
+ * of live flows. One process serves one sandbox.
+ */
+#ifndef SLUICE_PROXY_H
+#define SLUICE_PROXY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "flowlog.h"
+#include "policy.h"
+
+struct event_base;
+struct resolver;
+struct conn;
+
+struct proxy {
+    struct event_base *base;
+    const char *id;                 /* --id: the sandbox's name in every record */
+    const char *policy_path;
+    struct policy *policy;          /* in force; replaced whole on reload */
+    struct resolver *resolver;
+    struct flowlog *log;
+    uint64_t last_flow;             /* flow ids: 1, 2, ... */
+    struct conn *conns;             /* live flows, newest first */
+    size_t n_conns;
+    bool draining;                  /* SIGTERM: no new flows */
+};
+
+/* Fills the fields every record has (time, sandbox, policy) and writes R. */
+void proxy_log(struct proxy *px, struct flow_record *r);
+
+#endif

@@ -16,6 +16,7 @@
 #include <libnftnl/udata.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_conntrack_common.h>
+#include <linux/netfilter/nf_conntrack_tuple_common.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <net/if.h>
@@ -725,6 +726,21 @@ int nft_build_pod(struct nft_batch *b, const struct nft_pod *p)
 
     /* pod_mark: the workload's TCP to anything but loopback is marked and so
      * rerouted to lo, where pod_tproxy hands it to the proxy. */
+    /* Replies are not the workload's: the proxy's SYN-ACK leaves from a request
+     * socket, which has no UID to match, and must go back unmarked. */
+    rb_start(&rb, "pod_mark");
+    {
+        struct nftnl_expr *e = expr(&rb, "ct");
+        uint8_t reply = IP_CT_DIR_REPLY;
+
+        if (e) {
+            nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, NFT_CT_DIRECTION);
+            nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
+        }
+        cmp(&rb, NFT_CMP_EQ, &reply, 1);
+    }
+    verdict(&rb, NFT_RETURN);
+    rb_end(b, &rb, NULL);
     rb_start(&rb, "pod_mark");
     match_u32(&rb, NFT_META_SKUID, NFT_CMP_EQ, p->proxy_uid);
     verdict(&rb, NFT_RETURN);
@@ -747,13 +763,6 @@ int nft_build_pod(struct nft_batch *b, const struct nft_pod *p)
     counter(&rb);
     set_mark(&rb);
     rb_end(b, &rb, C_PROXY);
-    /* QUIC takes the same detour, so that pod_tproxy can refuse it on input: a
-     * reject in OUTPUT would only make send() fail with EPERM. */
-    rb_start(&rb, "pod_mark");
-    match_u8(&rb, NFT_META_L4PROTO, IPPROTO_UDP);
-    match_dport(&rb, 443);
-    set_mark(&rb);
-    rb_end(b, &rb, NULL);
 
     for (f = 0; f < 2; f++) {
         rb_start(&rb, "pod_tproxy");
@@ -785,13 +794,6 @@ int nft_build_pod(struct nft_batch *b, const struct nft_pod *p)
         }
     }
 
-    rb_start(&rb, "pod_tproxy");        /* QUIC, marked by pod_mark: port unreachable */
-    match_u32(&rb, NFT_META_MARK, NFT_CMP_EQ, NFT_MARK);
-    match_u8(&rb, NFT_META_L4PROTO, IPPROTO_UDP);
-    match_dport(&rb, 443);
-    counter(&rb);
-    reject_port_unreach(&rb);
-    rb_end(b, &rb, C_REJECT);
 
     /* pod_out: what may leave a workload socket at all */
     rb_start(&rb, "pod_out");
@@ -840,6 +842,25 @@ int nft_build_pod(struct nft_batch *b, const struct nft_pod *p)
     }
     verdict(&rb, NF_ACCEPT);
     rb_end(b, &rb, NULL);
+    for (i = 0; i < 3; i++) {           /* IPv6 neighbour discovery the kernel sends */
+        static const uint8_t nd[] = {133, 135, 136};
+
+        rb_start(&rb, "pod_out");
+        match_u8(&rb, NFT_META_L4PROTO, IPPROTO_ICMPV6);
+        payload(&rb, NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1);
+        cmp(&rb, NFT_CMP_EQ, &nd[i], 1);
+        verdict(&rb, NF_ACCEPT);
+        rb_end(b, &rb, NULL);
+    }
+    /* QUIC: refused, so clients fall back to TCP at once. In OUTPUT that means
+     * send() fails with EPERM, and the port-unreachable (local, so accepted
+     * above) makes the next receive fail with ECONNREFUSED. */
+    rb_start(&rb, "pod_out");
+    match_u8(&rb, NFT_META_L4PROTO, IPPROTO_UDP);
+    match_dport(&rb, 443);
+    counter(&rb);
+    reject_port_unreach(&rb);
+    rb_end(b, &rb, C_REJECT);
     rb_start(&rb, "pod_out");
     counter(&rb);
     verdict(&rb, NF_DROP);

@@ -8,7 +8,8 @@ prints one JSON result per action, in order (a JSON list). Operations:
   tcp   connect (timeout), send DATA, read until the peer closes (timeout):
         connected, errno, elapsed_ms (of the connect), reply, eof
   udp   a connected UDP socket: send DATA, wait up to timeout for a reply or an
-        error: errno (ECONNREFUSED when an ICMP unreachable came back), elapsed_ms
+        error: errno (ECONNREFUSED when an ICMP unreachable came back, "timeout"
+        when nothing came), send_errno (when send() itself failed), elapsed_ms
         (send to error), reply
   icmp  raw ICMP / ICMPv6 echo request, wait for the echo reply: answered
   raw   one datagram of IP protocol PROTO (e.g. 253, 132) from a raw socket: sent
@@ -78,7 +79,10 @@ def udp(a):
     try:
         s.connect((a["addr"], a["port"]))
         t0 = time.monotonic()
-        s.send(a.get("data", "probe").encode())
+        try:
+            s.send(a.get("data", "probe").encode())
+        except OSError as e:    # e.g. EPERM: a local output hook dropped it
+            out["send_errno"] = err_name(e)
         r, _, _ = select.select([s], [], [], timeout)
         if r:
             try:

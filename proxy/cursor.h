@@ -48,7 +48,7 @@ static inline uint16_t cur_u16(struct cur *c)
 {
     const uint8_t *b;
 
-    return cur_take(c, 2, &b) ? (uint16_t)(b[0] << 8 | b[1]) : 0;
+    return cur_take(c, 2, &b) ? (uint16_t)((unsigned)b[0] << 8 | b[1]) : 0;
 }
 
 static inline uint32_t cur_u24(struct cur *c)

@@ -19,6 +19,8 @@ struct event_base;
 #define RESOLVER_TTL_CAP 300            /* seconds: a TTL above this is cut to it */
 #define RESOLVER_NEG_TTL 5              /* seconds a failure (NXDOMAIN, SERVFAIL) is cached */
 #define RESOLVER_CACHE_MAX 4096         /* names; the least recently used goes first */
+#define RESOLVER_NAME_MAX 253           /* longer names fail without a query */
+#define RESOLVER_TIMEOUT_MS 4000        /* a lookup that gets no answer by then fails */
 
 struct resolver_addr {
     int family;                         /* AF_INET or AF_INET6 */
@@ -26,11 +28,15 @@ struct resolver_addr {
     uint32_t ttl;                       /* seconds left, as answered (before the cap) */
 };
 
+/*
+ * Status 0 with n == 0 is NODATA: the name exists but has no A or AAAA. The
+ * result and the cname string it points to are valid only during the callback.
+ */
 struct resolver_result {
     int status;                         /* 0, or RESOLVER_NXDOMAIN / RESOLVER_FAILED */
     size_t n;                           /* A answers first, then AAAA */
     struct resolver_addr addrs[2 * RESOLVER_MAX_ADDRS];
-    const char *cname;                  /* the canonical name when the answer had a CNAME chain, or NULL */
+    const char *cname;                  /* the CNAME chain's end, if any, or NULL */
 };
 
 enum { RESOLVER_NXDOMAIN = 1, RESOLVER_FAILED = 2 };
@@ -43,23 +49,51 @@ struct resolver_query;
  * (port 53 by default). Returns NULL and sets errno on failure.
  */
 struct resolver *resolver_new(struct event_base *base, const char *servers);
+/* Drops every pending query without calling it back; fine from inside a callback. */
 void resolver_free(struct resolver *r);
 
 typedef void (*resolver_cb)(const struct resolver_result *res, void *arg);
 
 /*
- * Resolves NAME (a normalized hostname) to A and AAAA. The callback runs
- * exactly once, later from the event loop (never from inside this call),
- * unless the query is cancelled first. A cache hit still answers from the
- * loop. Returns NULL (and errno) only when the query could not be started.
+ * Resolves NAME (a normalized hostname) to A and AAAA; a name of more than
+ * RESOLVER_NAME_MAX bytes, or of bytes no hostname has, fails unasked. The
+ * callback runs exactly once, later from the event loop (never from inside
+ * this call), unless the query is cancelled first. A cache hit still answers
+ * from the loop. Returns NULL (and errno) only when the query could not be
+ * started.
  */
 struct resolver_query *resolver_lookup(struct resolver *r, const char *name, resolver_cb cb,
                                        void *arg);
 
-/* Cancels a pending query: its callback never runs. */
+/*
+ * Cancels a pending query: its callback never runs. Once the callback has run
+ * the handle is gone, so it must not be cancelled from or after the callback.
+ * Lookups already sent upstream still complete and fill the cache.
+ */
 void resolver_cancel(struct resolver_query *q);
 
-/* Drops every cached answer (after a policy reload, say). */
+/* Drops every cached answer (after a policy reload, say); lookups in flight go on. */
 void resolver_flush(struct resolver *r);
+
+/* Names with a cached answer (fresh or not yet evicted), at most RESOLVER_CACHE_MAX. */
+size_t resolver_cache_size(const struct resolver *r);
+
+/*
+ * For tests: the clock the cache's expiry reads, in milliseconds (monotonic
+ * by default). Timeouts of queries in flight stay on the event loop's clock.
+ */
+void resolver_set_clock(struct resolver *r, uint64_t (*now_ms)(void *arg), void *arg);
+
+/*
+ * For tests and fuzzing; the resolver calls it on every upstream answer.
+ * Parses MSG, an answer to an A (FAMILY AF_INET) or AAAA (AF_INET6) query for
+ * NAME. Follows the CNAME chain from NAME (at most 8 links) and keeps only
+ * the addresses its end owns, at most CAP, each with the smallest TTL on its
+ * way. CNAME (RESOLVER_NAME_MAX + 1 bytes) gets the chain's end, or "".
+ * Returns 0 (*N addresses, maybe none), RESOLVER_NXDOMAIN, RESOLVER_FAILED
+ * (any other rcode), or -EBADMSG (malformed, or not an answer for NAME).
+ */
+int resolver_parse_answer(const uint8_t *msg, size_t len, const char *name, int family,
+                          struct resolver_addr *addrs, size_t cap, size_t *n, char *cname);
 
 #endif

@@ -211,8 +211,8 @@ static void test_sni_shapes(void **state)
     assert_int_equal(h.sni_state, TLS_SNI_NONE);
 
     exts.n = 0;                                                     /* two names in one list */
-    memcpy(body, "\x00\x0e\x00\x00\x04" "a.ab" "\x00\x00\x03" "b.c", 19);
-    ext(&exts, 0, body, 16);
+    memcpy(body, "\x00\x0d\x00\x00\x04" "a.ab" "\x00\x00\x03" "b.c", 15);
+    ext(&exts, 0, body, 15);
     assert_int_equal(parse_exts(&exts, &h), TLS_HELLO_OK);
     assert_int_equal(h.sni_state, TLS_SNI_INVALID);
 

@@ -154,6 +154,16 @@ enum http_head_status http_head_parse(const uint8_t *buf, size_t len, struct htt
     if (i > HTTP_METHOD_MAX || (i < len && i == 0))
         return HTTP_HEAD_NOT_HTTP;
 
+    /* A complete first line that is no request line (SMTP, SSH...) is not HTTP:
+     * say so now rather than wait for a blank line that will never come. */
+    p = memchr(buf, '\n', len < HTTP_HEAD_MAX ? len : HTTP_HEAD_MAX);
+    if (p) {
+        const uint8_t *eol = p > buf && p[-1] == '\r' ? p - 1 : p;
+
+        if (eol - buf < 10 || memcmp(eol - 9, " HTTP/1.", 8) != 0)
+            return HTTP_HEAD_NOT_HTTP;
+    }
+
     head_end = find_end(buf, len < HTTP_HEAD_MAX ? len : HTTP_HEAD_MAX);
     if (head_end < 0)
         return HTTP_HEAD_BAD;

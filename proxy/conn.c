@@ -1,0 +1,858 @@
+/*
+ * A flow's life: SNIFF (read the ClientHello or request head) -> decide with
+ * the policy -> RESOLVE the name with our own resolver (never trusting the
+ * address the sandbox chose) -> CONNECT to an allowed address -> RELAY with
+ * splice(2) -> conn_close(), which every path reaches and which writes the
+ * flow record. Plain HTTP keeps the client-to-server direction in user space
+ * so that every request head on a keep-alive connection is checked.
+ */
+#include "conn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "addr_class.h"
+#include "deny.h"
+#include "http_head.h"
+#include "resolver.h"
+#include "tls_hello.h"
+
+#define SPLICE_CHUNK (64 * 1024)        /* bytes moved per splice(2) call */
+#define HTTP_BUF_MAX (HTTP_HEAD_MAX + 4096) /* user-space window of an HTTP direction */
+#define ADDR_STR 64
+
+enum conn_state { CONN_SNIFF, CONN_RESOLVE, CONN_CONNECT, CONN_RELAY };
+
+struct conn;
+
+/* One direction of the relay. Bytes in buf go first, then the pipe is used. */
+struct dir {
+    struct conn *c;
+    int from, to;
+    struct event *rev, *wev;
+    uint8_t *buf;               /* user-space bytes: [off, checked) may be written */
+    size_t cap, off, len, checked;
+    int pipe[2];                /* splice path; -1 until first used */
+    size_t in_pipe;
+    bool use_splice;
+    bool http;                  /* check each request head (client to server, plain HTTP) */
+    struct http_framing fr;
+    bool eof, shut;
+    uint64_t bytes;
+};
+
+struct conn {
+    struct conn *next, *prev;
+    struct proxy *px;
+    uint64_t id;
+    enum conn_state state;
+    int cfd, ufd;
+    struct sockaddr_storage src, dst;
+    char src_s[ADDR_STR], dst_s[ADDR_STR], up_s[ADDR_STR];
+    const char *proto;          /* "tls", "http", "tcp" */
+    char host[HOSTNAME_MAX + 1];
+    uint16_t port;
+    char rule[128];
+    enum flow_verdict verdict;
+    bool started;               /* flow_start written: flow_end is owed */
+    struct event *cev;          /* client readable, while sniffing */
+    struct event *timer;        /* sniff, connect or idle deadline */
+    struct resolver_query *rq;
+    struct resolver_addr addrs[2 * RESOLVER_MAX_ADDRS];
+    size_t n_addrs, next_addr;
+    struct dir up, down;        /* client to server, server to client */
+    struct timespec start;
+    uint64_t last_active_ms;
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
+    return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+static void addr_str(const struct sockaddr_storage *ss, char out[ADDR_STR])
+{
+    char a[INET6_ADDRSTRLEN] = "?";
+
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *s = (const struct sockaddr_in *)ss;
+
+        inet_ntop(AF_INET, &s->sin_addr, a, sizeof(a));
+        snprintf(out, ADDR_STR, "%s:%u", a, ntohs(s->sin_port));
+    } else {
+        const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)ss;
+
+        inet_ntop(AF_INET6, &s->sin6_addr, a, sizeof(a));
+        snprintf(out, ADDR_STR, "[%s]:%u", a, ntohs(s->sin6_port));
+    }
+}
+
+static uint16_t ss_port(const struct sockaddr_storage *ss)
+{
+    return ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port
+                                          : ((const struct sockaddr_in6 *)ss)->sin6_port);
+}
+
+static const uint8_t *ss_addr(const struct sockaddr_storage *ss)
+{
+    return ss->ss_family == AF_INET
+               ? (const uint8_t *)&((const struct sockaddr_in *)ss)->sin_addr
+               : (const uint8_t *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
+}
+
+/* ---- records and teardown ---- */
+
+static void record_base(const struct conn *c, struct flow_record *r, enum flow_event ev)
+{
+    memset(r, 0, sizeof(*r));
+    r->event = ev;
+    r->flow = c->id;
+    r->proto = c->proto;
+    r->src = c->src_s;
+    r->orig_dst = c->dst_s;
+    r->host = c->host[0] ? c->host : NULL;
+    r->port = c->port;
+    r->rule = c->rule[0] ? c->rule : NULL;
+    r->upstream = c->up_s[0] ? c->up_s : NULL;
+}
+
+static void dir_free(struct dir *d)
+{
+    if (d->rev)
+        event_free(d->rev);
+    if (d->wev)
+        event_free(d->wev);
+    if (d->pipe[0] >= 0) {
+        close(d->pipe[0]);
+        close(d->pipe[1]);
+    }
+    free(d->buf);
+}
+
+/* The one way out: writes flow_end if the flow started, frees everything. */
+static void conn_close(struct conn *c)
+{
+    struct proxy *px = c->px;
+
+    if (c->started) {
+        struct flow_record r;
+        struct timespec t;
+
+        record_base(c, &r, EV_FLOW_END);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        r.verdict = c->verdict;
+        r.has_bytes = true;
+        r.bytes_up = c->up.bytes;
+        r.bytes_down = c->down.bytes;
+        r.duration_ms = (uint64_t)((t.tv_sec - c->start.tv_sec) * 1000 +
+                                   (t.tv_nsec - c->start.tv_nsec) / 1000000);
+        proxy_log(px, &r);
+    }
+    if (c->rq)
+        resolver_cancel(c->rq);
+    if (c->cev)
+        event_free(c->cev);
+    if (c->timer)
+        event_free(c->timer);
+    dir_free(&c->up);
+    dir_free(&c->down);
+    if (c->cfd >= 0)
+        close(c->cfd);
+    if (c->ufd >= 0)
+        close(c->ufd);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        px->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    px->n_conns--;
+    free(c);
+}
+
+/* Refuses the flow the way its protocol understands, logs why, and closes it. */
+static void conn_deny(struct conn *c, enum reason why)
+{
+    struct flow_record r;
+    uint8_t alert[DENY_TLS_ALERT_LEN];
+    char resp[DENY_HTTP_MAX];
+    size_t n = 0;
+    const void *msg = NULL;
+
+    if (strcmp(c->proto, "tls") == 0) {
+        n = deny_tls_alert(alert, why);
+        msg = alert;
+    } else if (strcmp(c->proto, "http") == 0) {
+        n = deny_http_403(resp, sizeof(resp), c->host[0] ? c->host : "-", c->port, why);
+        msg = resp;
+    }
+    if (msg) {
+        /* best effort: a few bytes into an empty socket buffer; failure changes nothing */
+        (void)!send(c->cfd, msg, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        shutdown(c->cfd, SHUT_WR);
+    } else {
+        struct linger rst = {1, 0};     /* anything else: a TCP reset */
+
+        setsockopt(c->cfd, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
+    }
+    record_base(c, &r, EV_DENY);
+    r.verdict = VERDICT_DENY;
+    r.reason = why;
+    proxy_log(c->px, &r);
+    c->started = false;         /* a denied flow has a deny record, not a flow_end */
+    conn_close(c);
+}
+
+/* ---- the decision ---- */
+
+/*
+ * Applies the policy to HOST on the flow's port (and to METHOD/PATH when
+ * given). Returns true when the flow may go on; in audit mode a denial
+ * becomes verdict "audit" and goes on.
+ */
+static bool conn_decide(struct conn *c, const char *host, size_t len, const char *method,
+                        const char *path, enum reason *why)
+{
+    const struct policy *p = c->px->policy;
+    struct policy_verdict v;
+
+    policy_match_host(p, (const uint8_t *)host, len, c->port, &v);
+    if (v.allow && method)
+        policy_match_http(v.rule, method, path, &v);
+    if (v.rule)
+        snprintf(c->rule, sizeof(c->rule), "%s:%u", p->file, v.rule->line);
+    *why = v.reason;
+    if (v.allow) {
+        c->verdict = VERDICT_ALLOW;
+        return true;
+    }
+    if (p->settings.mode == POLICY_AUDIT) {
+        c->verdict = VERDICT_AUDIT;
+        return true;
+    }
+    return false;
+}
+
+static void conn_connect_next(struct conn *c);
+static void conn_start_relay(struct conn *c);
+static void conn_deny_or_audit(struct conn *c, enum reason why);
+
+static bool addr_allowed(const struct proxy *px, int family, const uint8_t *a)
+{
+    return !addr_is_special(family, a, NULL) || policy_range_allowed(px->policy, family, a);
+}
+
+static void on_resolved(const struct resolver_result *res, void *arg)
+{
+    struct conn *c = arg;
+    size_t i, refused = 0;
+
+    c->rq = NULL;
+    c->n_addrs = 0;
+    for (i = 0; res->status == 0 && i < res->n; i++) {
+        const struct resolver_addr *a = &res->addrs[i];
+
+        if (addr_allowed(c->px, a->family, a->addr))
+            c->addrs[c->n_addrs++] = *a;
+        else
+            refused++;
+    }
+    if (c->n_addrs == 0) {
+        conn_deny(c, refused ? REASON_PRIVATE_DESTINATION : REASON_RESOLVE_FAILED);
+        return;
+    }
+    c->state = CONN_CONNECT;
+    c->next_addr = 0;
+    conn_connect_next(c);
+}
+
+/* The name is allowed: resolve it ourselves (P4) and connect. */
+static void conn_resolve(struct conn *c)
+{
+    uint32_t ms = c->px->policy->settings.timeouts.connect_ms;
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+
+    c->state = CONN_RESOLVE;
+    event_del(c->cev);
+    evtimer_add(c->timer, &tv);             /* resolving counts against the connect time */
+    c->rq = resolver_lookup(c->px->resolver, c->host, on_resolved, c);
+    if (!c->rq)
+        conn_deny(c, REASON_RESOLVE_FAILED);
+}
+
+static void on_connected(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    (void)fd;
+    if (what & EV_TIMEOUT)
+        err = ETIMEDOUT;
+    else if (getsockopt(c->ufd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    if (err) {
+        close(c->ufd);
+        c->ufd = -1;
+        conn_connect_next(c);
+        return;
+    }
+    conn_start_relay(c);
+}
+
+/* Tries the next address of the answer; denies connect_failed when none is left. */
+static void conn_connect_next(struct conn *c)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    struct timeval tv;
+    uint32_t ms = c->px->policy->settings.timeouts.connect_ms;
+
+    while (c->next_addr < c->n_addrs) {
+        const struct resolver_addr *a = &c->addrs[c->next_addr++];
+
+        memset(&ss, 0, sizeof(ss));
+        if (a->family == AF_INET) {
+            struct sockaddr_in *s = (struct sockaddr_in *)&ss;
+
+            s->sin_family = AF_INET;
+            s->sin_port = htons(c->port);
+            memcpy(&s->sin_addr, a->addr, 4);
+            len = sizeof(*s);
+        } else {
+            struct sockaddr_in6 *s = (struct sockaddr_in6 *)&ss;
+
+            s->sin6_family = AF_INET6;
+            s->sin6_port = htons(c->port);
+            memcpy(&s->sin6_addr, a->addr, 16);
+            len = sizeof(*s);
+        }
+        c->ufd = socket(a->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (c->ufd < 0)
+            continue;
+        addr_str(&ss, c->up_s);
+        if (connect(c->ufd, (struct sockaddr *)&ss, len) == 0 || errno == EINPROGRESS) {
+            if (c->timer)
+                event_free(c->timer);
+            c->timer = event_new(c->px->base, c->ufd, EV_WRITE, on_connected, c);
+            tv.tv_sec = ms / 1000;
+            tv.tv_usec = (ms % 1000) * 1000;
+            if (c->timer && event_add(c->timer, &tv) == 0)
+                return;
+        }
+        close(c->ufd);
+        c->ufd = -1;
+    }
+    conn_deny(c, REASON_CONNECT_FAILED);
+}
+
+/* ---- the relay ---- */
+
+static void dir_pump(struct dir *d);
+
+static void on_dir(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    dir_pump(arg);
+}
+
+static void on_idle(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    uint64_t idle = c->px->policy->settings.timeouts.idle_ms, quiet = now_ms() -
+                                                                      c->last_active_ms;
+    struct timeval tv;
+
+    (void)fd;
+    (void)what;
+    if (quiet >= idle) {
+        conn_close(c);
+        return;
+    }
+    tv.tv_sec = (time_t)((idle - quiet) / 1000);
+    tv.tv_usec = (suseconds_t)((idle - quiet) % 1000 * 1000);
+    event_add(c->timer, &tv);
+}
+
+static int dir_init(struct dir *d, struct conn *c, int from, int to)
+{
+    d->c = c;
+    d->from = from;
+    d->to = to;
+    d->pipe[0] = d->pipe[1] = -1;
+    d->use_splice = true;
+    d->rev = event_new(c->px->base, from, EV_READ, on_dir, d);
+    d->wev = event_new(c->px->base, to, EV_WRITE, on_dir, d);
+    return d->rev && d->wev ? 0 : -ENOMEM;
+}
+
+/*
+ * Checks the request heads in [checked, len): each must be complete, for
+ * the flow's host, and allowed; bodies pass by their framing. Returns false
+ * when the flow was denied (and closed).
+ */
+static bool http_check(struct dir *d)
+{
+    struct conn *c = d->c;
+
+    while (d->checked < d->len) {
+        const uint8_t *p = d->buf + d->checked;
+        size_t n = d->len - d->checked;
+        struct http_head h;
+        enum reason why;
+        char path[HTTP_HEAD_MAX + 1];
+        long used;
+
+        if (d->fr.state != HTTP_FRAME_HEAD) {
+            used = http_framing_advance(&d->fr, p, n);
+            if (used < 0) {
+                conn_deny(c, REASON_UNKNOWN_PROTOCOL);
+                return false;
+            }
+            d->checked += (size_t)used;
+            continue;
+        }
+        switch (http_head_parse(p, n, &h)) {
+        case HTTP_HEAD_NEED_MORE:
+            return true;
+        case HTTP_HEAD_OK:
+            break;
+        default:
+            conn_deny(c, REASON_UNKNOWN_PROTOCOL);
+            return false;
+        }
+        if (h.host_state == HTTP_HOST_MISMATCH || (h.host_state == HTTP_HOST_OK &&
+            (strcmp(h.host, c->host) != 0 || h.port != c->port))) {
+            conn_deny(c, REASON_HOST_MISMATCH);     /* another host on this connection */
+            return false;
+        }
+        if (h.host_state != HTTP_HOST_OK) {
+            conn_deny(c, REASON_INVALID_HOSTNAME);
+            return false;
+        }
+        if (h.connect || h.upgrade_h2c) {
+            conn_deny(c, h.connect ? REASON_METHOD_NOT_ALLOWED : REASON_UNKNOWN_PROTOCOL);
+            return false;
+        }
+        memcpy(path, h.path, h.path_len);
+        path[h.path_len] = '\0';
+        if (!conn_decide(c, h.host, h.host_len, h.method, path, &why)) {
+            conn_deny(c, why);
+            return false;
+        }
+        d->checked += h.head_len;
+        http_framing_start(&d->fr, &h);
+        if (h.upgrade_websocket) {          /* frames follow: no more heads to read */
+            d->http = false;
+            d->checked = d->len;
+        }
+    }
+    return true;
+}
+
+/* Moves what it can; re-arms its events; closes the flow when both sides are done. */
+static void dir_pump(struct dir *d)
+{
+    struct conn *c = d->c;
+    struct dir *other = d == &c->up ? &c->down : &c->up;
+    ssize_t n;
+
+    for (;;) {
+        /* 1. what is waiting goes first: the user-space window, then the pipe */
+        while (d->off < d->checked) {
+            n = send(d->to, d->buf + d->off, d->checked - d->off, MSG_NOSIGNAL);
+            if (n < 0 && errno == EAGAIN)
+                goto wait_write;
+            if (n <= 0)
+                goto broken;
+            d->off += (size_t)n;
+            d->bytes += (uint64_t)n;
+        }
+        if (d->off == d->len && d->buf && !d->http) {
+            free(d->buf);               /* an idle flow keeps no buffer */
+            d->buf = NULL;
+            d->cap = d->off = d->len = d->checked = 0;
+        }
+        while (d->in_pipe > 0) {
+            n = splice(d->pipe[0], NULL, d->to, NULL, d->in_pipe,
+                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (n < 0 && errno == EAGAIN)
+                goto wait_write;
+            if (n <= 0)
+                goto broken;
+            d->in_pipe -= (size_t)n;
+            d->bytes += (uint64_t)n;
+        }
+        c->last_active_ms = now_ms();
+
+        /* 2. the source ended and everything was delivered: pass the half-close on */
+        if (d->eof) {
+            if (!d->shut) {
+                shutdown(d->to, SHUT_WR);
+                d->shut = true;
+            }
+            if (other->shut) {
+                conn_close(c);
+                return;
+            }
+            event_del(d->rev);
+            event_del(d->wev);
+            return;
+        }
+
+        /* 3. read more */
+        if (d->use_splice && !d->http && d->off == d->len) {
+            if (d->pipe[0] < 0 && pipe2(d->pipe, O_NONBLOCK | O_CLOEXEC) < 0)
+                goto broken;
+            n = splice(d->from, NULL, d->pipe[1], NULL, SPLICE_CHUNK,
+                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (n < 0 && errno == EINVAL) {
+                d->use_splice = false;  /* not spliceable: the buffered path */
+                continue;
+            }
+            if (n > 0)
+                d->in_pipe += (size_t)n;
+        } else {
+            if (!d->buf) {
+                d->cap = HTTP_BUF_MAX;
+                d->buf = malloc(d->cap);
+                if (!d->buf)
+                    goto broken;
+            }
+            if (d->off > 0 && d->off == d->len) {
+                d->off = d->len = d->checked = 0;
+            } else if (d->len == d->cap && d->off > 0) {
+                memmove(d->buf, d->buf + d->off, d->len - d->off);
+                d->len -= d->off;
+                d->checked -= d->off;
+                d->off = 0;
+            }
+            if (d->len == d->cap) {
+                conn_deny(c, REASON_UNKNOWN_PROTOCOL);  /* a head longer than the window */
+                return;
+            }
+            n = recv(d->from, d->buf + d->len, d->cap - d->len, 0);
+            if (n > 0) {
+                d->len += (size_t)n;
+                if (!d->http)
+                    d->checked = d->len;
+                else if (!http_check(d))
+                    return;
+            }
+        }
+        if (n == 0) {
+            d->eof = true;
+            continue;
+        }
+        if (n < 0 && errno == EAGAIN) {
+            event_del(d->wev);
+            event_add(d->rev, NULL);
+            return;
+        }
+        if (n < 0)
+            goto broken;
+    }
+
+wait_write:
+    event_del(d->rev);
+    event_add(d->wev, NULL);
+    return;
+broken:
+    conn_close(c);
+}
+
+static void conn_start_relay(struct conn *c)
+{
+    struct flow_record r;
+    struct timeval tv;
+    uint32_t idle = c->px->policy->settings.timeouts.idle_ms;
+    int one = 1;
+
+    c->state = CONN_RELAY;
+    setsockopt(c->ufd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (dir_init(&c->down, c, c->ufd, c->cfd) < 0 || dir_init(&c->up, c, c->cfd, c->ufd) < 0) {
+        conn_close(c);
+        return;
+    }
+    /* the sniffed bytes are the up direction's first window */
+    c->up.http = strcmp(c->proto, "http") == 0;
+    c->up.cap = CONN_SNIFF_MAX;
+    c->up.checked = c->up.http ? 0 : c->up.len;
+    if (c->up.http && c->up.cap < HTTP_BUF_MAX) {
+        uint8_t *nb = realloc(c->up.buf, HTTP_BUF_MAX);
+
+        if (!nb) {
+            conn_close(c);
+            return;
+        }
+        c->up.buf = nb;
+        c->up.cap = HTTP_BUF_MAX;
+    }
+    record_base(c, &r, EV_FLOW_START);
+    r.verdict = c->verdict;
+    proxy_log(c->px, &r);
+    c->started = true;
+    c->last_active_ms = now_ms();
+    event_free(c->timer);
+    c->timer = evtimer_new(c->px->base, on_idle, c);
+    tv.tv_sec = idle / 1000;
+    tv.tv_usec = (idle % 1000) * 1000;
+    if (!c->timer || evtimer_add(c->timer, &tv) < 0) {
+        conn_close(c);
+        return;
+    }
+    if (c->up.http && !http_check(&c->up))
+        return;
+    /* from the loop, not from here: either pump may close the flow */
+    event_active(c->up.wev, EV_WRITE, 0);
+    event_active(c->down.rev, EV_READ, 0);
+}
+
+/* ---- sniffing ---- */
+
+static void on_sniff_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+
+    (void)fd;
+    (void)what;
+    if (c->state == CONN_SNIFF)
+        conn_deny_or_audit(c, REASON_SNIFF_TIMEOUT);
+    else
+        conn_deny(c, c->state == CONN_RESOLVE ? REASON_RESOLVE_FAILED : REASON_CONNECT_FAILED);
+}
+
+/* What the first bytes say; returns false while more are needed. */
+static bool sniff_decide(struct conn *c, bool full)
+{
+    const uint8_t *b = c->up.buf;
+    size_t n = c->up.len;
+    struct tls_hello hello;
+    struct http_head head;
+    enum tls_hello_status ts = tls_hello_parse(b, n, &hello);
+    enum http_head_status hs;
+    enum reason why = REASON_NONE;
+    const struct policy_settings *set = &c->px->policy->settings;
+
+    if (ts == TLS_HELLO_NEED_MORE && !full)
+        return false;
+    if (ts != TLS_HELLO_NOT_TLS) {
+        c->proto = "tls";
+        if (ts != TLS_HELLO_OK || hello.sni_state == TLS_SNI_NONE)
+            why = REASON_NO_SNI;
+        else if (hello.sni_state != TLS_SNI_OK)
+            why = REASON_INVALID_HOSTNAME;
+        else if (hello.ech && set->ech == ECH_DENY)
+            why = REASON_ECH_REJECTED;
+        if (ts == TLS_HELLO_OK && hello.sni_state == TLS_SNI_OK)
+            memcpy(c->host, hello.sni, hello.sni_len + 1);
+        if (why == REASON_NONE && !conn_decide(c, hello.sni, hello.sni_len, NULL, NULL, &why)) {
+            conn_deny(c, why);
+            return true;
+        }
+        if (why != REASON_NONE) {
+            conn_deny_or_audit(c, why);
+            return true;
+        }
+        conn_resolve(c);
+        return true;
+    }
+
+    hs = http_head_parse(b, n, &head);
+    if (hs == HTTP_HEAD_NEED_MORE && !full)
+        return false;
+    if (hs == HTTP_HEAD_NOT_HTTP) {
+        c->proto = "tcp";
+        conn_deny_or_audit(c, REASON_UNKNOWN_PROTOCOL);
+        return true;
+    }
+    c->proto = "http";
+    if (hs != HTTP_HEAD_OK) {
+        conn_deny(c, REASON_UNKNOWN_PROTOCOL);
+        return true;
+    }
+    if (head.host_state == HTTP_HOST_OK)
+        memcpy(c->host, head.host, head.host_len + 1);
+    if (head.host_state == HTTP_HOST_MISMATCH)
+        why = REASON_HOST_MISMATCH;
+    else if (head.host_state != HTTP_HOST_OK)
+        why = REASON_INVALID_HOSTNAME;
+    else if (head.port != c->port)
+        why = REASON_HOST_MISMATCH;         /* Host names another port than the one dialled */
+    if (why != REASON_NONE) {
+        conn_deny(c, why);
+        return true;
+    }
+    /* the head itself is checked again, with its method and path, by the relay */
+    if (!conn_decide(c, head.host, head.host_len, NULL, NULL, &why)) {
+        conn_deny(c, why);
+        return true;
+    }
+    conn_resolve(c);
+    return true;
+}
+
+static void on_sniff(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    ssize_t n;
+
+    (void)what;
+    n = recv(fd, c->up.buf + c->up.len, CONN_SNIFF_MAX - c->up.len, 0);
+    if (n < 0 && errno == EAGAIN)
+        return;
+    if (n <= 0) {
+        /* the client gave up (or said nothing): decide on what there is */
+        if (c->up.len == 0 || !sniff_decide(c, true))
+            conn_close(c);
+        return;
+    }
+    c->up.len += (size_t)n;
+    sniff_decide(c, c->up.len == CONN_SNIFF_MAX);
+}
+
+/* Connects to the address the sandbox dialled (cidr rules, audit mode without a name). */
+static void conn_connect_orig(struct conn *c)
+{
+    const uint8_t *a = ss_addr(&c->dst);
+    int family = c->dst.ss_family;
+
+    if (!addr_allowed(c->px, family, a)) {
+        conn_deny(c, REASON_PRIVATE_DESTINATION);
+        return;
+    }
+    c->addrs[0].family = family;
+    memcpy(c->addrs[0].addr, a, family == AF_INET ? 4 : 16);
+    c->n_addrs = 1;
+    c->next_addr = 0;
+    c->state = CONN_CONNECT;
+    event_del(c->cev);
+    conn_connect_next(c);
+}
+
+/* A denial in audit mode: logged as what enforce would have said, then let through. */
+static void conn_deny_or_audit(struct conn *c, enum reason why)
+{
+    struct flow_record r;
+
+    if (c->px->policy->settings.mode != POLICY_AUDIT) {
+        conn_deny(c, why);
+        return;
+    }
+    record_base(c, &r, EV_DENY);
+    r.verdict = VERDICT_AUDIT;
+    r.reason = why;
+    proxy_log(c->px, &r);
+    c->verdict = VERDICT_AUDIT;
+    if (c->host[0])
+        conn_resolve(c);
+    else
+        conn_connect_orig(c);
+}
+
+/* Raw TCP to an address a cidr rule allows: no name, no sniffing. */
+static bool try_cidr(struct conn *c)
+{
+    struct policy_verdict v;
+    const uint8_t *a = ss_addr(&c->dst);
+    int family = c->dst.ss_family;
+
+    policy_match_addr(c->px->policy, family, a, c->port, &v);
+    if (!v.allow)
+        return false;
+    c->proto = "tcp";
+    c->verdict = VERDICT_ALLOW;
+    snprintf(c->rule, sizeof(c->rule), "%s:%u", c->px->policy->file, v.rule->line);
+    conn_connect_orig(c);
+    return true;
+}
+
+void conn_accept(struct proxy *px, int fd)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    socklen_t len;
+    struct timeval tv;
+    uint32_t ms = px->policy->settings.timeouts.sniff_ms;
+
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->px = px;
+    c->id = ++px->last_flow;
+    c->cfd = fd;
+    c->ufd = -1;
+    c->proto = "tcp";
+    c->up.pipe[0] = c->up.pipe[1] = c->down.pipe[0] = c->down.pipe[1] = -1;
+    clock_gettime(CLOCK_MONOTONIC, &c->start);
+    c->next = px->conns;
+    if (px->conns)
+        px->conns->prev = c;
+    px->conns = c;
+    px->n_conns++;
+
+    len = sizeof(c->src);
+    getpeername(fd, (struct sockaddr *)&c->src, &len);
+    len = sizeof(c->dst);           /* TPROXY: the address the sandbox dialled */
+    getsockname(fd, (struct sockaddr *)&c->dst, &len);
+    addr_str(&c->src, c->src_s);
+    addr_str(&c->dst, c->dst_s);
+    c->port = ss_port(&c->dst);
+
+    c->cev = event_new(px->base, fd, EV_READ | EV_PERSIST, on_sniff, c);
+    c->timer = evtimer_new(px->base, on_sniff_timeout, c);
+    c->up.buf = malloc(CONN_SNIFF_MAX);
+    if (!c->cev || !c->timer || !c->up.buf) {
+        conn_close(c);
+        return;
+    }
+    c->up.cap = CONN_SNIFF_MAX;
+    if (try_cidr(c))
+        return;
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (ms % 1000) * 1000;
+    if (event_add(c->cev, NULL) < 0 || evtimer_add(c->timer, &tv) < 0)
+        conn_close(c);
+}
+
+void conn_revalidate(struct proxy *px)
+{
+    struct conn *c = px->conns, *next;
+
+    for (; c; c = next) {
+        struct policy_verdict v;
+
+        next = c->next;
+        if (c->state != CONN_RELAY || !c->host[0] || c->verdict == VERDICT_AUDIT)
+            continue;
+        policy_match_host(px->policy, (const uint8_t *)c->host, strlen(c->host), c->port, &v);
+        if (!v.allow && px->policy->settings.mode != POLICY_AUDIT) {
+            struct flow_record r;
+
+            record_base(c, &r, EV_DENY);
+            r.verdict = VERDICT_DENY;
+            r.reason = REASON_REVOKED;
+            proxy_log(px, &r);
+            conn_close(c);
+        }
+    }
+}
+
+void conn_close_all(struct proxy *px)
+{
+    while (px->conns)
+        conn_close(px->conns);
+}

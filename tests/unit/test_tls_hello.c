@@ -155,6 +155,10 @@ static void test_real_hellos(void **state)
     for (i = 0; i < n; i++)         /* every TCP split point: more, never a verdict */
         assert_int_equal(tls_hello_parse(b, i, &h), TLS_HELLO_NEED_MORE);
 
+    n = read_file("python-ssl", b, sizeof(b));
+    assert_int_equal(tls_hello_parse(b, n, &h), TLS_HELLO_OK);
+    assert_string_equal(h.sni, "api.example.test");
+
     n = read_file("openssl-alpn-h2", b, sizeof(b));
     assert_int_equal(tls_hello_parse(b, n, &h), TLS_HELLO_OK);
     assert_string_equal(h.sni, "files.pythonhosted.org");      /* sent as Files.PythonHosted.org */
@@ -232,6 +236,37 @@ static void test_sni_shapes(void **state)
     assert_int_equal(parse_exts(&exts, &h), TLS_HELLO_OK);
     assert_true(h.ech);
     assert_string_equal(h.sni, "public.test");
+}
+
+static void test_post_quantum_hello(void **state)
+{
+    static struct buf exts, hs, rec;
+    static uint8_t share[2 + 2 + 2 + 1216 + 2 + 2 + 32];
+    struct tls_hello h;
+    size_t i;
+
+    (void)state;
+    /* key_share: X25519MLKEM768 (0x11ec, 1216 bytes) and x25519 (32 bytes) */
+    share[0] = (uint8_t)((sizeof(share) - 2) >> 8);
+    share[1] = (uint8_t)(sizeof(share) - 2);
+    share[2] = 0x11;
+    share[3] = 0xec;
+    share[4] = 1216 >> 8;
+    share[5] = 1216 & 0xff;
+    share[6 + 1216] = 0x00;
+    share[6 + 1216 + 1] = 0x1d;
+    share[6 + 1216 + 3] = 32;
+    exts.n = 0;
+    ext_sni(&exts, "pq.example.test");
+    ext(&exts, 10, "\x00\x04\x11\xec\x00\x1d", 6);
+    ext(&exts, 51, share, sizeof(share));
+    hello(&hs, &exts);
+    assert_true(hs.n > 1300);                   /* what PQ key shares weigh */
+    records(&rec, &hs, 16384);
+    for (i = 1; i < rec.n; i += 1)              /* 1-byte segments: never a verdict early */
+        assert_int_equal(tls_hello_parse(rec.b, i, &h), TLS_HELLO_NEED_MORE);
+    assert_int_equal(tls_hello_parse(rec.b, rec.n, &h), TLS_HELLO_OK);
+    assert_string_equal(h.sni, "pq.example.test");
 }
 
 static void test_splits_and_sizes(void **state)
@@ -312,6 +347,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_real_hellos),
         cmocka_unit_test(test_sni_rows),
         cmocka_unit_test(test_sni_shapes),
+        cmocka_unit_test(test_post_quantum_hello),
         cmocka_unit_test(test_splits_and_sizes),
         cmocka_unit_test(test_not_tls_and_malformed),
     };

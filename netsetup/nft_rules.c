@@ -889,6 +889,17 @@ static struct mnl_socket *nf_open(uint32_t *portid)
 
 int nft_send(struct nft_batch *b, char *what, size_t what_len)
 {
+    return nft_send_keep(b, what, what_len, NULL);
+}
+
+void nft_release(struct nft_socket *s)
+{
+    if (s)
+        mnl_socket_close((struct mnl_socket *)s);
+}
+
+int nft_send_keep(struct nft_batch *b, char *what, size_t what_len, struct nft_socket **keep)
+{
     char buf[NL_BUF_SIZE];
     struct mnl_socket *nl;
     const void *data;
@@ -939,7 +950,10 @@ int nft_send(struct nft_batch *b, char *what, size_t what_len)
             break;
     }
 out:
-    mnl_socket_close(nl);
+    if (keep && ret == 0)
+        *keep = (struct nft_socket *)nl;
+    else
+        mnl_socket_close(nl);
     return ret;
 }
 

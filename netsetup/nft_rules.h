@@ -72,6 +72,15 @@ const char *nft_batch_describe(const struct nft_batch *b, uint32_t seq);
  */
 int nft_send(struct nft_batch *b, char *what, size_t what_len);
 
+/*
+ * The same, keeping the socket open (*KEEP) until nft_release(): closing a
+ * socket whose batch deleted rules waits for their release, so a caller with
+ * other slow work (deleting a veth) does that first and lets the waits overlap.
+ */
+struct nft_socket;
+int nft_send_keep(struct nft_batch *b, char *what, size_t what_len, struct nft_socket **keep);
+void nft_release(struct nft_socket *s);
+
 /* 1 when table inet sluice exists, 0 when not, -errno. */
 int nft_table_exists(void);
 

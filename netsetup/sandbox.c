@@ -178,14 +178,19 @@ static void nft_view(const struct sandbox *s, struct nft_sandbox *n)
     n->dns_port = s->dns_port;
 }
 
-static int nft_commit(struct nft_batch *b)
+static int nft_commit_keep(struct nft_batch *b, struct nft_socket **keep)
 {
     char desc[128];
-    int r = nft_send(b, desc, sizeof(desc));
+    int r = nft_send_keep(b, desc, sizeof(desc), keep);
 
     if (r < 0)
         what("%s", desc);
     return r;
+}
+
+static int nft_commit(struct nft_batch *b)
+{
+    return nft_commit_keep(b, NULL);
 }
 
 /* Policy routing for TPROXY: "fwmark MARK lookup TABLE" + "local default dev lo". */
@@ -195,16 +200,14 @@ static int routing_ensure(struct rtnl *rt, int family)
 
     if ((lo = rtnl_check(rtnl_link_index(rt, "lo"))) < 0)
         return lo;
-    r = rtnl_check(rtnl_rule_fwmark_exists(rt, family, NFT_MARK, NFT_ROUTE_TABLE));
-    if (r == 0)
-        r = rtnl_check(rtnl_rule_fwmark(rt, true, family, NFT_MARK, NFT_ROUTE_TABLE,
-                                        NFT_RULE_PRIO));
-    if (r < 0)
-        return r;
-    r = rtnl_check(rtnl_route_local_default_exists(rt, family, NFT_ROUTE_TABLE));
-    if (r == 0)
-        r = rtnl_check(rtnl_route_local_default(rt, true, family, NFT_ROUTE_TABLE, lo));
-    return r < 0 ? r : 0;
+    /* create-exclusive, "already there" is success: no dump that grows with N */
+    r = rtnl_rule_fwmark(rt, true, family, NFT_MARK, NFT_ROUTE_TABLE, NFT_RULE_PRIO);
+    if (r < 0 && r != -EEXIST)
+        return rtnl_check(r);
+    r = rtnl_route_local_default(rt, true, family, NFT_ROUTE_TABLE, lo);
+    if (r < 0 && r != -EEXIST)
+        return rtnl_check(r);
+    return 0;
 }
 
 static int routing_remove(struct rtnl *rt, int family)
@@ -271,6 +274,7 @@ static int teardown(const struct sandbox *s, struct others others)
 {
     struct nft_sandbox n;
     struct nft_batch *b;
+    struct nft_socket *nft = NULL;
     struct rtnl *rt = NULL;
     char pre[64], nat[64];
     int r, first = 0;
@@ -289,14 +293,16 @@ static int teardown(const struct sandbox *s, struct others others)
             r = nft_build_sandbox_del(b, &n, nft_sandbox_elem_exists(s->host_if) > 0,
                                       nft_chain_exists(pre) > 0);
         if (r == 0)
-            r = nft_commit(b);
+            r = nft_commit_keep(b, &nft);     /* released after the veth is gone */
         nft_batch_free(b);
     }
     if (r < 0)
         first = r;
 
-    if ((r = rtnl_check(rtnl_open(&rt))) < 0)
+    if ((r = rtnl_check(rtnl_open(&rt))) < 0) {
+        nft_release(nft);
         return first ? first : r;
+    }
     if (s->mode == SANDBOX_NETNS) {
         r = rtnl_link_del(rt, s->host_if);       /* takes the peer with it */
         if (r < 0 && r != -ENODEV && !first)
@@ -329,6 +335,7 @@ static int teardown(const struct sandbox *s, struct others others)
     if (others.v6 == 0 && (r = routing_remove(rt, AF_INET6)) < 0 && !first)
         first = r;
     rtnl_close(rt);
+    nft_release(nft);
     if (!first && (r = state_remove(s->name)) < 0) {
         what("removing the record of %s", s->name);
         first = r;
@@ -509,11 +516,16 @@ static int configure_host(struct rtnl *rt, const struct sandbox *s)
         (r = routing_ensure(rt, AF_INET)) < 0 || (s->v6 && (r = routing_ensure(rt, AF_INET6)) < 0))
         return r;
 
+    /* The base chains are written only with the table: rewriting them on every
+     * up would make the kernel wait for the old rules' release (~10 ms). */
+    what("reading table inet " NFT_TABLE);
+    if ((r = nft_table_exists()) < 0)
+        return r;
     b = nft_batch_new();
     if (!b)
         return -ENOMEM;
     nft_view(s, &n);
-    r = nft_build_base(b);
+    r = r == 0 ? nft_build_base(b) : 0;
     if (r == 0)
         r = nft_build_sandbox_add(b, &n);
     if (r == 0)

@@ -119,7 +119,9 @@ int state_save(const struct sandbox *s)
         cidr_format(&s->subnet6, net6);
         fprintf(f, "subnet6=%s\n", net6);
     }
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
+    /* no fsync: the record describes kernel objects that a reboot removes too;
+     * the rename below is what makes it whole or absent */
+    if (fflush(f) != 0) {
         r = -errno;
         fclose(f);
         unlink(tmp);

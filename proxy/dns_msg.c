@@ -148,12 +148,14 @@ size_t dns_build_response(uint8_t *out, size_t cap, size_t limit, const struct d
         limit = cap;
     if (limit < DNS_HEADER_LEN + q->qname_wire_len + 4 + opt)
         return 0;
-    memcpy(out + off, q->qname_wire, q->qname_wire_len);
-    off += q->qname_wire_len;
-    put16(out + off, q->qtype);
-    put16(out + off + 2, q->qclass);
-    off += 4;
-    for (i = 0; i < n; i++) {
+    if (q->qname_wire_len) {        /* none when the question did not parse (FORMERR) */
+        memcpy(out + off, q->qname_wire, q->qname_wire_len);
+        off += q->qname_wire_len;
+        put16(out + off, q->qtype);
+        put16(out + off + 2, q->qclass);
+        off += 4;
+    }
+    for (i = 0; i < n && q->qname_wire_len; i++) {
         size_t rdlen = ans[i].type == DNS_TYPE_A ? 4 : 16;
 
         if (off + 12 + rdlen + opt > limit) {
@@ -179,7 +181,7 @@ size_t dns_build_response(uint8_t *out, size_t cap, size_t limit, const struct d
     }
     put16(out, q->id);
     put16(out + 2, flags);
-    put16(out + 4, 1);
+    put16(out + 4, q->qname_wire_len ? 1 : 0);
     put16(out + 6, written);
     put16(out + 8, 0);
     put16(out + 10, q->edns ? 1 : 0);

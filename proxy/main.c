@@ -21,10 +21,12 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "dns_server.h"
 #include "proxy.h"
 #include "resolver.h"
 
 #define MAX_LISTENERS 8
+#define MAX_DNS_LISTENERS 4
 #define DRAIN_GRACE_MS 10000        /* SIGTERM: how long flows may finish */
 #define ACCEPT_BACKOFF_MS 100       /* out of descriptors: pause accepting this long */
 #define RELOAD_SETTLE_MS 100        /* a burst of file events is one reload */
@@ -45,6 +47,8 @@ static struct {
     int inotify_fd;
     struct event *inotify_ev;
     uint64_t drain_deadline_ms;
+    struct dns_server *dns[MAX_DNS_LISTENERS];
+    size_t n_dns;
 } g;
 
 __attribute__((format(printf, 1, 2)))
@@ -70,8 +74,7 @@ void proxy_log(struct proxy *px, struct flow_record *r)
 
 /* ---- listeners ---- */
 
-/* "ADDR:PORT" or "[V6]:PORT" into a socket address. */
-static bool parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+bool proxy_parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 {
     char buf[INET6_ADDRSTRLEN + 8];
     char *colon, *host = buf, *end;
@@ -167,7 +170,7 @@ static int listen_on(const char *spec)
         log_warnx("--listen %s: at most %d listeners", spec, MAX_LISTENERS);
         return -1;
     }
-    if (!parse_hostport(spec, &ss, &len)) {
+    if (!proxy_parse_hostport(spec, &ss, &len)) {
         log_warnx("--listen %s: not ADDR:PORT or [ADDR]:PORT", spec);
         return -EINVAL;
     }
@@ -335,13 +338,16 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: sluice-proxy --policy FILE --listen ADDR:PORT [--listen ...]\n"
-            "                    --upstream-dns ADDR[:PORT][,...] [--id NAME] [--log FILE|-]\n"
+            "                    [--dns-listen ADDR:PORT ...] --upstream-dns ADDR[:PORT][,...]\n"
+            "                    [--id NAME] [--log FILE|-]\n"
             "                    [--check] [--foreground]\n"
             "\n"
             "  --policy FILE        the policy (see sluicectl check); reloaded on SIGHUP and\n"
             "                       when the file changes\n"
             "  --listen ADDR:PORT   a transparent TCP listener ([V6]:PORT for IPv6); the\n"
             "                       proxy_listen address sluice-netsetup printed\n"
+            "  --dns-listen ADDR:PORT  the DNS service (UDP and TCP): the dns_listen address\n"
+            "                       sluice-netsetup printed; names no rule allows get NXDOMAIN\n"
             "  --upstream-dns LIST  the resolvers the proxy asks (never the sandbox's choice)\n"
             "  --id NAME            the sandbox's name in every log record\n"
             "  --log FILE|-         the flow log, JSON Lines (default -: standard output)\n"
@@ -366,10 +372,12 @@ static void raise_nofile(void)
 
 int main(int argc, char **argv)
 {
-    enum { O_POLICY = 256, O_LISTEN, O_UPSTREAM, O_ID, O_LOG, O_CHECK, O_FOREGROUND, O_HELP };
+    enum { O_POLICY = 256, O_LISTEN, O_DNS, O_UPSTREAM, O_ID, O_LOG, O_CHECK, O_FOREGROUND,
+           O_HELP };
     static const struct option opts[] = {
         {"policy", required_argument, NULL, O_POLICY},
         {"listen", required_argument, NULL, O_LISTEN},
+        {"dns-listen", required_argument, NULL, O_DNS},
         {"upstream-dns", required_argument, NULL, O_UPSTREAM},
         {"id", required_argument, NULL, O_ID},
         {"log", required_argument, NULL, O_LOG},
@@ -378,8 +386,9 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
-    const char *listens[MAX_LISTENERS], *upstream = NULL, *log_path = "-";
-    size_t n_listens = 0, i;
+    const char *listens[MAX_LISTENERS], *dns[MAX_DNS_LISTENERS], *upstream = NULL;
+    const char *log_path = "-";
+    size_t n_listens = 0, n_dns = 0, i;
     bool check = false;
     struct diag_list d;
     struct event *sigs[4];
@@ -397,6 +406,13 @@ int main(int argc, char **argv)
                 return EXIT_USAGE;
             }
             listens[n_listens++] = optarg;
+            break;
+        case O_DNS:
+            if (n_dns == MAX_DNS_LISTENERS) {
+                log_warnx("at most %d --dns-listen (see --help)", MAX_DNS_LISTENERS);
+                return EXIT_USAGE;
+            }
+            dns[n_dns++] = optarg;
             break;
         case O_UPSTREAM: upstream = optarg; break;
         case O_ID: g.px.id = optarg; break;
@@ -456,6 +472,12 @@ int main(int argc, char **argv)
             goto out;
         }
     }
+    for (i = 0; i < n_dns; i++) {
+        if (!(g.dns[g.n_dns++] = dns_server_new(&g.px, dns[i]))) {
+            rc = 1;
+            goto out;
+        }
+    }
     for (i = 0; i < 4; i++) {
         sigs[i] = evsignal_new(g.px.base, signals[i], on_signal, NULL);
         if (sigs[i])
@@ -471,6 +493,8 @@ int main(int argc, char **argv)
             event_free(sigs[i]);
 out:
     conn_close_all(&g.px);
+    for (i = 0; i < g.n_dns; i++)
+        dns_server_free(g.dns[i]);
     for (i = 0; i < g.n_listeners; i++) {
         event_free(g.listeners[i].ev);
         close(g.listeners[i].fd);

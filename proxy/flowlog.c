@@ -117,6 +117,8 @@ size_t flowlog_format(char *buf, size_t cap, const struct flow_record *r)
     key_str(&o, "qtype", r->qtype, 0);
     key_str(&o, "rcode", r->rcode, 0);
     key_str(&o, "limit", r->limit, 0);
+    if (r->suppressed)
+        key_u64(&o, "suppressed", r->suppressed);
     key_str(&o, "error", r->error, 0);
     key_str(&o, "policy", r->policy, 0);
     /* a record cut by the cap is still one valid line */

@@ -43,6 +43,7 @@ struct flow_record {
     const char *policy;         /* POLICY_HASH_HEX digits */
     const char *error;          /* reload: why a policy was rejected */
     const char *limit;          /* limit: which limit */
+    uint64_t suppressed;        /* dns: records left out under a flood since the last one */
 };
 
 /* Writes R as one line (with the newline) into BUF; returns its length. */

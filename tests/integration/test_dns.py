@@ -7,6 +7,7 @@ and never forwarded: dnsmasq's query log is the proof that nothing leaked.
 """
 
 import json
+import time
 import uuid
 
 import pytest
@@ -158,3 +159,39 @@ def test_query_rate_is_limited(env):
     ok, refused = map(int, r.stdout.split())
     assert refused >= 30 and ok <= 25, r.stdout      # a 20/s bucket, one second deep
     assert records(log, event="limit", limit="dns_queries_per_second")
+
+
+def test_flood_is_limited_logged_bounded_and_the_service_survives(env):
+    """2,000 queries in about a second, plus malformed datagrams: REFUSED past
+    the rate, a bounded log, and a normal answer afterwards."""
+    world, sb, proxy, log, _ = env
+    before = len(log.read_text().splitlines())
+    script = (
+        "import socket, struct, time\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "q = lambda i: struct.pack('>HHHHHH', i, 0x100, 1, 0, 0, 0) + "
+        "b'\\x03www\\x07example\\x04test\\x00\\x00\\x01\\x00\\x01'\n"
+        "junk = [b'', b'\\x00' * 11, b'\\xff' * 600, b'\\x12\\x34\\x01\\x00\\x00\\x01' + b'\\x00' * 6"
+        " + b'\\xc0\\x0c\\x00\\x01\\x00\\x01']\n"
+        "t0 = time.monotonic()\n"
+        "for i in range(2000):\n"
+        f"    s.sendto(q(i) if i % 50 else junk[i // 50 % 4], ('{sb.gw}', 53))\n"
+        "print(round(time.monotonic() - t0, 2))\n")
+    r = world.run(sb.name, ["python3", "-c", script], timeout=20)
+    assert r.returncode == 0, r.stderr
+    after = log.read_text().splitlines()[before:]
+    assert len(after) < 2000 // 2, "the log did not stay bounded under the flood"
+    time.sleep(1.1)                                   # let the bucket refill
+    ok = world.dig(sb.name, "www.example.test", "A", server=sb.gw)
+    assert ok.status == "NOERROR" and ok.answers, ok.raw
+
+
+def test_subdomain_of_an_exact_rule_and_axfr(env):
+    world, sb, proxy, log, _ = env
+    world.dns_reset()
+    sub = world.dig(sb.name, "deeper.www.example.test", "A", server=sb.gw)
+    assert sub.status == "NXDOMAIN", sub.raw
+    assert forwarded(world, "deeper.www.example.test") == []
+    axfr = world.run(sb.name, ["dig", "+time=2", "+tries=1", f"@{sb.gw}", "example.test",
+                               "AXFR"], timeout=10)
+    assert "Transfer failed" in axfr.stdout or "NOTIMP" in axfr.stdout, axfr.stdout

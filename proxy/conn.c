@@ -45,6 +45,8 @@ struct dir {
     size_t in_pipe;
     bool use_splice;
     bool http;                  /* check each request head (client to server, plain HTTP) */
+    bool await_upgrade;         /* a websocket upgrade went out: hold the rest until the
+                                   server's status line says whether it was accepted */
     struct http_framing fr;
     bool eof, shut;
     uint64_t bytes;
@@ -211,7 +213,7 @@ static void conn_deny(struct conn *c, enum reason why)
     r.verdict = VERDICT_DENY;
     r.reason = why;
     proxy_log(c->px, &r);
-    c->started = false;         /* a denied flow has a deny record, not a flow_end */
+    /* a flow denied mid-relay (a later request) still gets its flow_end, with bytes */
     conn_close(c);
 }
 
@@ -223,10 +225,11 @@ static void conn_deny(struct conn *c, enum reason why)
  * becomes verdict "audit" and goes on.
  */
 static bool conn_decide(struct conn *c, const char *host, size_t len, const char *method,
-                        const char *path, enum reason *why)
+                        const char *path, bool quiet, enum reason *why)
 {
     const struct policy *p = c->px->policy;
     struct policy_verdict v;
+    struct flow_record r;
 
     policy_match_host(p, (const uint8_t *)host, len, c->port, &v);
     if (v.allow && method)
@@ -239,7 +242,16 @@ static bool conn_decide(struct conn *c, const char *host, size_t len, const char
         return true;
     }
     if (p->settings.mode == POLICY_AUDIT) {
+        /* what enforce would have said, with its reason; then the flow goes on */
         c->verdict = VERDICT_AUDIT;
+        if (!quiet) {
+            record_base(c, &r, EV_DENY);
+            r.host = host;
+            r.host_len = len;
+            r.verdict = VERDICT_AUDIT;
+            r.reason = v.reason;
+            proxy_log(c->px, &r);
+        }
         return true;
     }
     return false;
@@ -408,7 +420,7 @@ static bool http_check(struct dir *d)
 {
     struct conn *c = d->c;
 
-    while (d->checked < d->len) {
+    while (d->checked < d->len && !d->await_upgrade) {
         const uint8_t *p = d->buf + d->checked;
         size_t n = d->len - d->checked;
         struct http_head h;
@@ -449,18 +461,43 @@ static bool http_check(struct dir *d)
         }
         memcpy(path, h.path, h.path_len);
         path[h.path_len] = '\0';
-        if (!conn_decide(c, h.host, h.host_len, h.method, path, &why)) {
+        if (!conn_decide(c, h.host, h.host_len, h.method, path, false, &why)) {
             conn_deny(c, why);
             return false;
         }
         d->checked += h.head_len;
         http_framing_start(&d->fr, &h);
-        if (h.upgrade_websocket) {          /* frames follow: no more heads to read */
-            d->http = false;
-            d->checked = d->len;
-        }
+        if (h.upgrade_websocket)
+            d->await_upgrade = true;        /* see upgrade_answered() */
     }
     return true;
+}
+
+/*
+ * The down direction's first bytes after a websocket upgrade request: a 101
+ * makes the client's side a blind relay (frames, not requests); any other
+ * status keeps every later request checked. Peeked, so the splice path still
+ * moves them. Returns 1 when decided, 0 while the status line is incomplete,
+ * -1 when the flow was closed (a held request was denied).
+ */
+static int upgrade_answered(struct conn *c)
+{
+    uint8_t line[12];
+    ssize_t n = recv(c->ufd, line, sizeof(line), MSG_PEEK | MSG_DONTWAIT);
+
+    if (n >= 0 && n < (ssize_t)sizeof(line))
+        return n == 0;                      /* EOF decides nothing: the flow ends */
+    if (n < 0)
+        return errno == EAGAIN ? 0 : 1;     /* an error: the read below reports it */
+    c->up.await_upgrade = false;
+    if (memcmp(line, "HTTP/1.1 101", 12) == 0) {
+        c->up.http = false;
+        c->up.checked = c->up.len;          /* what the client sent since: frames */
+    } else if (!http_check(&c->up)) {
+        return -1;
+    }
+    event_active(c->up.wev, EV_WRITE, 0);
+    return 1;
 }
 
 /* Moves what it can; re-arms its events; closes the flow when both sides are done. */
@@ -514,6 +551,16 @@ static void dir_pump(struct dir *d)
         }
 
         /* 3. read more */
+        if (d == &c->down && c->up.await_upgrade) {
+            int answered = upgrade_answered(c);
+
+            if (answered < 0)
+                return;
+            if (answered == 0) {
+                event_add(d->rev, NULL);    /* the status line is not all here yet */
+                return;
+            }
+        }
         if (d->use_splice && !d->http && d->off == d->len) {
             if (d->pipe[0] < 0 && pipe2(d->pipe, O_NONBLOCK | O_CLOEXEC) < 0)
                 goto broken;
@@ -601,6 +648,9 @@ static void conn_start_relay(struct conn *c)
         c->up.buf = nb;
         c->up.cap = HTTP_BUF_MAX;
     }
+    /* the first request decides the verdict flow_start carries (audit included) */
+    if (c->up.http && !http_check(&c->up))
+        return;
     record_base(c, &r, EV_FLOW_START);
     r.verdict = c->verdict;
     proxy_log(c->px, &r);
@@ -614,8 +664,6 @@ static void conn_start_relay(struct conn *c)
         conn_close(c);
         return;
     }
-    if (c->up.http && !http_check(&c->up))
-        return;
     /* from the loop, not from here: either pump may close the flow */
     event_active(c->up.wev, EV_WRITE, 0);
     event_active(c->down.rev, EV_READ, 0);
@@ -659,7 +707,8 @@ static bool sniff_decide(struct conn *c, bool full)
             why = REASON_ECH_REJECTED;
         if (ts == TLS_HELLO_OK && hello.sni_state == TLS_SNI_OK)
             memcpy(c->host, hello.sni, hello.sni_len + 1);
-        if (why == REASON_NONE && !conn_decide(c, hello.sni, hello.sni_len, NULL, NULL, &why)) {
+        if (why == REASON_NONE &&
+            !conn_decide(c, hello.sni, hello.sni_len, NULL, NULL, false, &why)) {
             conn_deny(c, why);
             return true;
         }
@@ -696,8 +745,9 @@ static bool sniff_decide(struct conn *c, bool full)
         conn_deny(c, why);
         return true;
     }
-    /* the head itself is checked again, with its method and path, by the relay */
-    if (!conn_decide(c, head.host, head.host_len, NULL, NULL, &why)) {
+    /* the head itself is checked again, with its method and path, by the relay,
+     * which also writes the audit record: this look is quiet */
+    if (!conn_decide(c, head.host, head.host_len, NULL, NULL, true, &why)) {
         conn_deny(c, why);
         return true;
     }

@@ -323,8 +323,13 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
             log_warnx("reopening the flow log: %s", strerror(errno));
     } else if (!g.px.draining) {        /* SIGTERM, SIGINT: stop accepting, drain */
         g.px.draining = true;
-        for (i = 0; i < g.n_listeners; i++)
-            event_del(g.listeners[i].ev);
+        /* closed, not just unwatched: with no listener, netsetup's rules reset
+         * new connections at once instead of leaving them in a backlog */
+        for (i = 0; i < g.n_listeners; i++) {
+            event_free(g.listeners[i].ev);
+            close(g.listeners[i].fd);
+        }
+        g.n_listeners = 0;
         clock_gettime(CLOCK_MONOTONIC, &t);
         g.drain_deadline_ms = (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000 +
                               DRAIN_GRACE_MS;

@@ -30,7 +30,7 @@ static const struct {
                                  "the rule's http section does not allow this path"},
     [REASON_UPSTREAM_CERT_INVALID] = {"upstream_cert_invalid",
                                       "the upstream certificate did not verify"},
-    [REASON_REVOKED] = {"revoked", "the upstream certificate is revoked"},
+    [REASON_REVOKED] = {"revoked", "a reloaded policy no longer allows this flow"},
 };
 
 const char *reason_name(enum reason r)

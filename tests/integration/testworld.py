@@ -384,6 +384,7 @@ class World:
         self.tmp.chmod(0o755)        # workloads running as other uids read the CA
         self.sites = list(SITES)
         self.dns_records = list(DNS_RECORDS)
+        self.dns_ttls = {}          # (name, type, value) -> TTL, when not DNS_TTL
         self.links = {}
         self.procs = []
         self.namespaces = []
@@ -737,7 +738,8 @@ table inet watch {{
         ]
         for name, rtype, value in self.dns_records:
             if rtype in ("A", "AAAA"):
-                lines.append(f"host-record={name},{value}")
+                ttl = self.dns_ttls.get((name, rtype, value))
+                lines.append(f"host-record={name},{value}" + (f",{ttl}" if ttl else ""))
             elif rtype == "CNAME":
                 lines.append(f"cname={name},{value}")
             elif rtype == "TXT":
@@ -763,14 +765,18 @@ table inet watch {{
         self.dnsmasq = self._start_dnsmasq()
         self.wait_listening(self.dnsmasq, self._dns_wanted())
 
-    def dns_add(self, name, rtype, value, restart=True):
+    def dns_add(self, name, rtype, value, restart=True, ttl=None):
+        """Add a record (TTL: A/AAAA only, default DNS_TTL) and restart dnsmasq."""
         self.dns_records.append((name, rtype, value))
+        if ttl is not None:
+            self.dns_ttls[(name, rtype, value)] = ttl
         if restart:
             self.dns_restart()
 
     def dns_remove(self, name, rtype=None, restart=True):
         self.dns_records = [r for r in self.dns_records
                             if not (r[0] == name and rtype in (None, r[1]))]
+        self.dns_ttls = {k: v for k, v in self.dns_ttls.items() if k in self.dns_records}
         if restart:
             self.dns_restart()
 
@@ -799,7 +805,8 @@ table inet watch {{
         fmt = ('\'{"time":"$time_iso8601","remote":"$remote_addr","remote_port":"$remote_port",'
                '"server_addr":"$server_addr","server_port":"$server_port","scheme":"$scheme",'
                '"site":"$server_name","host":"$host","sni":"$ssl_server_name",'
-               '"request":"$request","status":$status,"bytes":$body_bytes_sent}\'')
+               '"request":"$request","status":$status,"bytes":$body_bytes_sent,'
+               '"request_length":$request_length}\'')
         out = [
             "daemon off;", "master_process on;", "worker_processes 1;", "user root root;",
             f"pid {t / 'nginx.pid'};", f"error_log {t / 'nginx-error.log'} notice;",
@@ -839,6 +846,10 @@ table inet watch {{
             out.append(f"    location / {{ return 200 {body(s)}; }}")
             out.append(f"    location = /whoami {{ return 200 {whoami}; }}")
             out.append("    location /files/ { }")
+            # PUT stores the body under www/uploads/ (uploads through a proxy are
+            # compared byte for byte); the default 1 MiB body cap would refuse them
+            out.append("    location /uploads/ { dav_methods PUT; create_full_put_path on; "
+                       "client_max_body_size 64m; }")
             out.append("  }")
         out.append("}")
         path = t / "nginx.conf"

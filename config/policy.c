@@ -313,7 +313,7 @@ static bool ref_has_port(const struct policy *p, const struct name_ref *ref, uin
     return false;
 }
 
-/* CANDS holds the rules naming the target, most specific first; the first that lists PORT allows. */
+/* CANDS: the rules naming the target, most specific first; the first listing PORT allows. */
 static void decide(const struct policy *p, const struct name_ref *const *cands, size_t n,
                    uint16_t port, struct policy_verdict *v)
 {

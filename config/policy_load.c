@@ -462,46 +462,44 @@ static bool http_path_ok(const char *s)
     return true;
 }
 
-static void http_methods(struct loader *ld, yaml_node_t *n, void *ctx)
+/* A list of strings under KEY, each accepted by OK; BAD says why one is not. */
+static void load_strings(struct loader *ld, yaml_node_t *n, const char *key,
+                         const char *item_what, bool (*ok)(const char *), const char *bad,
+                         char ***v, size_t *count)
 {
-    struct policy_http_rule *h = ctx;
     yaml_node_t *item;
     size_t cap = 0;
 
-    for_each_item(ld, n, "methods", item) {
-        const char *s = scalar(ld, item, "a method");
+    for_each_item(ld, n, key, item) {
+        const char *s = scalar(ld, item, item_what);
 
         if (!s)
             continue;
-        if (!http_token_ok(s))
-            ld_error(ld, item, "method '%s' is not an uppercase HTTP method (e.g. GET, POST)",
-                     s);
+        if (!ok(s))
+            ld_error(ld, item, "%s '%s' %s", item_what + 2, s, bad);
         else
-            push_str(ld, item, &h->methods, &h->n_methods, &cap, s);
+            push_str(ld, item, v, count, &cap, s);
     }
     if (seq_empty(n))
-        ld_error(ld, n, "methods is empty; list methods or drop the key to allow any");
+        ld_error(ld, n, "%s is empty; list some or drop the key to allow any", key);
+}
+
+static void http_methods(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    struct policy_http_rule *h = ctx;
+
+    load_strings(ld, n, "methods", "a method", http_token_ok,
+                 "is not an uppercase HTTP method (e.g. GET, POST)", &h->methods,
+                 &h->n_methods);
 }
 
 static void http_paths(struct loader *ld, yaml_node_t *n, void *ctx)
 {
     struct policy_http_rule *h = ctx;
-    yaml_node_t *item;
-    size_t cap = 0;
 
-    for_each_item(ld, n, "paths", item) {
-        const char *s = scalar(ld, item, "a path");
-
-        if (!s)
-            continue;
-        if (!http_path_ok(s))
-            ld_error(ld, item, "path '%s' must start with '/' and hold no spaces or "
-                     "control characters", s);
-        else
-            push_str(ld, item, &h->paths, &h->n_paths, &cap, s);
-    }
-    if (seq_empty(n))
-        ld_error(ld, n, "paths is empty; list paths or drop the key to allow any");
+    load_strings(ld, n, "paths", "a path", http_path_ok,
+                 "must start with '/' and hold no spaces or control characters", &h->paths,
+                 &h->n_paths);
 }
 
 static void rule_http(struct loader *ld, yaml_node_t *n, void *ctx)

@@ -69,7 +69,7 @@ struct conn {
     struct event *cev;          /* client readable, while sniffing */
     struct event *timer;        /* sniff, connect or idle deadline */
     struct resolver_query *rq;
-    struct resolver_addr addrs[2 * RESOLVER_MAX_ADDRS];
+    struct resolver_addr *addrs;    /* where to connect, until connected */
     size_t n_addrs, next_addr;
     struct dir up, down;        /* client to server, server to client */
     struct timespec start;
@@ -164,6 +164,7 @@ static void conn_close(struct conn *c)
     }
     if (c->rq)
         resolver_cancel(c->rq);
+    free(c->addrs);
     if (c->cev)
         event_free(c->cev);
     if (c->timer)
@@ -273,7 +274,8 @@ static void on_resolved(const struct resolver_result *res, void *arg)
 
     c->rq = NULL;
     c->n_addrs = 0;
-    for (i = 0; res->status == 0 && i < res->n; i++) {
+    c->addrs = res->n ? calloc(res->n, sizeof(*c->addrs)) : NULL;
+    for (i = 0; c->addrs && res->status == 0 && i < res->n; i++) {
         const struct resolver_addr *a = &res->addrs[i];
 
         if (addr_allowed(c->px, a->family, a->addr))
@@ -629,7 +631,13 @@ static void conn_start_relay(struct conn *c)
     int one = 1;
 
     c->state = CONN_RELAY;
+    /* both sides: a relay must not add Nagle's wait to the endpoints' own */
     setsockopt(c->ufd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(c->cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    event_free(c->cev);                 /* sniffing is over; the relay has its own events */
+    c->cev = NULL;
+    free(c->addrs);                     /* the answer is spent once connected */
+    c->addrs = NULL;
     if (dir_init(&c->down, c, c->ufd, c->cfd) < 0 || dir_init(&c->up, c, c->cfd, c->ufd) < 0) {
         conn_close(c);
         return;
@@ -782,6 +790,11 @@ static void conn_connect_orig(struct conn *c)
 
     if (!addr_allowed(c->px, family, a)) {
         conn_deny(c, REASON_PRIVATE_DESTINATION);
+        return;
+    }
+    c->addrs = calloc(1, sizeof(*c->addrs));
+    if (!c->addrs) {
+        conn_close(c);
         return;
     }
     c->addrs[0].family = family;

@@ -1,0 +1,709 @@
+#!/usr/bin/env python3
+"""sluice-proxy benchmark: download throughput, short TLS connections per second,
+time to first byte and memory, against the direct path (no proxy) and nginx
+`stream` + `ssl_preread` doing the same job, in one run.
+
+Everything happens in the namespaces of a test world (tests/integration/
+testworld.py: `inet` with dnsmasq and nginx, `host`) and in three client
+namespaces plugged into `host`: a sluice sandbox made by sluice-netsetup, one
+routed straight to inet, and one whose port 443 is redirected to nginx stream.
+Every namespace, process and temp dir is removed at the end, after a failure,
+on Ctrl-C or SIGTERM. See tests/bench/README.md.
+
+usage: bench_proxy.py [--quick] [--proxy PATH] [--netsetup PATH]
+"""
+
+import argparse
+import atexit
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+
+import testworld                                    # noqa: E402
+from testworld import ADDR, RUN_NETNS, World, wait_for   # noqa: E402
+
+GOAL_THROUGHPUT = 0.90      # download MiB/s through sluice / direct
+GOAL_CPS_DIRECT = 0.80      # TLS connections/s through sluice / direct
+GOAL_CPS_NGINX = 1.3        # TLS connections/s through sluice / through nginx stream
+GOAL_TTFB = 1.1             # median time to first byte, sluice / direct
+GOAL_HELD_MIB = 8.0         # sluice-proxy VmRSS with HELD idle allowed TLS connections
+GOAL_IDLE_MIB = 2.0         # sluice-proxy VmRSS after start, no flow yet
+
+NAME = "www.example.test"   # allowed; A 203.0.113.10 (A is tried before AAAA)
+DST = ADDR.WWW4             # every client dials the name's address
+BIG = "256m.bin"
+BIG_BYTES = 256 << 20
+PROXY_PORT = 15001          # sluice-netsetup's default proxy port
+STREAM_PORT = 18443         # nginx stream, behind an nft redirect of :443
+DIRECT_NET = ("10.201.0.1/30", "10.201.0.2/30")     # host side, client side
+STREAM_NET = ("10.202.0.1/30", "10.202.0.2/30")
+PATHS = ("direct", "sluice", "nginx")
+NOFILE = 20000              # descriptors nginx may use (held flows: 2 each through a proxy)
+HOLD_CONCURRENCY = 64
+STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
+
+POLICY = f"""\
+version: 1
+egress:
+  - domain: {NAME}
+    ports: [80, 443]
+destinations:
+  allow_ranges: [203.0.113.0/24]        # the test internet lives in TEST-NET-3
+limits:                                 # 0 = no limit: the benchmark measures the relay
+  max_connections: 0
+  new_connections_per_second: 0
+  upload_bytes_per_second: 0
+  download_bytes_per_second: 0
+"""
+
+
+def log(msg=""):
+    print(msg, flush=True)
+
+
+def med(v):
+    return statistics.median(v)
+
+
+def verdict(ok):
+    return "PASS" if ok else "MISS"
+
+
+def proc_status(pid):
+    """VmRSS, RssAnon, RssFile, RssShmem of PID in KiB."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        k, _, v = line.partition(":")
+        if k in ("VmRSS", "RssAnon", "RssFile", "RssShmem", "VmHWM"):
+            out[k] = int(v.split()[0])
+    return out
+
+
+def private_kib(pid):
+    """Memory only this process holds (Private_Clean + Private_Dirty), in KiB."""
+    total = 0
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith(("Private_Clean:", "Private_Dirty:")):
+            total += int(line.split()[1])
+    return total
+
+
+def cpu_seconds(pid):
+    """CPU time PID has used (schedstat: nanoseconds; else stat: clock ticks)."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid):
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if int((p / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(p.name))
+            except (OSError, ValueError, IndexError):
+                pass
+    return out
+
+
+def n_fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+class BenchWorld(World):
+    """The test world, with nginx able to hold thousands of connections."""
+
+    def _nginx_conf(self):
+        path = super()._nginx_conf()
+        text = path.read_text()
+        old = "events { worker_connections 512; }"
+        if old not in text:
+            raise RuntimeError(f"testworld's nginx.conf no longer says {old!r}: update "
+                               "BenchWorld._nginx_conf")
+        path.write_text(text.replace(old, f"worker_rlimit_nofile {NOFILE};\n"
+                                          "events { worker_connections 8192; }"))
+        return path
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.deadline = time.monotonic() + args.max_seconds
+        self.w = None
+        self.tmp = Path(tempfile.mkdtemp(prefix="sluice-bench-proxy-"))
+        self.ns = {}            # path -> client namespace
+        self.proxy = self.stream = None
+        self.procs = []         # our own Popen objects (the hold client)
+        self.findings = []      # correctness problems: they make the exit status 1
+        self.through_sluice = 0  # connections the clients completed through sluice
+        self.netsetup_env = dict(os.environ)
+        self.cleaned = False
+
+    # ---- safety and bounds ----
+
+    def guard(self):
+        if time.monotonic() > self.deadline:
+            raise RuntimeError(f"time limit of {self.args.max_seconds:g} s reached")
+
+    def run(self, ns, argv, timeout=60, check=True, env=None, input=None):
+        """ARGV inside namespace NS (one of the world's: checked by testworld)."""
+        self.guard()
+        r = self.w.run(ns, argv, timeout=timeout, nsenter=True, env=env, input=input)
+        if check and r.returncode != 0:
+            raise RuntimeError(f"in {ns}: {' '.join(map(str, argv))}: exit {r.returncode}: "
+                               f"{(r.stderr or r.stdout).strip()[-2000:]}")
+        return r
+
+    def cleanup(self):
+        if self.cleaned:
+            return
+        self.cleaned = True
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            for p in self.procs:
+                if p.poll() is None:
+                    try:
+                        os.killpg(p.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    p.wait(timeout=5)
+            if self.w:
+                prefix = self.w.prefix
+                if self.ns.get("sluice") and (RUN_NETNS / self.ns["sluice"]).exists():
+                    try:        # tidy: the host's deletion would take it all anyway
+                        self.w.run(self.w.host, [self.args.netsetup, "down", self.ns["sluice"]],
+                                   env=self.netsetup_env, nsenter=True, timeout=20)
+                    except Exception as e:
+                        log(f"netsetup down: {e}")
+                try:
+                    self.w.teardown()
+                except Exception as e:
+                    log(f"WARNING: {e}")
+                left = [n for n in testworld.list_netns() if n.startswith(prefix)]
+                if left:
+                    log(f"WARNING: namespaces left behind: {' '.join(left)}")
+                else:
+                    log(f"cleanup: no namespace {prefix}* is left (ip netns list checked)")
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        finally:
+            signal.signal(signal.SIGINT, old)
+
+    # ---- the world ----
+
+    def build_helper(self):
+        out = self.tmp / "tls_client"
+        r = subprocess.run(["cc", "-O2", "-Wall", "-o", str(out), str(HERE / "tls_client.c"),
+                            "-lssl", "-lcrypto"], capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            raise RuntimeError(f"building tls_client: {r.stderr.strip()}")
+        self.client = str(out)
+
+    def setup(self):
+        testworld.reap_stale()
+        self.w = BenchWorld()
+        self.w.setup()
+        w = self.w
+        self.ca = str(w.ca_cert)
+        with open(w.tmp / "www" / "files" / BIG, "wb") as f:
+            f.truncate(BIG_BYTES)           # sparse: served from the page cache
+        # the sluice sandbox, made the way an operator makes it
+        self.netsetup_env = dict(os.environ, SLUICE_RUN_DIR=str(w.tmp / "run"))
+        sb = w.name("sb")
+        self.ns["sluice"] = sb
+        info = json.loads(self.run(w.host, [self.args.netsetup, "up", sb, "--json"],
+                                   env=self.netsetup_env).stdout)
+        self.gw = info["gateway_addr"].split("/")[0]
+        # the direct path: a namespace routed through host (forwarding) to inet
+        dr = w.add_ns("dr")
+        self.ns["direct"] = dr
+        w.veth(w.host, dr, "bdr0", "eth0", [DIRECT_NET[0]], [DIRECT_NET[1]])
+        self.run(dr, ["ip", "route", "add", "default", "via", DIRECT_NET[0].split("/")[0]])
+        w.route_via_host(DIRECT_NET[0].rsplit(".", 1)[0] + ".0/30")
+        # the nginx path: port 443 redirected to nginx stream listening in host. No
+        # route back from inet: if the redirect did not work, nothing would connect.
+        nr = w.add_ns("nr")
+        self.ns["nginx"] = nr
+        w.veth(w.host, nr, "bnr0", "eth0", [STREAM_NET[0]], [STREAM_NET[1]])
+        self.run(nr, ["ip", "route", "add", "default", "via", STREAM_NET[0].split("/")[0]])
+        nft = self.tmp / "redirect.nft"
+        nft.write_text("table ip slbench {\n"
+                       "  chain pre {\n"
+                       "    type nat hook prerouting priority dstnat; policy accept;\n"
+                       f'    iifname "bnr0" tcp dport 443 redirect to :{STREAM_PORT}\n'
+                       "  }\n}\n")
+        self.run(w.host, ["nft", "-f", str(nft)])
+        self.start_stream()
+        self.start_proxy()
+
+    def start_stream(self):
+        w = self.w
+        d = w.tmp / "stream"
+        d.mkdir()
+        listen = STREAM_NET[0].split("/")[0]
+        conf = d / "nginx.conf"
+        conf.write_text(f"""\
+load_module {STREAM_MODULE};
+daemon off; master_process on; worker_processes 1; user root root;
+pid {d / 'nginx.pid'};
+error_log {d / 'error.log'} notice;
+worker_rlimit_nofile {NOFILE};
+events {{ worker_connections 8192; }}
+stream {{
+    resolver {ADDR.DNS4} ipv6=off valid=300s;
+    map $ssl_preread_server_name $upstream {{
+        {NAME} {NAME};
+        default "";
+    }}
+    log_format sni '$remote_addr $ssl_preread_server_name $upstream_addr $status';
+    access_log {d / 'access.log'} sni;
+    server {{
+        listen {listen}:{STREAM_PORT} backlog=1024;
+        ssl_preread on;
+        proxy_pass $upstream:443;
+        proxy_connect_timeout 10s;
+    }}
+}}
+""")
+        self.stream = w.spawn(w.host, ["nginx", "-p", str(d), "-c", str(conf),
+                                       "-e", str(d / "error.log")], name="nginx-stream")
+        w.wait_listening(self.stream, {("tcp", listen, STREAM_PORT)})
+        self.stream_log = d / "access.log"
+
+    def start_proxy(self):
+        w = self.w
+        d = w.tmp / "proxy"
+        d.mkdir(exist_ok=True)
+        policy = d / "policy.yaml"
+        policy.write_text(POLICY)
+        self.flowlog = d / "flows.jsonl"
+        argv = [self.args.proxy, "--policy", str(policy), "--listen", f"{self.gw}:{PROXY_PORT}",
+                "--upstream-dns", ADDR.DNS4, "--id", "bench", "--log", str(self.flowlog),
+                "--foreground"]
+        self.proxy = w.spawn(w.host, argv, name="sluice-proxy", nsenter=True)
+        t0 = time.monotonic()
+        wait_for(lambda: "serving with policy" in self.proxy.log() or
+                 (not self.proxy.alive() and (_ for _ in ()).throw(
+                     RuntimeError(f"sluice-proxy exited: {self.proxy.log()}"))),
+                 5.0, what="sluice-proxy serving")
+        self.proxy_started = t0
+        comm = Path(f"/proc/{self.proxy.pid}/comm").read_text().strip()
+        if comm != "sluice-proxy":
+            raise RuntimeError(f"pid {self.proxy.pid} is {comm!r}, not sluice-proxy")
+
+    def stream_worker(self):
+        kids = children(self.stream.pid)
+        if len(kids) != 1:
+            raise RuntimeError(f"nginx stream: expected one worker, found {kids}")
+        return kids[0]
+
+    # ---- clients ----
+
+    def curl(self, path, url, max_time=60):
+        port = 443 if url.startswith("https:") else 80
+        argv = ["curl", "-sS", "-o", "/dev/null", "--max-time", str(max_time),
+                "--cacert", self.ca, "--resolve", f"{NAME}:{port}:{DST}",
+                "-w", "%{http_code} %{size_download} %{time_total} %{time_starttransfer}", url]
+        r = self.run(self.ns[path], argv, timeout=max_time + 10, check=False)
+        f = r.stdout.split()
+        if r.returncode != 0 or len(f) != 4 or f[0] != "200":
+            raise RuntimeError(f"curl {url} from {path}: exit {r.returncode}: "
+                               f"{r.stdout.strip()} {r.stderr.strip()}")
+        if path == "sluice":
+            self.through_sluice += 1
+        return int(f[1]), float(f[2])
+
+    def tls(self, path, count, conc, limit=30.0):
+        """tls_client rate from PATH: (ok, failed, rate, ttfb p50 us, seconds)."""
+        argv = [self.client, "rate", DST, "443", NAME, self.ca, str(count), str(conc),
+                str(limit)]
+        r = self.run(self.ns[path], argv, timeout=limit + 30, check=False)
+        m = re.search(r"ok=(\d+) failed=(\d+) seconds=([\d.]+) rate=([\d.]+) "
+                      r"ttfb_p10_us=(\d+) ttfb_p50_us=(\d+) ttfb_p90_us=(\d+) "
+                      r"handshake_p50_us=(\d+)", r.stdout)
+        if not m:
+            raise RuntimeError(f"tls_client from {path}: exit {r.returncode}: "
+                               f"{r.stdout.strip()} {r.stderr.strip()}")
+        ok, failed = int(m.group(1)), int(m.group(2))
+        if failed:
+            self.findings.append(f"tls_client from {path}: {failed} of {count} connections "
+                                 f"failed: {r.stderr.strip()[:500]}")
+        if path == "sluice":
+            self.through_sluice += ok
+        return {"ok": ok, "rate": float(m.group(4)), "p50": int(m.group(6)),
+                "p90": int(m.group(7)), "hs": int(m.group(8)), "seconds": float(m.group(3))}
+
+    def hold(self, path, count, limit=90.0):
+        """Starts a hold client from PATH; returns (popen, seconds to complete)."""
+        self.guard()
+        ns = self.ns[path]
+        # world.spawn gives no stdin pipe: the same namespace check (_own) and
+        # parent-death signal (_child_setup) by hand
+        argv = ["nsenter", f"--net={RUN_NETNS / self.w._own(ns)}", "--", self.client, "hold",
+                DST, "443", NAME, self.ca, str(count), str(HOLD_CONCURRENCY), str(limit)]
+        p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True,
+                             preexec_fn=testworld._child_setup)
+        self.procs.append(p)
+        ready, _, _ = select.select([p.stdout], [], [], limit)
+        line = p.stdout.readline() if ready else ""
+        m = re.match(r"held ok=(\d+) failed=(\d+) seconds=([\d.]+)", line)
+        if not m or int(m.group(1)) != count:
+            self.release(p)
+            raise RuntimeError(f"hold client from {path}: {line.strip()!r} "
+                               f"{p.stderr.read()[-1000:]}")
+        if path == "sluice":
+            self.through_sluice += count
+        return p, float(m.group(3))
+
+    def release(self, p):
+        try:
+            p.stdin.write("\n")
+            p.stdin.flush()
+        except OSError:
+            pass
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=5)
+        self.procs.remove(p)
+
+    # ---- checks ----
+
+    def flow_records(self):
+        try:
+            return [json.loads(l) for l in self.flowlog.read_text().splitlines() if l]
+        except FileNotFoundError:
+            return []
+
+    def sanity(self):
+        """One request per path; prove each took the path it is named after."""
+        before_flows = len(self.flow_records())
+        before_stream = len(self.stream_log.read_text().splitlines())
+        for path in PATHS:
+            r = self.run(self.ns[path], ["curl", "-sS", "--max-time", "10", "--cacert", self.ca,
+                                         "--resolve", f"{NAME}:443:{DST}",
+                                         f"https://{NAME}/"], timeout=20)
+            if r.stdout != f"hello from {NAME}\n":
+                raise RuntimeError(f"{path}: unexpected answer {r.stdout!r}")
+            flows = self.flow_records()[before_flows:]
+            stream = self.stream_log.read_text().splitlines()[before_stream:]
+            want = {"direct": (0, 0), "sluice": (1, 0), "nginx": (0, 1)}[path]
+            starts = [f for f in flows if f.get("event") == "flow_start"]
+            if (len(starts), len(stream)) != want:
+                raise RuntimeError(f"{path}: {len(starts)} sluice flows and {len(stream)} "
+                                   f"nginx stream connections, expected {want}")
+            if path == "sluice" and starts[0].get("upstream") != f"{DST}:443":
+                raise RuntimeError(f"sluice went to {starts[0].get('upstream')}, not {DST}")
+            before_flows += len(flows)
+            before_stream += len(stream)
+        self.through_sluice += 1
+        log("check: each path is what it says (sluice's flow log, nginx stream's log, "
+            "the direct path in neither)")
+
+    def check_flowlog(self):
+        def counts():
+            recs = self.flow_records()
+            return (recs, sum(r.get("event") == "flow_start" for r in recs),
+                    sum(r.get("event") == "flow_end" for r in recs))
+        try:            # the last flows may still be closing
+            wait_for(lambda: counts()[1] == counts()[2], 5.0, what="every flow_end")
+        except AssertionError:
+            pass
+        recs, starts, ends = counts()
+        denies = [r for r in recs if r.get("event") == "deny"]
+        log(f"flow log: {starts} flow_start, {ends} flow_end, {len(denies)} deny; the clients "
+            f"completed {self.through_sluice} connections through sluice")
+        if denies:
+            self.findings.append(f"sluice denied {len(denies)} flows, e.g. {denies[0]}")
+        if ends != starts:
+            self.findings.append(f"{starts - ends} flows never ended (flow_end missing)")
+        if starts != self.through_sluice:
+            self.findings.append(f"flow_start records ({starts}) != connections completed "
+                                 f"through sluice ({self.through_sluice})")
+
+    # ---- measurements ----
+
+    def order(self, rnd, paths=PATHS):
+        k = rnd % len(paths)
+        return paths[k:] + paths[:k]
+
+    def memory(self):
+        a = self.args
+        px = self.proxy.pid
+        settle = self.proxy_started + 1.0 - time.monotonic()
+        if settle > 0:
+            time.sleep(settle)
+        idle = proc_status(px)
+        idle["private"] = private_kib(px)
+        fds_idle = n_fds(px)
+        p, secs = self.hold("sluice", a.held)
+        time.sleep(1.0)
+        held = proc_status(px)
+        held["private"] = private_kib(px)
+        fds_held = n_fds(px)
+        self.release(p)
+        wait_for(lambda: n_fds(px) <= fds_idle + 4, 15.0, what="sluice flows closed")
+        time.sleep(0.5)
+        after = proc_status(px)
+        log(f"memory: {a.held} TLS connections held through sluice (handshakes took "
+            f"{secs:.1f} s); descriptors {fds_idle} -> {fds_held}")
+        # the reference: nginx stream holding the same
+        wk = self.stream_worker()
+        s_idle = proc_status(wk)
+        p, s_secs = self.hold("nginx", a.held)
+        time.sleep(1.0)
+        s_held = proc_status(wk)
+        s_fds = n_fds(wk)
+        self.release(p)
+        log(f"        and through nginx stream ({s_secs:.1f} s); its worker's descriptors: "
+            f"{s_fds}")
+        return {"idle": idle, "held": held, "after": after, "fds": fds_held,
+                "s_idle": s_idle, "s_held": s_held}
+
+    def throughput(self):
+        a = self.args
+        urls = {"tls": f"https://{NAME}/files/{BIG}", "http": f"http://{NAME}/files/{BIG}"}
+        res = {(k, p): [] for k in urls for p in PATHS}
+        cpu = {p: [] for p in ("sluice", "nginx")}
+        for p in ("direct", "sluice"):      # warm-up: page cache, resolver caches
+            self.curl(p, urls["tls"])
+        for rnd in range(a.tp_rounds):
+            for kind, url in urls.items():
+                paths = PATHS if kind == "tls" else ("direct", "sluice")
+                for path in self.order(rnd, paths):
+                    pid = {"sluice": self.proxy.pid, "nginx": self.stream_worker()}.get(path)
+                    c0 = cpu_seconds(pid) if pid else 0
+                    size, secs = self.curl(path, url)
+                    if size != BIG_BYTES:
+                        self.findings.append(f"{kind} download from {path}: {size} bytes")
+                    res[(kind, path)].append(size / secs / (1 << 20))
+                    if pid and kind == "tls":     # CPU-seconds per GiB relayed
+                        cpu[path].append((cpu_seconds(pid) - c0) / (size / (1 << 30)))
+            log(f"  throughput round {rnd + 1}/{a.tp_rounds}: " + ", ".join(
+                f"{k} {p} {res[(k, p)][-1]:.0f}" for k in urls for p in PATHS if res[(k, p)]))
+        return res, cpu
+
+    def rates(self):
+        a = self.args
+        res = {p: [] for p in PATHS}
+        cpu = {p: [] for p in ("sluice", "nginx")}
+        for p in PATHS:                     # warm-up, not counted
+            self.tls(p, min(300, a.conns), a.concurrency)
+        for rnd in range(a.rounds):
+            for path in self.order(rnd):
+                pid = {"sluice": self.proxy.pid, "nginx": self.stream_worker()}.get(path)
+                c0 = cpu_seconds(pid) if pid else 0
+                r = self.tls(path, a.conns, a.concurrency)
+                if pid:
+                    cpu[path].append((cpu_seconds(pid) - c0) / max(1, r["ok"]) * 1e6)
+                res[path].append(r)
+            log(f"  conn/s round {rnd + 1}/{a.rounds}: " +
+                ", ".join(f"{p} {res[p][-1]['rate']:.0f}" for p in PATHS))
+        return res, cpu
+
+    def ttfb(self):
+        a = self.args
+        res = {p: [] for p in PATHS}
+        for rnd in range(a.ttfb_rounds):
+            for path in self.order(rnd):
+                res[path].append(self.tls(path, a.ttfb_conns, 1))
+        log("  ttfb p50 per round (us): " + "; ".join(
+            f"{p} " + " ".join(str(r["p50"]) for r in res[p]) for p in PATHS))
+        return res
+
+
+def ratio_stats(num, den):
+    """Per-round ratios num/den and their median."""
+    rs = [n / d if d else float("nan") for n, d in zip(num, den)]
+    return rs, med(rs)
+
+
+def report(b, mem, tp, rates, ttfb, wall):
+    a = b.args
+    mib = lambda kib: kib / 1024    # noqa: E731
+    goals = []
+    log()
+    log(f"sluice-proxy against the direct path and nginx stream (ssl_preread), "
+        f"same machine, same run")
+    log(f"{'':34} {'direct':>9} {'sluice':>9} {'nginx':>9} {'s/direct':>9} {'s/nginx':>8}")
+
+    tpr, tcpu = tp
+    for kind in ("tls", "http"):
+        v = {p: tpr[(kind, p)] for p in PATHS if tpr[(kind, p)]}
+        rs, r = ratio_stats(v["sluice"], v["direct"])
+        rn = (f"{med(ratio_stats(v['sluice'], v['nginx'])[0]):8.2f}"
+              if "nginx" in v else f"{'-':>8}")
+        log(f"{'download ' + kind.upper() + ' 256 MiB, MiB/s':34} {med(v['direct']):9.0f} "
+            f"{med(v['sluice']):9.0f} " + (f"{med(v['nginx']):9.0f}" if "nginx" in v
+                                            else f"{'-':>9}") + f" {r:9.2f} {rn}")
+        goals.append((f"download {kind.upper()} >= {GOAL_THROUGHPUT:g} x direct", f"{r:.2f}",
+                      r >= GOAL_THROUGHPUT))
+    rr, rcpu = rates
+    v = {p: [x["rate"] for x in rr[p]] for p in PATHS}
+    _, r_d = ratio_stats(v["sluice"], v["direct"])
+    _, r_n = ratio_stats(v["sluice"], v["nginx"])
+    log(f"{'TLS connections/s (' + str(a.concurrency) + ' at a time)':34} "
+        f"{med(v['direct']):9.0f} {med(v['sluice']):9.0f} {med(v['nginx']):9.0f} "
+        f"{r_d:9.2f} {r_n:8.2f}")
+    goals.append((f"TLS connections/s >= {GOAL_CPS_DIRECT:g} x direct", f"{r_d:.2f}",
+                  r_d >= GOAL_CPS_DIRECT))
+    goals.append((f"TLS connections/s >= {GOAL_CPS_NGINX:g} x nginx stream", f"{r_n:.2f}",
+                  r_n >= GOAL_CPS_NGINX))
+    v = {p: [x["p50"] / 1000 for x in ttfb[p]] for p in PATHS}
+    _, t_d = ratio_stats(v["sluice"], v["direct"])
+    _, t_n = ratio_stats(v["sluice"], v["nginx"])
+    log(f"{'time to first byte, median ms':34} {med(v['direct']):9.3f} "
+        f"{med(v['sluice']):9.3f} {med(v['nginx']):9.3f} {t_d:9.2f} {t_n:8.2f}")
+    v90 = {p: [x["p90"] / 1000 for x in ttfb[p]] for p in PATHS}
+    log(f"{'  (p90 ms, for information)':34} {med(v90['direct']):9.3f} "
+        f"{med(v90['sluice']):9.3f} {med(v90['nginx']):9.3f}")
+    goals.append((f"median TTFB <= {GOAL_TTFB:g} x direct", f"{t_d:.2f}", t_d <= GOAL_TTFB))
+    held, idle = mem["held"]["VmRSS"], mem["idle"]["VmRSS"]
+    s_held = mem["s_held"]["VmRSS"]
+    log(f"{'RSS idle, MiB':34} {'-':>9} {mib(idle):9.2f} {mib(mem['s_idle']['VmRSS']):9.2f}"
+        f"   (nginx: its one worker)")
+    log(f"{'RSS with ' + str(a.held) + ' idle TLS flows, MiB':34} {'-':>9} {mib(held):9.2f} "
+        f"{mib(s_held):9.2f} {'':9} {held / s_held:8.2f}")
+    goals.append((f"RSS with {a.held} idle allowed flows <= {GOAL_HELD_MIB:g} MiB",
+                  f"{mib(held):.2f} MiB", mib(held) <= GOAL_HELD_MIB))
+    goals.append((f"RSS of an idle proxy <= {GOAL_IDLE_MIB:g} MiB", f"{mib(idle):.2f} MiB",
+                  mib(idle) <= GOAL_IDLE_MIB))
+
+    log()
+    log("where it goes")
+    log(f"  sluice RSS idle: {mib(idle):.2f} MiB = anon {mib(mem['idle']['RssAnon']):.2f} + "
+        f"file {mib(mem['idle']['RssFile']):.2f} (shared libraries) + shmem "
+        f"{mib(mem['idle']['RssShmem']):.2f}")
+    log(f"  sluice RSS held: {mib(held):.2f} MiB = anon {mib(mem['held']['RssAnon']):.2f} + "
+        f"file {mib(mem['held']['RssFile']):.2f}; "
+        f"{(held - idle) * 1024 / a.held:.0f} bytes per flow above idle; "
+        f"{mem['fds']} descriptors; after the flows closed {mib(mem['after']['VmRSS']):.2f} MiB")
+    log(f"  nginx stream worker held: {mib(s_held):.2f} MiB, "
+        f"{(s_held - mem['s_idle']['VmRSS']) * 1024 / a.held:.0f} bytes per flow above idle")
+    log(f"  private memory (not shared with other processes): idle "
+        f"{mib(mem['idle']['private']):.2f} MiB, with {a.held} flows "
+        f"{mib(mem['held']['private']):.2f} MiB")
+    if tcpu["sluice"]:
+        log(f"  CPU per GiB of TLS download relayed: sluice {med(tcpu['sluice']):.2f} s, "
+            f"nginx stream {med(tcpu['nginx']):.2f} s")
+    cs, cn = med(rcpu["sluice"]), med(rcpu["nginx"])
+    log(f"  CPU per TLS connection (process and the kernel work charged to it): sluice "
+        f"{cs:.0f} us, nginx stream {cn:.0f} us;")
+    log(f"    connections per CPU-second, the ceiling where the proxy is the bottleneck: "
+        f"sluice {1e6 / cs:.0f}, nginx {1e6 / cn:.0f}, ratio {cn / cs:.2f}")
+    hs = {p: med([x["hs"] / 1000 for x in ttfb[p]]) for p in PATHS}
+    log(f"  TTFB split, median ms: handshake done {hs['direct']:.3f} / {hs['sluice']:.3f} / "
+        f"{hs['nginx']:.3f}, then to the first response byte "
+        + " / ".join(f"{med([x['p50'] / 1000 for x in ttfb[p]]) - hs[p]:.3f}" for p in PATHS)
+        + " (direct / sluice / nginx)")
+    log(f"  machine: {os.cpu_count()} CPUs, load {b.load0} at the start and "
+        f"{os.getloadavg()[0]:.2f} at the end; ratios are medians of per-round ratios")
+    log("  (the paths alternate within each round); a busy machine moves them by tens of "
+        "percent")
+
+    log()
+    log("goals (a MISS does not change the exit status)")
+    for text, value, ok in goals:
+        log(f"  {text:<50} {value:>12}  {verdict(ok)}")
+    log()
+    log(f"run time: {wall:.1f} s")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run, under a minute")
+    ap.add_argument("--proxy", default=str(REPO / "build/proxy/sluice-proxy"))
+    ap.add_argument("--netsetup", default=str(REPO / "build/netsetup/sluice-netsetup"))
+    ap.add_argument("--tp-rounds", type=int, help="256 MiB downloads per path and kind "
+                    "(default 7; quick: 1)")
+    ap.add_argument("--conns", type=int, help="TLS connections per round (default 2000; "
+                    "quick: 500)")
+    ap.add_argument("--rounds", type=int, help="connection-rate rounds (default 9; quick: 3)")
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--ttfb-conns", type=int, help="sequential connections per TTFB round "
+                    "(default 100; quick: 40)")
+    ap.add_argument("--ttfb-rounds", type=int, help="TTFB rounds (default 9; quick: 3)")
+    ap.add_argument("--held", type=int, default=2000, help="idle connections for the "
+                    "memory figure")
+    ap.add_argument("--max-seconds", type=float, default=450.0,
+                    help="give up (and clean up) after this long")
+    args = ap.parse_args()
+    q = args.quick
+    args.tp_rounds = args.tp_rounds or (1 if q else 7)
+    args.conns = args.conns or (500 if q else 2000)
+    args.rounds = args.rounds or (3 if q else 9)
+    args.ttfb_conns = args.ttfb_conns or (40 if q else 100)
+    args.ttfb_rounds = args.ttfb_rounds or (3 if q else 9)
+    if not 1 <= args.held <= 3000:
+        ap.error("--held must be 1-3000 (sluice holds 6 descriptors per idle flow)")
+    if not 1 <= args.conns <= 20000:
+        ap.error("--conns must be 1-20000")
+    if os.geteuid() != 0:
+        print("bench_proxy: needs root (network namespaces, nftables)", file=sys.stderr)
+        return 3
+    for tool in ("ip", "nft", "nsenter", "cc", "curl", "nginx", "dnsmasq", "openssl"):
+        if not shutil.which(tool):
+            print(f"bench_proxy: {tool} not found (scripts/deps)", file=sys.stderr)
+            return 1
+    if not os.path.exists(STREAM_MODULE):
+        print(f"bench_proxy: {STREAM_MODULE} missing: apt-get install libnginx-mod-stream",
+              file=sys.stderr)
+        return 1
+    for p in (args.proxy, args.netsetup):
+        if not os.access(p, os.X_OK):
+            print(f"bench_proxy: {p} missing (ninja -C build)", file=sys.stderr)
+            return 1
+
+    b = Bench(args)
+    atexit.register(b.cleanup)
+    testworld.install_signal_handlers()         # SIGTERM, SIGHUP: exit through finally
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    t0 = time.monotonic()
+    try:
+        b.build_helper()
+        log(f"bench_proxy: proxy {args.proxy}")
+        b.load0 = f"{os.getloadavg()[0]:.2f}"
+        log(f"machine: {os.cpu_count()} CPUs, kernel {os.uname().release}, load {b.load0}")
+        b.setup()
+        log(f"world {b.w.prefix}* up in {time.monotonic() - t0:.1f} s")
+        b.sanity()
+        mem = b.memory()
+        tp = b.throughput()
+        rates = b.rates()
+        ttfb = b.ttfb()
+        b.check_flowlog()
+        if not b.proxy.alive():
+            b.findings.append(f"sluice-proxy died: {b.proxy.log()[-1000:]}")
+        report(b, mem, tp, rates, ttfb, time.monotonic() - t0)
+    except KeyboardInterrupt:
+        log("\ninterrupted: cleaning up")
+        return 130
+    finally:
+        b.cleanup()
+    if b.findings:
+        log("\nFAILED checks (bugs, not timings):")
+        for f in b.findings:
+            log(f"  {f}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -130,16 +130,56 @@ static void record_base(const struct conn *c, struct flow_record *r, enum flow_e
     r->upstream = c->up_s[0] ? c->up_s : NULL;
 }
 
+/*
+ * Splice pipes are lent from a small pool while a direction has data moving
+ * and given back when it goes quiet, so an idle flow holds two descriptors
+ * instead of six and no pipe buffers.
+ */
+static int pipe_get(struct proxy *px, int p[2])
+{
+    if (px->n_pipes > 0) {
+        px->n_pipes--;
+        p[0] = px->pipes[px->n_pipes][0];
+        p[1] = px->pipes[px->n_pipes][1];
+        return 0;
+    }
+    return pipe2(p, O_NONBLOCK | O_CLOEXEC);
+}
+
+/* Returns D's pipe to the pool (or closes it when full, or when it holds data). */
+static void pipe_put(struct proxy *px, struct dir *d)
+{
+    if (d->pipe[0] < 0)
+        return;
+    if (d->in_pipe == 0 && px->n_pipes < PROXY_PIPE_POOL) {
+        px->pipes[px->n_pipes][0] = d->pipe[0];
+        px->pipes[px->n_pipes][1] = d->pipe[1];
+        px->n_pipes++;
+    } else {
+        close(d->pipe[0]);
+        close(d->pipe[1]);
+    }
+    d->pipe[0] = d->pipe[1] = -1;
+    d->in_pipe = 0;
+}
+
+void conn_pipes_free(struct proxy *px)
+{
+    while (px->n_pipes > 0) {
+        px->n_pipes--;
+        close(px->pipes[px->n_pipes][0]);
+        close(px->pipes[px->n_pipes][1]);
+    }
+}
+
 static void dir_free(struct dir *d)
 {
     if (d->rev)
         event_free(d->rev);
     if (d->wev)
         event_free(d->wev);
-    if (d->pipe[0] >= 0) {
-        close(d->pipe[0]);
-        close(d->pipe[1]);
-    }
+    if (d->c)
+        pipe_put(d->c->px, d);
     free(d->buf);
 }
 
@@ -564,7 +604,7 @@ static void dir_pump(struct dir *d)
             }
         }
         if (d->use_splice && !d->http && d->off == d->len) {
-            if (d->pipe[0] < 0 && pipe2(d->pipe, O_NONBLOCK | O_CLOEXEC) < 0)
+            if (d->pipe[0] < 0 && pipe_get(c->px, d->pipe) < 0)
                 goto broken;
             n = splice(d->from, NULL, d->pipe[1], NULL, SPLICE_CHUNK,
                        SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
@@ -607,6 +647,7 @@ static void dir_pump(struct dir *d)
             continue;
         }
         if (n < 0 && errno == EAGAIN) {
+            pipe_put(c->px, d);     /* quiet now: the pipe (empty) goes back */
             event_del(d->wev);
             event_add(d->rev, NULL);
             return;

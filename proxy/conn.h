@@ -19,4 +19,7 @@ void conn_revalidate(struct proxy *px);
 /* Closes every flow (shutdown after the drain period). */
 void conn_close_all(struct proxy *px);
 
+/* Closes the pool of idle splice pipes (at exit). */
+void conn_pipes_free(struct proxy *px);
+
 #endif

@@ -498,6 +498,7 @@ int main(int argc, char **argv)
             event_free(sigs[i]);
 out:
     conn_close_all(&g.px);
+    conn_pipes_free(&g.px);
     for (i = 0; i < g.n_dns; i++)
         dns_server_free(g.dns[i]);
     for (i = 0; i < g.n_listeners; i++) {

@@ -18,6 +18,8 @@ struct event_base;
 struct resolver;
 struct conn;
 
+#define PROXY_PIPE_POOL 64          /* idle splice pipes kept for the next busy flow */
+
 struct proxy {
     struct event_base *base;
     const char *id;                 /* --id: the sandbox's name in every record */
@@ -29,6 +31,8 @@ struct proxy {
     struct conn *conns;             /* live flows, newest first */
     size_t n_conns;
     bool draining;                  /* SIGTERM: no new flows */
+    int pipes[PROXY_PIPE_POOL][2];  /* empty splice pipes, lent by conn.c */
+    size_t n_pipes;
 };
 
 /* Fills the fields every record has (time, sandbox, policy) and writes R. */

@@ -110,8 +110,7 @@ static void print_rule(const struct policy *p, const struct policy_rule *r)
 /* Splits HOST[:PORT] and [V6]:PORT; returns false on a malformed port. */
 static bool split_target(char *arg, char **host, uint16_t *port)
 {
-    char *colon, *end;
-    unsigned long v;
+    char *colon;
 
     *port = 443;
     if (arg[0] == '[') {
@@ -133,12 +132,7 @@ static bool split_target(char *arg, char **host, uint16_t *port)
     if (!colon)
         return true;
     *colon = '\0';
-    errno = 0;
-    v = strtoul(colon + 1, &end, 10);
-    if (colon[1] == '\0' || *end != '\0' || errno || v < 1 || v > 65535)
-        return false;
-    *port = (uint16_t)v;
-    return true;
+    return port_parse(colon + 1, port);
 }
 
 static int cmd_explain(int argc, char **argv)

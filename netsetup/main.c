@@ -101,19 +101,6 @@ static int runtime_error(const char *name, int err)
     return EXIT_RUNTIME;
 }
 
-static bool parse_port(const char *s, uint16_t *out)
-{
-    char *end;
-    unsigned long v;
-
-    errno = 0;
-    v = strtoul(s, &end, 10);
-    if (*s < '0' || *s > '9' || *end != '\0' || errno || v < 1 || v > 65535)
-        return false;
-    *out = (uint16_t)v;
-    return true;
-}
-
 /* --subnet: IPv4, /30 or wider, with room for network, gateway, sandbox, broadcast. */
 static bool parse_subnet(const char *s, int family, struct cidr *out)
 {
@@ -163,7 +150,7 @@ static int parse_up(int argc, char **argv, struct up_opts *o, bool *json, const 
             break;
         case OPT_PROXY_PORT:
         case OPT_DNS_PORT:
-            if (!parse_port(optarg, c == OPT_PROXY_PORT ? &o->proxy_port : &o->dns_port))
+            if (!port_parse(optarg, c == OPT_PROXY_PORT ? &o->proxy_port : &o->dns_port))
                 return usage_error("%s '%s' is not a port (1-65535)",
                                    c == OPT_PROXY_PORT ? "--proxy-port" : "--dns-port", optarg);
             break;
@@ -252,15 +239,15 @@ static int cmd_pod(int argc, char **argv)
             break;
         }
         case OPT_PROXY_PORT:
-            if (!parse_port(optarg, &o.proxy_port))
+            if (!port_parse(optarg, &o.proxy_port))
                 return usage_error("--proxy-port '%s' is not a port (1-65535)", optarg);
             break;
         case OPT_DNS_PORT:
-            if (!parse_port(optarg, &o.dns_port))
+            if (!port_parse(optarg, &o.dns_port))
                 return usage_error("--dns-port '%s' is not a port (1-65535)", optarg);
             break;
         case OPT_METRICS_PORT:
-            if (!parse_port(optarg, &o.metrics_port))
+            if (!port_parse(optarg, &o.metrics_port))
                 return usage_error("--metrics-port '%s' is not a port (1-65535)", optarg);
             break;
         case OPT_JSON:

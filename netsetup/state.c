@@ -136,17 +136,6 @@ int state_save(const struct sandbox *s)
     return 0;
 }
 
-static bool parse_port(const char *v, uint16_t *out)
-{
-    char *end;
-    unsigned long p = strtoul(v, &end, 10);
-
-    if (*v == '\0' || *end != '\0' || p < 1 || p > 65535)
-        return false;
-    *out = (uint16_t)p;
-    return true;
-}
-
 static bool copy_str(char *dst, size_t len, const char *v)
 {
     if (strlen(v) >= len)
@@ -193,9 +182,9 @@ int state_load(const char *name, struct sandbox *s)
         else if (strcmp(line, "subnet6") == 0)
             ok = s->v6 = cidr_parse(v, &s->subnet6) == CIDR_OK;
         else if (strcmp(line, "proxy_port") == 0)
-            ok = parse_port(v, &s->proxy_port);
+            ok = port_parse(v, &s->proxy_port);
         else if (strcmp(line, "dns_port") == 0)
-            ok = parse_port(v, &s->dns_port);
+            ok = port_parse(v, &s->dns_port);
     }
     fclose(f);
     return ok && have_net && s->name[0] && s->host_if[0] ? 0 : -EINVAL;

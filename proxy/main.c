@@ -77,8 +77,8 @@ void proxy_log(struct proxy *px, struct flow_record *r)
 bool proxy_parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 {
     char buf[INET6_ADDRSTRLEN + 8];
-    char *colon, *host = buf, *end;
-    unsigned long port;
+    char *colon, *host = buf;
+    uint16_t port;
 
     if (strlen(s) >= sizeof(buf))
         return false;
@@ -87,8 +87,7 @@ bool proxy_parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t 
     if (!colon)
         return false;
     *colon = '\0';
-    port = strtoul(colon + 1, &end, 10);
-    if (colon[1] == '\0' || *end != '\0' || port < 1 || port > 65535)
+    if (!port_parse(colon + 1, &port))
         return false;
     memset(ss, 0, sizeof(*ss));
     if (buf[0] == '[') {
@@ -102,7 +101,7 @@ bool proxy_parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t 
         if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
             return false;
         s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons((uint16_t)port);
+        s6->sin6_port = htons(port);
         *len = sizeof(*s6);
         return true;
     }
@@ -112,7 +111,7 @@ bool proxy_parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t 
         if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
             return false;
         s4->sin_family = AF_INET;
-        s4->sin_port = htons((uint16_t)port);
+        s4->sin_port = htons(port);
         *len = sizeof(*s4);
     }
     return true;

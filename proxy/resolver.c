@@ -6,6 +6,8 @@
  */
 #include "resolver.h"
 
+#include "cidr.h"
+
 #include <ares.h>
 #include <arpa/inet.h>
 #include <endian.h>
@@ -772,30 +774,11 @@ static void on_sock_state(void *data, ares_socket_t fd, int readable, int writab
 
 /* ---- servers ---- */
 
-static int parse_port(const char *s, int *port)
-{
-    long v = 0;
-
-    if (!*s)
-        return -EINVAL;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9')
-            return -EINVAL;
-        v = v * 10 + (*s - '0');
-        if (v > 65535)
-            return -EINVAL;
-    }
-    if (v == 0)
-        return -EINVAL;
-    *port = (int)v;
-    return 0;
-}
-
 /* One item: "ADDR", "V4:PORT", "V6", "[V6]" or "[V6]:PORT". */
 static int parse_server(char *s, struct ares_addr_port_node *node)
 {
     char *host = s, *port = NULL, *colon = strchr(s, ':');
-    int p = 53;
+    uint16_t p = 53;
 
     if (*s == '[') {
         char *close = strchr(s, ']');
@@ -810,7 +793,7 @@ static int parse_server(char *s, struct ares_addr_port_node *node)
         *colon = '\0';
         port = colon + 1;
     }
-    if (port && parse_port(port, &p) < 0)
+    if (port && !port_parse(port, &p))
         return -EINVAL;
     if (*s != '[' && inet_pton(AF_INET, host, &node->addr.addr4) == 1)
         node->family = AF_INET;

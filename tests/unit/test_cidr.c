@@ -133,12 +133,35 @@ static void test_table_grows(void **state)
     cidr_table_free(t);
 }
 
+static void test_port_parse(void **state)
+{
+    static const struct {
+        const char *s;
+        int want;               /* -1: rejected */
+    } rows[] = {
+        {"1", 1}, {"443", 443}, {"65535", 65535}, {"00080", 80},
+        {"0", -1}, {"65536", -1}, {"", -1}, {"+80", -1}, {" 80", -1}, {"80 ", -1},
+        {"-1", -1}, {"123456", -1}, {"8o", -1}, {"0x50", -1},
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        uint16_t p = 0;
+        bool ok = port_parse(rows[i].s, &p);
+
+        if (ok != (rows[i].want >= 0) || (ok && p != rows[i].want))
+            fail_msg("'%s': got %s %u", rows[i].s, ok ? "ok" : "rejected", p);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_table_grows),
+        cmocka_unit_test(test_port_parse),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -27,6 +27,7 @@
 #include "tls_hello.h"
 
 #define SPLICE_CHUNK (64 * 1024)        /* bytes moved per splice(2) call */
+#define BANDWIDTH_WAKE 16384            /* a throttled direction waits for this much budget */
 #define HTTP_BUF_MAX (HTTP_HEAD_MAX + 4096) /* user-space window of an HTTP direction */
 #define ADDR_STR 64
 
@@ -50,6 +51,11 @@ struct dir {
     struct http_framing fr;
     bool eof, shut;
     uint64_t bytes;
+    uint64_t *total;            /* the process's counter for this direction */
+    int way;                    /* PROXY_UP or PROXY_DOWN */
+    struct dir *wait_next, *wait_prev;  /* on px->throttled[way] */
+    bool waiting;
+    bool limit_logged;          /* this flow's limit record for this direction is out */
 };
 
 struct conn {
@@ -73,6 +79,7 @@ struct conn {
     size_t n_addrs, next_addr;
     struct dir up, down;        /* client to server, server to client */
     struct timespec start;
+    struct timespec connect_start;  /* for sluice_upstream_connect_seconds */
     uint64_t last_active_ms;
 };
 
@@ -163,17 +170,149 @@ static void pipe_put(struct proxy *px, struct dir *d)
     d->in_pipe = 0;
 }
 
-void conn_pipes_free(struct proxy *px)
+void conn_shared_free(struct proxy *px)
 {
+    int way;
+
     while (px->n_pipes > 0) {
         px->n_pipes--;
         close(px->pipes[px->n_pipes][0]);
         close(px->pipes[px->n_pipes][1]);
     }
+    for (way = 0; way < 2; way++)
+        if (px->bandwidth[way].timer)
+            event_free(px->bandwidth[way].timer);
+}
+
+/* ---- bandwidth limits: one bucket per direction for the whole sandbox ---- */
+
+static uint64_t bandwidth_rate(const struct proxy *px, int way)
+{
+    const struct policy_settings *set = &px->policy->settings;
+
+    return way == PROXY_UP ? set->limits.upload_bytes_per_second
+                           : set->limits.download_bytes_per_second;
+}
+
+/* A tenth of a second of traffic, and at least one wake-up's worth (or the whole rate). */
+static uint64_t bandwidth_depth(uint64_t rate)
+{
+    uint64_t floor = rate < BANDWIDTH_WAKE ? rate : BANDWIDTH_WAKE;
+
+    return rate / 10 > floor ? rate / 10 : floor;
+}
+
+/* How many of WANT bytes D may move now (all of them when there is no limit). */
+static size_t dir_budget(struct dir *d, size_t want)
+{
+    struct proxy *px = d->c->px;
+    uint64_t rate = bandwidth_rate(px, d->way);
+
+    if (rate == 0)
+        return want;
+    return (size_t)limit_bucket_take(&px->bandwidth[d->way].bucket, rate,
+                                     bandwidth_depth(rate), want, now_ms());
+}
+
+/* Gives back the part of a budget of GRANTED bytes that a read of N did not use. */
+static void dir_refund(struct dir *d, size_t granted, ssize_t n)
+{
+    struct proxy *px = d->c->px;
+    size_t used = n > 0 ? (size_t)n : 0;
+
+    if (bandwidth_rate(px, d->way) != 0 && granted > used)
+        limit_bucket_refund(&px->bandwidth[d->way].bucket, granted - used);
+}
+
+static void wait_remove(struct dir *d)
+{
+    struct proxy_bandwidth *bw = &d->c->px->bandwidth[d->way];
+
+    if (!d->waiting)
+        return;
+    if (d->wait_prev)
+        d->wait_prev->wait_next = d->wait_next;
+    else
+        bw->head = d->wait_next;
+    if (d->wait_next)
+        d->wait_next->wait_prev = d->wait_prev;
+    else
+        bw->tail = d->wait_prev;
+    d->wait_next = d->wait_prev = NULL;
+    d->waiting = false;
+}
+
+/* Budget is back (or the limit changed): every waiting direction tries again. */
+static void on_bandwidth(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy_bandwidth *bw = arg;
+
+    (void)fd;
+    (void)what;
+    while (bw->head) {
+        struct dir *d = bw->head;
+
+        wait_remove(d);
+        event_active(d->rev, EV_READ, 0);
+    }
+}
+
+/*
+ * D is out of budget: it stops reading (the sender feels TCP's back-pressure,
+ * and zero copy is kept: nothing is read that cannot be sent) until the
+ * bucket holds a wake-up's worth again. The flow's first wait in each
+ * direction is a limit record. False when the flow had to be closed.
+ */
+static bool dir_throttle(struct dir *d)
+{
+    struct conn *c = d->c;
+    struct proxy_bandwidth *bw = &c->px->bandwidth[d->way];
+    uint64_t rate = bandwidth_rate(c->px, d->way), need = bandwidth_depth(rate);
+    struct timeval tv;
+    uint64_t ms;
+
+    event_del(d->rev);
+    event_del(d->wev);
+    pipe_put(c->px, d);
+    if (!bw->timer) {
+        bw->px = c->px;
+        bw->way = d->way;
+        bw->timer = evtimer_new(c->px->base, on_bandwidth, bw);
+        if (!bw->timer)
+            return false;
+    }
+    if (!d->waiting) {
+        d->wait_prev = bw->tail;
+        if (bw->tail)
+            bw->tail->wait_next = d;
+        else
+            bw->head = d;
+        bw->tail = d;
+        d->waiting = true;
+    }
+    if (!d->limit_logged) {
+        struct flow_record r;
+
+        record_base(c, &r, EV_LIMIT);
+        r.reason = REASON_RATE_LIMITED;
+        r.limit = metrics_limit_name(d->way == PROXY_UP ? LIMIT_UPLOAD : LIMIT_DOWNLOAD);
+        proxy_log(c->px, &r);
+        d->limit_logged = true;
+    }
+    if (!evtimer_pending(bw->timer, NULL)) {
+        ms = limit_bucket_wait_ms(&bw->bucket, rate, need < BANDWIDTH_WAKE ? need
+                                                                           : BANDWIDTH_WAKE);
+        tv.tv_sec = (time_t)(ms / 1000);
+        tv.tv_usec = (suseconds_t)(ms % 1000 * 1000);
+        evtimer_add(bw->timer, &tv);
+    }
+    return true;
 }
 
 static void dir_free(struct dir *d)
 {
+    if (d->c)
+        wait_remove(d);
     if (d->rev)
         event_free(d->rev);
     if (d->wev)
@@ -351,6 +490,7 @@ static void on_connected(evutil_socket_t fd, short what, void *arg)
     struct conn *c = arg;
     int err = 0;
     socklen_t len = sizeof(err);
+    struct timespec t;
 
     (void)fd;
     if (what & EV_TIMEOUT)
@@ -363,6 +503,10 @@ static void on_connected(evutil_socket_t fd, short what, void *arg)
         conn_connect_next(c);
         return;
     }
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    metrics_observe_connect(&c->px->metrics,
+                            (double)(t.tv_sec - c->connect_start.tv_sec) +
+                                (double)(t.tv_nsec - c->connect_start.tv_nsec) / 1e9);
     conn_start_relay(c);
 }
 
@@ -397,6 +541,7 @@ static void conn_connect_next(struct conn *c)
         if (c->ufd < 0)
             continue;
         addr_str(&ss, c->up_s);
+        clock_gettime(CLOCK_MONOTONIC, &c->connect_start);
         if (connect(c->ufd, (struct sockaddr *)&ss, len) == 0 || errno == EINPROGRESS) {
             if (c->timer)
                 event_free(c->timer);
@@ -441,9 +586,13 @@ static void on_idle(evutil_socket_t fd, short what, void *arg)
     event_add(c->timer, &tv);
 }
 
-static int dir_init(struct dir *d, struct conn *c, int from, int to)
+static int dir_init(struct dir *d, struct conn *c, int way)
 {
+    int from = way == PROXY_UP ? c->cfd : c->ufd, to = way == PROXY_UP ? c->ufd : c->cfd;
+
     d->c = c;
+    d->way = way;
+    d->total = way == PROXY_UP ? &c->px->metrics.bytes_up : &c->px->metrics.bytes_down;
     d->from = from;
     d->to = to;
     d->pipe[0] = d->pipe[1] = -1;
@@ -559,6 +708,7 @@ static void dir_pump(struct dir *d)
                 goto broken;
             d->off += (size_t)n;
             d->bytes += (uint64_t)n;
+            *d->total += (uint64_t)n;
         }
         if (d->off == d->len && d->buf && !d->http) {
             free(d->buf);               /* an idle flow keeps no buffer */
@@ -574,6 +724,7 @@ static void dir_pump(struct dir *d)
                 goto broken;
             d->in_pipe -= (size_t)n;
             d->bytes += (uint64_t)n;
+            *d->total += (uint64_t)n;
         }
         c->last_active_ms = now_ms();
 
@@ -604,10 +755,15 @@ static void dir_pump(struct dir *d)
             }
         }
         if (d->use_splice && !d->http && d->off == d->len) {
+            size_t budget = dir_budget(d, SPLICE_CHUNK);
+
+            if (budget == 0)
+                goto throttle;
             if (d->pipe[0] < 0 && pipe_get(c->px, d->pipe) < 0)
                 goto broken;
-            n = splice(d->from, NULL, d->pipe[1], NULL, SPLICE_CHUNK,
+            n = splice(d->from, NULL, d->pipe[1], NULL, budget,
                        SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            dir_refund(d, budget, n);
             if (n < 0 && errno == EINVAL) {
                 d->use_splice = false;  /* not spliceable: the buffered path */
                 continue;
@@ -615,6 +771,8 @@ static void dir_pump(struct dir *d)
             if (n > 0)
                 d->in_pipe += (size_t)n;
         } else {
+            size_t budget;
+
             if (!d->buf) {
                 d->cap = HTTP_BUF_MAX;
                 d->buf = malloc(d->cap);
@@ -633,7 +791,11 @@ static void dir_pump(struct dir *d)
                 conn_deny(c, REASON_UNKNOWN_PROTOCOL);  /* a head longer than the window */
                 return;
             }
-            n = recv(d->from, d->buf + d->len, d->cap - d->len, 0);
+            budget = dir_budget(d, d->cap - d->len);
+            if (budget == 0)
+                goto throttle;
+            n = recv(d->from, d->buf + d->len, budget, 0);
+            dir_refund(d, budget, n);
             if (n > 0) {
                 d->len += (size_t)n;
                 if (!d->http)
@@ -660,6 +822,9 @@ wait_write:
     event_del(d->rev);
     event_add(d->wev, NULL);
     return;
+throttle:
+    if (dir_throttle(d))
+        return;
 broken:
     conn_close(c);
 }
@@ -679,7 +844,7 @@ static void conn_start_relay(struct conn *c)
     c->cev = NULL;
     free(c->addrs);                     /* the answer is spent once connected */
     c->addrs = NULL;
-    if (dir_init(&c->down, c, c->ufd, c->cfd) < 0 || dir_init(&c->up, c, c->cfd, c->ufd) < 0) {
+    if (dir_init(&c->down, c, PROXY_DOWN) < 0 || dir_init(&c->up, c, PROXY_UP) < 0) {
         conn_close(c);
         return;
     }
@@ -884,13 +1049,58 @@ static bool try_cidr(struct conn *c)
     return true;
 }
 
+/*
+ * Over limits.max_connections or new_connections_per_second: a reset at
+ * once (the client stops waiting), and a limit record.
+ */
+static void conn_refuse(struct proxy *px, int fd, enum metrics_limit limit, enum reason why)
+{
+    struct linger rst = {1, 0};
+    struct sockaddr_storage src, dst;
+    char src_s[ADDR_STR], dst_s[ADDR_STR];
+    socklen_t len = sizeof(src);
+    struct flow_record r;
+
+    memset(&r, 0, sizeof(r));
+    if (getpeername(fd, (struct sockaddr *)&src, &len) == 0) {
+        addr_str(&src, src_s);
+        r.src = src_s;
+    }
+    len = sizeof(dst);
+    if (getsockname(fd, (struct sockaddr *)&dst, &len) == 0) {
+        addr_str(&dst, dst_s);
+        r.orig_dst = dst_s;
+        r.port = ss_port(&dst);
+    }
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
+    close(fd);
+    r.event = EV_LIMIT;
+    r.proto = "tcp";
+    r.verdict = VERDICT_DENY;
+    r.reason = why;
+    r.limit = metrics_limit_name(limit);
+    proxy_log(px, &r);
+}
+
 void conn_accept(struct proxy *px, int fd)
 {
-    struct conn *c = calloc(1, sizeof(*c));
+    const struct policy_settings *set = &px->policy->settings;
+    uint32_t rate = set->limits.new_connections_per_second;
+    struct conn *c;
     socklen_t len;
     struct timeval tv;
-    uint32_t ms = px->policy->settings.timeouts.sniff_ms;
+    uint32_t ms = set->timeouts.sniff_ms;
 
+    if (set->limits.max_connections && px->n_conns >= set->limits.max_connections) {
+        conn_refuse(px, fd, LIMIT_MAX_CONNECTIONS, REASON_TOO_MANY_CONNECTIONS);
+        return;
+    }
+    /* one second deep: a client may open a second's worth at once */
+    if (rate && limit_bucket_take(&px->new_conns, rate, rate, 1, now_ms()) == 0) {
+        conn_refuse(px, fd, LIMIT_NEW_CONNECTIONS, REASON_RATE_LIMITED);
+        return;
+    }
+    c = calloc(1, sizeof(*c));
     if (!c) {
         close(fd);
         return;
@@ -936,6 +1146,10 @@ void conn_revalidate(struct proxy *px)
 {
     struct conn *c = px->conns, *next;
 
+    /* bandwidth limits may have changed: the waiting directions look again */
+    on_bandwidth(-1, 0, &px->bandwidth[PROXY_UP]);
+    on_bandwidth(-1, 0, &px->bandwidth[PROXY_DOWN]);
+
     for (; c; c = next) {
         struct policy_verdict v;
 
@@ -959,4 +1173,33 @@ void conn_close_all(struct proxy *px)
 {
     while (px->conns)
         conn_close(px->conns);
+}
+
+size_t conn_list(const struct proxy *px, struct conn_info *out, size_t max)
+{
+    static const char *const states[] = {
+        [CONN_SNIFF] = "sniff", [CONN_RESOLVE] = "resolve", [CONN_CONNECT] = "connect",
+        [CONN_RELAY] = "relay",
+    };
+    const struct conn *c;
+    struct timespec t;
+    size_t n = 0;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    for (c = px->conns; c && n < max; c = c->next, n++) {
+        struct conn_info *i = &out[n];
+
+        i->id = c->id;
+        i->state = states[c->state];
+        i->proto = c->proto;
+        i->src = c->src_s;
+        i->host = c->host;
+        i->upstream = c->up_s;
+        i->port = c->port;
+        i->bytes_up = c->up.bytes;
+        i->bytes_down = c->down.bytes;
+        i->age_ms = (uint64_t)((t.tv_sec - c->start.tv_sec) * 1000 +
+                               (t.tv_nsec - c->start.tv_nsec) / 1000000);
+    }
+    return n;
 }

@@ -19,7 +19,21 @@ void conn_revalidate(struct proxy *px);
 /* Closes every flow (shutdown after the drain period). */
 void conn_close_all(struct proxy *px);
 
-/* Closes the pool of idle splice pipes (at exit). */
-void conn_pipes_free(struct proxy *px);
+/* Frees what flows share in PX: the idle splice pipes, the bandwidth timers (at exit). */
+void conn_shared_free(struct proxy *px);
+
+/* A live flow as the control socket shows it; the strings live as long as the flow. */
+struct conn_info {
+    uint64_t id;
+    const char *state;          /* "sniff", "resolve", "connect", "relay" */
+    const char *proto;
+    const char *src, *host, *upstream;  /* host and upstream may be "" */
+    uint16_t port;
+    uint64_t bytes_up, bytes_down;
+    uint64_t age_ms;
+};
+
+/* Describes up to MAX live flows into OUT, newest first; returns how many. */
+size_t conn_list(const struct proxy *px, struct conn_info *out, size_t max);
 
 #endif

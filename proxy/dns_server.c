@@ -22,7 +22,6 @@
 #include "resolver.h"
 
 #define TCP_BUF (2 + 4096)          /* a query over TCP: length and message */
-#define LOG_PER_SECOND 100          /* dns records a second; beyond it, one summary */
 
 struct dns_server;
 
@@ -56,9 +55,6 @@ struct dns_server {
     size_t n_clients;
     struct dns_pending *pending;
     size_t n_pending;
-    double tokens;                  /* queries_per_second bucket */
-    uint64_t last_ms;
-    uint64_t log_second, log_count, log_suppressed;   /* flood aggregation */
 };
 
 static uint64_t now_ms(void)
@@ -69,45 +65,12 @@ static uint64_t now_ms(void)
     return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
 }
 
-/* Token bucket of dns.queries_per_second, one second deep. */
 static bool rate_ok(struct dns_server *s)
 {
     uint32_t qps = s->px->policy->settings.dns.queries_per_second;
-    uint64_t t = now_ms();
 
-    if (qps == 0)
-        return true;
-    s->tokens += (double)(t - s->last_ms) * qps / 1000.0;
-    if (s->tokens > qps)
-        s->tokens = qps;
-    s->last_ms = t;
-    if (s->tokens < 1.0)
-        return false;
-    s->tokens -= 1.0;
-    return true;
-}
-
-/*
- * Under a flood the log stays bounded: LOG_PER_SECOND records a second, and
- * the next record that gets through says how many were left out. False when
- * this record is one of those.
- */
-static bool log_gate(struct dns_server *s, struct flow_record *r)
-{
-    uint64_t second = now_ms() / 1000;
-
-    if (second != s->log_second) {
-        s->log_second = second;
-        s->log_count = 0;
-    }
-    if (++s->log_count > LOG_PER_SECOND) {
-        s->log_suppressed++;
-        return false;
-    }
-    memset(r, 0, sizeof(*r));
-    r->suppressed = s->log_suppressed;
-    s->log_suppressed = 0;
-    return true;
+    /* one second deep; shared by all DNS listeners: the limit is the sandbox's */
+    return qps == 0 || limit_bucket_take(&s->px->dns_queries, qps, qps, 1, now_ms()) == 1;
 }
 
 static void dns_log(struct dns_server *s, const struct dns_query *q, int rcode,
@@ -116,8 +79,7 @@ static void dns_log(struct dns_server *s, const struct dns_query *q, int rcode,
     struct flow_record r;
     char tbuf[8];
 
-    if (!log_gate(s, &r))
-        return;
+    memset(&r, 0, sizeof(r));
     r.event = EV_DNS;
     r.proto = "dns";
     r.qname = q->qname;
@@ -242,16 +204,17 @@ static void handle(struct dns_server *s, struct dns_tcp *tcp, const uint8_t *msg
     }
     if (!rate_ok(s)) {
         struct flow_record r;
+        char tbuf[8];
 
         send_response(s, tcp, peer, peer_len, &q, DNS_RCODE_REFUSED, NULL, 0);
-        if (!log_gate(s, &r))
-            return;
+        memset(&r, 0, sizeof(r));
         r.event = EV_LIMIT;
         r.proto = "dns";
         r.limit = "dns_queries_per_second";
         r.reason = REASON_RATE_LIMITED;
         r.qname = q.qname;
         r.qname_len = q.qname_len;
+        r.qtype = dns_type_name(q.qtype, tbuf);
         proxy_log(s->px, &r);
         return;
     }
@@ -456,8 +419,6 @@ struct dns_server *dns_server_new(struct proxy *px, const char *spec)
         return NULL;
     s->px = px;
     s->udp = s->tcp = -1;
-    s->last_ms = now_ms();
-    s->tokens = px->policy->settings.dns.queries_per_second;
     if (!proxy_parse_hostport(spec, &ss, &len)) {
         fprintf(stderr, "sluice-proxy: --dns-listen %s: not ADDR:PORT or [ADDR]:PORT\n", spec);
         goto fail;

@@ -7,72 +7,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-struct out {
-    char *p;
-    size_t cap, n;
-};
-
-static void raw(struct out *o, const char *s, size_t len)
-{
-    if (o->n + len >= o->cap)
-        len = o->n + 1 < o->cap ? o->cap - o->n - 1 : 0;
-    memcpy(o->p + o->n, s, len);
-    o->n += len;
-}
-
-__attribute__((format(printf, 2, 3)))
-static void fmt(struct out *o, const char *f, ...)
-{
-    char tmp[64];
-    va_list ap;
-    int n;
-
-    va_start(ap, f);
-    n = vsnprintf(tmp, sizeof(tmp), f, ap);
-    va_end(ap);
-    if (n > 0)
-        raw(o, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
-
-/* A JSON string of LEN bytes: printable ASCII as is, everything else \u00XX. */
-static void str(struct out *o, const char *s, size_t len)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t i;
-
-    raw(o, "\"", 1);
-    for (i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-
-        if (c == '"' || c == '\\')
-            raw(o, (const char[]){'\\', (char)c}, 2);
-        else if (c >= 0x20 && c < 0x7f)
-            raw(o, (const char *)&c, 1);
-        else
-            raw(o, e, 6);
-    }
-    raw(o, "\"", 1);
-}
-
-static void key_str(struct out *o, const char *key, const char *v, size_t len)
-{
-    if (!v)
-        return;
-    fmt(o, ",\"%s\":", key);
-    str(o, v, len ? len : strlen(v));
-}
-
-static void key_u64(struct out *o, const char *key, uint64_t v)
-{
-    fmt(o, ",\"%s\":%llu", key, (unsigned long long)v);
-}
+#include "json.h"
 
 static const char *const events[] = {
     [EV_FLOW_START] = "flow_start", [EV_FLOW_END] = "flow_end", [EV_DENY] = "deny",
@@ -86,44 +26,44 @@ static const char *const verdicts[] = {
 
 size_t flowlog_format(char *buf, size_t cap, const struct flow_record *r)
 {
-    struct out o = {buf, cap, 0};
+    struct json_out o = {.p = buf, .cap = cap};
     struct tm tm;
     char ts[32];
 
     gmtime_r(&r->ts.tv_sec, &tm);
     strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    fmt(&o, "{\"ts\":\"%s.%03ldZ\"", ts, r->ts.tv_nsec / 1000000);
-    key_str(&o, "sandbox", r->sandbox ? r->sandbox : "", 0);
-    key_str(&o, "event", events[r->event], 0);
+    json_printf(&o, "{\"ts\":\"%s.%03ldZ\"", ts, r->ts.tv_nsec / 1000000);
+    json_key_str(&o, "sandbox", r->sandbox ? r->sandbox : "", 0);
+    json_key_str(&o, "event", events[r->event], 0);
     if (r->flow)
-        key_u64(&o, "flow", r->flow);
-    key_str(&o, "proto", r->proto, 0);
-    key_str(&o, "src", r->src, 0);
-    key_str(&o, "orig_dst", r->orig_dst, 0);
-    key_str(&o, "host", r->host, r->host_len);
+        json_key_u64(&o, "flow", r->flow);
+    json_key_str(&o, "proto", r->proto, 0);
+    json_key_str(&o, "src", r->src, 0);
+    json_key_str(&o, "orig_dst", r->orig_dst, 0);
+    json_key_str(&o, "host", r->host, r->host_len);
     if (r->port)
-        key_u64(&o, "port", r->port);
-    key_str(&o, "rule", r->rule, 0);
-    key_str(&o, "verdict", verdicts[r->verdict], 0);
+        json_key_u64(&o, "port", r->port);
+    json_key_str(&o, "rule", r->rule, 0);
+    json_key_str(&o, "verdict", verdicts[r->verdict], 0);
     if (r->reason != REASON_NONE)
-        key_str(&o, "reason", reason_name(r->reason), 0);
-    key_str(&o, "upstream", r->upstream, 0);
+        json_key_str(&o, "reason", reason_name(r->reason), 0);
+    json_key_str(&o, "upstream", r->upstream, 0);
     if (r->has_bytes) {
-        key_u64(&o, "bytes_up", r->bytes_up);
-        key_u64(&o, "bytes_down", r->bytes_down);
-        key_u64(&o, "duration_ms", r->duration_ms);
+        json_key_u64(&o, "bytes_up", r->bytes_up);
+        json_key_u64(&o, "bytes_down", r->bytes_down);
+        json_key_u64(&o, "duration_ms", r->duration_ms);
     }
-    key_str(&o, "qname", r->qname, r->qname_len);
-    key_str(&o, "qtype", r->qtype, 0);
-    key_str(&o, "rcode", r->rcode, 0);
-    key_str(&o, "limit", r->limit, 0);
+    json_key_str(&o, "qname", r->qname, r->qname_len);
+    json_key_str(&o, "qtype", r->qtype, 0);
+    json_key_str(&o, "rcode", r->rcode, 0);
+    json_key_str(&o, "limit", r->limit, 0);
     if (r->suppressed)
-        key_u64(&o, "suppressed", r->suppressed);
-    key_str(&o, "error", r->error, 0);
-    key_str(&o, "policy", r->policy, 0);
+        json_key_u64(&o, "suppressed", r->suppressed);
+    json_key_str(&o, "error", r->error, 0);
+    json_key_str(&o, "policy", r->policy, 0);
     /* a record cut by the cap is still one valid line */
     if (o.n + 3 > cap)
-        o.n = 0, raw(&o, "{\"event\":\"truncated\"", 20);
+        o.n = 0, json_raw(&o, "{\"event\":\"truncated\"", 20);
     o.p[o.n++] = '}';
     o.p[o.n++] = '\n';
     o.p[o.n] = '\0';

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "conn.h"
 #include "dns_server.h"
 #include "proxy.h"
@@ -49,6 +50,7 @@ static struct {
     uint64_t drain_deadline_ms;
     struct dns_server *dns[MAX_DNS_LISTENERS];
     size_t n_dns;
+    struct admin *admin;
 } g;
 
 __attribute__((format(printf, 1, 2)))
@@ -68,6 +70,12 @@ void proxy_log(struct proxy *px, struct flow_record *r)
     clock_gettime(CLOCK_REALTIME, &r->ts);
     r->sandbox = px->id;
     r->policy = px->policy ? px->policy->hash : NULL;
+    metrics_count(&px->metrics, r);
+    if ((r->event == EV_DNS || r->event == EV_LIMIT) &&
+        !log_gate_pass(&px->gate, PROXY_LOG_PER_SECOND,
+                       (uint64_t)r->ts.tv_sec * 1000 + (uint64_t)r->ts.tv_nsec / 1000000,
+                       &r->suppressed))
+        return;
     if (px->log)
         flowlog_write(px->log, r);
 }
@@ -202,24 +210,24 @@ fail:
 
 /* ---- policy reload ---- */
 
-static void reload(const char *why)
+int proxy_reload(struct proxy *px, const char *why, char *msg, size_t cap)
 {
     struct diag_list d;
     struct policy *p;
     struct flow_record r;
     int rc;
 
-    diag_init(&d, g.px.policy_path);
-    rc = policy_load_file(g.px.policy_path, &p, &d);
+    diag_init(&d, px->policy_path);
+    rc = policy_load_file(px->policy_path, &p, &d);
     memset(&r, 0, sizeof(r));
     r.event = EV_RELOAD;
     if (rc < 0) {
         /* the old policy stays in force; the record says why, with file:line:col */
-        char msg[1024] = "";
         size_t i, off = 0;
 
-        for (i = 0; i < d.n && off < sizeof(msg) - 1; i++) {
-            int n = snprintf(msg + off, sizeof(msg) - off, "%s%s:%u:%u: %s", i ? "; " : "",
+        msg[0] = '\0';
+        for (i = 0; i < d.n && off < cap - 1; i++) {
+            int n = snprintf(msg + off, cap - off, "%s%s:%u:%u: %s", i ? "; " : "",
                              d.file, d.v[i].line, d.v[i].col, d.v[i].msg);
 
             if (n < 0)
@@ -228,21 +236,29 @@ static void reload(const char *why)
         }
         r.verdict = VERDICT_DENY;
         r.error = msg;
-        proxy_log(&g.px, &r);
-        log_warnx("reload (%s) rejected, keeping policy %s: %s", why, g.px.policy->hash, msg);
+        proxy_log(px, &r);
+        log_warnx("reload (%s) rejected, keeping policy %s: %s", why, px->policy->hash, msg);
         diag_clear(&d);
-        return;
+        return rc;
     }
     diag_clear(&d);
-    if (strcmp(p->hash, g.px.policy->hash) == 0) {
+    if (strcmp(p->hash, px->policy->hash) == 0) {
         policy_free(p);                 /* the same bytes: nothing changes */
-        return;
+        return 0;
     }
-    policy_free(g.px.policy);
-    g.px.policy = p;
+    policy_free(px->policy);
+    px->policy = p;
     r.verdict = VERDICT_ALLOW;
-    proxy_log(&g.px, &r);
-    conn_revalidate(&g.px);
+    proxy_log(px, &r);
+    conn_revalidate(px);
+    return 1;
+}
+
+static void reload(const char *why)
+{
+    char msg[1024];
+
+    proxy_reload(&g.px, why, msg, sizeof(msg));
 }
 
 static void on_reload_timer(evutil_socket_t fd, short what, void *arg)
@@ -343,7 +359,8 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: sluice-proxy --policy FILE --listen ADDR:PORT [--listen ...]\n"
             "                    [--dns-listen ADDR:PORT ...] --upstream-dns ADDR[:PORT][,...]\n"
-            "                    [--id NAME] [--log FILE|-]\n"
+            "                    [--id NAME] [--log FILE|-] [--metrics ADDR:PORT]\n"
+            "                    [--control PATH]\n"
             "                    [--check] [--foreground]\n"
             "\n"
             "  --policy FILE        the policy (see sluicectl check); reloaded on SIGHUP and\n"
@@ -355,6 +372,11 @@ static void usage(FILE *out)
             "  --upstream-dns LIST  the resolvers the proxy asks (never the sandbox's choice)\n"
             "  --id NAME            the sandbox's name in every log record\n"
             "  --log FILE|-         the flow log, JSON Lines (default -: standard output)\n"
+            "  --metrics ADDR:PORT  serve Prometheus metrics on GET /metrics and a health\n"
+            "                       check on GET /healthz (an address the sandbox cannot\n"
+            "                       reach, e.g. 127.0.0.1:15090 on the host)\n"
+            "  --control PATH       the control socket (unix, mode 0600) for\n"
+            "                       sluicectl --control PATH stats|flows|reload\n"
             "  --check              validate the policy, print problems, exit 0 or 1\n"
             "  --foreground         stay in the foreground (it always does; for service files)\n"
             "\n"
@@ -377,7 +399,7 @@ static void raise_nofile(void)
 int main(int argc, char **argv)
 {
     enum { O_POLICY = 256, O_LISTEN, O_DNS, O_UPSTREAM, O_ID, O_LOG, O_CHECK, O_FOREGROUND,
-           O_HELP };
+           O_METRICS, O_CONTROL, O_HELP };
     static const struct option opts[] = {
         {"policy", required_argument, NULL, O_POLICY},
         {"listen", required_argument, NULL, O_LISTEN},
@@ -387,11 +409,13 @@ int main(int argc, char **argv)
         {"log", required_argument, NULL, O_LOG},
         {"check", no_argument, NULL, O_CHECK},
         {"foreground", no_argument, NULL, O_FOREGROUND},
+        {"metrics", required_argument, NULL, O_METRICS},
+        {"control", required_argument, NULL, O_CONTROL},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
     const char *listens[MAX_LISTENERS], *dns[MAX_DNS_LISTENERS], *upstream = NULL;
-    const char *log_path = "-";
+    const char *log_path = "-", *metrics = NULL, *control = NULL;
     size_t n_listens = 0, n_dns = 0, i;
     bool check = false;
     struct diag_list d;
@@ -423,6 +447,8 @@ int main(int argc, char **argv)
         case O_LOG: log_path = optarg; break;
         case O_CHECK: check = true; break;
         case O_FOREGROUND: break;
+        case O_METRICS: metrics = optarg; break;
+        case O_CONTROL: control = optarg; break;
         case O_HELP: usage(stdout); return 0;
         default:
             log_warnx("unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
@@ -482,6 +508,11 @@ int main(int argc, char **argv)
             goto out;
         }
     }
+    if ((metrics || control) && !(g.admin = admin_new(&g.px, metrics, control))) {
+        rc = 1;
+        goto out;
+    }
+    clock_gettime(CLOCK_REALTIME, &g.px.started);
     for (i = 0; i < 4; i++) {
         sigs[i] = evsignal_new(g.px.base, signals[i], on_signal, NULL);
         if (sigs[i])
@@ -496,8 +527,9 @@ int main(int argc, char **argv)
         if (sigs[i])
             event_free(sigs[i]);
 out:
+    admin_free(g.admin);
     conn_close_all(&g.px);
-    conn_pipes_free(&g.px);
+    conn_shared_free(&g.px);
     for (i = 0; i < g.n_dns; i++)
         dns_server_free(g.dns[i]);
     for (i = 0; i < g.n_listeners; i++) {

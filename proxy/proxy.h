@@ -10,15 +10,23 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "flowlog.h"
+#include "limit.h"
+#include "metrics.h"
 #include "policy.h"
 
 struct event_base;
+struct event;
 struct resolver;
 struct conn;
+struct dir;
 
 #define PROXY_PIPE_POOL 64          /* idle splice pipes kept for the next busy flow */
+#define PROXY_LOG_PER_SECOND 100    /* dns and limit records a second; the rest are counted */
+
+enum { PROXY_UP, PROXY_DOWN };      /* directions: sandbox to server, server to sandbox */
 
 struct proxy {
     struct event_base *base;
@@ -31,12 +39,35 @@ struct proxy {
     struct conn *conns;             /* live flows, newest first */
     size_t n_conns;
     bool draining;                  /* SIGTERM: no new flows */
+    struct timespec started;        /* CLOCK_REALTIME at start */
     int pipes[PROXY_PIPE_POOL][2];  /* empty splice pipes, lent by conn.c */
     size_t n_pipes;
+    struct metrics metrics;
+    struct log_gate gate;           /* bounds dns and limit records under a flood */
+    struct limit_bucket new_conns;  /* limits.new_connections_per_second */
+    struct limit_bucket dns_queries;    /* dns.queries_per_second */
+    struct proxy_bandwidth {        /* limits.{upload,download}_bytes_per_second */
+        struct proxy *px;
+        int way;
+        struct limit_bucket bucket;
+        struct dir *head, *tail;    /* directions waiting for budget, oldest first */
+        struct event *timer;        /* wakes them; made on first use */
+    } bandwidth[2];
 };
 
-/* Fills the fields every record has (time, sandbox, policy) and writes R. */
+/*
+ * Fills the fields every record has (time, sandbox, policy), counts R in the
+ * metrics and writes it; dns and limit records pass the log gate first.
+ */
 void proxy_log(struct proxy *px, struct flow_record *r);
+
+/*
+ * Loads the policy file again and swaps it in when it is valid and changed.
+ * Returns 1 when swapped, 0 when the file is unchanged, or a negative errno
+ * when rejected (the old policy stays; MSG gets the errors as FILE:LINE:COL).
+ * A swap and a rejection each write a reload record.
+ */
+int proxy_reload(struct proxy *px, const char *why, char *msg, size_t cap);
 
 /* "ADDR:PORT" or "[V6]:PORT" into a socket address; false if it is neither. */
 bool proxy_parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len);

@@ -1,0 +1,64 @@
+/*
+ * The proxy's Prometheus metrics (SPEC §4): counters fed from the flow
+ * records themselves, so the metrics and the log always tell the same story,
+ * and the text exposition format. Every label comes from a closed set (no
+ * host names), so the number of series stays bounded.
+ */
+#ifndef SLUICE_METRICS_H
+#define SLUICE_METRICS_H
+
+#include <stdint.h>
+
+#include "flowlog.h"
+#include "reason.h"
+
+struct evbuffer;
+
+enum metrics_limit {
+    LIMIT_MAX_CONNECTIONS,
+    LIMIT_NEW_CONNECTIONS,
+    LIMIT_UPLOAD,
+    LIMIT_DOWNLOAD,
+    LIMIT_DNS_QUERIES,
+    LIMIT_COUNT
+};
+
+#define METRICS_PROTOS 3            /* tls, http, tcp */
+#define METRICS_VERDICTS 4          /* indexed by enum flow_verdict */
+#define METRICS_QTYPES 17           /* the named query types, then "other" */
+#define METRICS_CONNECT_BUCKETS 13
+
+struct metrics {
+    uint64_t flows[METRICS_VERDICTS][REASON_COUNT][METRICS_PROTOS];
+    uint64_t bytes_up, bytes_down;
+    uint64_t dns[METRICS_VERDICTS][METRICS_QTYPES];
+    uint64_t reloads_ok, reloads_failed;
+    uint64_t connect_le[METRICS_CONNECT_BUCKETS];   /* not cumulative; summed on output */
+    uint64_t connect_count;
+    double connect_sum;
+    uint64_t rate_limited[LIMIT_COUNT];
+};
+
+/* What the process knows at scrape time, beside the counters. */
+struct metrics_gauges {
+    uint64_t active_flows;
+    uint64_t policy_generation;
+    double cpu_seconds;
+    uint64_t rss_bytes;             /* 0: unknown, left out */
+    uint64_t open_fds, max_fds;
+    double start_time;              /* Unix time */
+};
+
+/* The name of a limit as the policy and the flow log spell it. */
+const char *metrics_limit_name(enum metrics_limit l);
+
+/* Counts one flow-log record (flow_start, deny, dns, reload, limit). */
+void metrics_count(struct metrics *m, const struct flow_record *r);
+
+void metrics_observe_connect(struct metrics *m, double seconds);
+
+/* Appends the text exposition format (version 0.0.4) to OUT; -ENOMEM on failure. */
+int metrics_render(const struct metrics *m, const struct metrics_gauges *g,
+                   struct evbuffer *out);
+
+#endif

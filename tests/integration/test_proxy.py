@@ -45,9 +45,11 @@ timeouts:
 
 class Proxy:
     """sluice-proxy for SANDBOX, running in `host`, its files in TMP. POLICY is
-    the policy text, LISTEN the --listen addresses (default: the v4 gateway)."""
+    the policy text, LISTEN the --listen addresses (default: the v4 gateway),
+    EXTRA more options, WRAP a command to start it under (e.g. prlimit)."""
 
-    def __init__(self, world, sluice_bin, sandbox, tmp, policy=POLICY, listen=None, ident=None):
+    def __init__(self, world, sluice_bin, sandbox, tmp, policy=POLICY, listen=None, ident=None,
+                 extra=(), wrap=()):
         self.world = world
         tmp.mkdir(parents=True, exist_ok=True)
         self.policy = tmp / "policy.yaml"
@@ -55,9 +57,9 @@ class Proxy:
         self.log = tmp / "flows.jsonl"
         self.ident = ident or sandbox.name
         listens = [a for spec in (listen or [f"{sandbox.gw}:15001"]) for a in ("--listen", spec)]
-        self.argv = [sluice_bin("sluice-proxy"), "--policy", str(self.policy), *listens,
+        self.argv = [*wrap, sluice_bin("sluice-proxy"), "--policy", str(self.policy), *listens,
                      "--upstream-dns", ADDR.DNS4, "--id", self.ident, "--log", str(self.log),
-                     "--foreground"]
+                     "--foreground", *extra]
         self.proc = None
         self.start()
 

@@ -48,6 +48,8 @@ struct dir {
     bool http;                  /* check each request head (client to server, plain HTTP) */
     bool await_upgrade;         /* a websocket upgrade went out: hold the rest until the
                                    server's status line says whether it was accepted */
+    bool rehost;                /* a request for another allowed host is held at checked:
+                                   it gets its own upstream once this one is done */
     struct http_framing fr;
     bool eof, shut;
     uint64_t bytes;
@@ -309,17 +311,44 @@ static bool dir_throttle(struct dir *d)
     return true;
 }
 
-static void dir_free(struct dir *d)
+/* Frees D's events and gives back its pipe; its buffer stays. */
+static void dir_release(struct dir *d)
 {
-    if (d->c)
+    if (d->c) {
         wait_remove(d);
+        pipe_put(d->c->px, d);
+    }
     if (d->rev)
         event_free(d->rev);
     if (d->wev)
         event_free(d->wev);
-    if (d->c)
-        pipe_put(d->c->px, d);
+    d->rev = d->wev = NULL;
+}
+
+static void dir_free(struct dir *d)
+{
+    dir_release(d);
     free(d->buf);
+}
+
+/* flow_end, with the bytes and the time, for a flow that got its flow_start. */
+static void conn_end_record(struct conn *c)
+{
+    struct flow_record r;
+    struct timespec t;
+
+    if (!c->started)
+        return;
+    record_base(c, &r, EV_FLOW_END);
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    r.verdict = c->verdict;
+    r.has_bytes = true;
+    r.bytes_up = c->up.bytes;
+    r.bytes_down = c->down.bytes;
+    r.duration_ms = (uint64_t)((t.tv_sec - c->start.tv_sec) * 1000 +
+                               (t.tv_nsec - c->start.tv_nsec) / 1000000);
+    proxy_log(c->px, &r);
+    c->started = false;
 }
 
 /* The one way out: writes flow_end if the flow started, frees everything. */
@@ -327,20 +356,7 @@ static void conn_close(struct conn *c)
 {
     struct proxy *px = c->px;
 
-    if (c->started) {
-        struct flow_record r;
-        struct timespec t;
-
-        record_base(c, &r, EV_FLOW_END);
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        r.verdict = c->verdict;
-        r.has_bytes = true;
-        r.bytes_up = c->up.bytes;
-        r.bytes_down = c->down.bytes;
-        r.duration_ms = (uint64_t)((t.tv_sec - c->start.tv_sec) * 1000 +
-                                   (t.tv_nsec - c->start.tv_nsec) / 1000000);
-        proxy_log(px, &r);
-    }
+    conn_end_record(c);
     if (c->rq)
         resolver_cancel(c->rq);
     free(c->addrs);
@@ -439,6 +455,7 @@ static bool conn_decide(struct conn *c, const char *host, size_t len, const char
 
 static void conn_connect_next(struct conn *c);
 static void conn_start_relay(struct conn *c);
+static void on_sniff_timeout(evutil_socket_t fd, short what, void *arg);
 static void conn_deny_or_audit(struct conn *c, enum reason why);
 
 static bool addr_allowed(const struct proxy *px, int family, const uint8_t *a)
@@ -478,7 +495,8 @@ static void conn_resolve(struct conn *c)
     struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
 
     c->state = CONN_RESOLVE;
-    event_del(c->cev);
+    if (c->cev)
+        event_del(c->cev);
     evtimer_add(c->timer, &tv);             /* resolving counts against the connect time */
     c->rq = resolver_lookup(c->px->resolver, c->host, on_resolved, c);
     if (!c->rq)
@@ -602,6 +620,65 @@ static int dir_init(struct dir *d, struct conn *c, int way)
     return d->rev && d->wev ? 0 : -ENOMEM;
 }
 
+/* Whether a request for another host than the flow's may have a flow of its own. */
+static bool other_host_allowed(const struct conn *c, const struct http_head *h)
+{
+    const struct policy *p = c->px->policy;
+    char path[HTTP_HEAD_MAX + 1];
+    struct policy_verdict v;
+
+    policy_match_host(p, (const uint8_t *)h->host, h->host_len, c->port, &v);
+    if (v.allow) {
+        memcpy(path, h->path, h->path_len);
+        path[h->path_len] = '\0';
+        policy_match_http(v.rule, h->method, path, &v);
+    }
+    return v.allow || p->settings.mode == POLICY_AUDIT;
+}
+
+/*
+ * The server has closed after answering everything sent to it, and a request
+ * for another allowed host waits at the front of the client's window: the
+ * flow ends (flow_end) and the same client connection becomes a new flow for
+ * that host, resolved and connected like any other, its held request checked
+ * again. When the server closed early (requests of the old host unsent),
+ * there is nothing right to do but close.
+ */
+static void conn_rehost(struct conn *c)
+{
+    struct dir *up = &c->up;
+    struct http_head h;
+
+    if (up->off != up->checked ||
+        http_head_parse(up->buf + up->checked, up->len - up->checked, &h) != HTTP_HEAD_OK) {
+        conn_close(c);
+        return;
+    }
+    conn_end_record(c);
+    dir_release(&c->up);
+    dir_release(&c->down);
+    memset(&c->down, 0, sizeof(c->down));
+    c->down.pipe[0] = c->down.pipe[1] = -1;
+    memmove(up->buf, up->buf + up->off, up->len - up->off);
+    up->len -= up->off;
+    up->off = up->checked = 0;
+    up->eof = up->shut = up->rehost = up->limit_logged = false;
+    up->bytes = 0;
+    close(c->ufd);
+    c->ufd = -1;
+    memcpy(c->host, h.host, h.host_len + 1);
+    c->up_s[0] = c->rule[0] = '\0';
+    c->id = ++c->px->last_flow;
+    clock_gettime(CLOCK_MONOTONIC, &c->start);
+    event_free(c->timer);
+    c->timer = evtimer_new(c->px->base, on_sniff_timeout, c);
+    if (!c->timer) {
+        conn_close(c);
+        return;
+    }
+    conn_resolve(c);
+}
+
 /*
  * Checks the request heads in [checked, len): each must be complete, for
  * the flow's host, and allowed; bodies pass by their framing. Returns false
@@ -637,9 +714,14 @@ static bool http_check(struct dir *d)
             conn_deny(c, REASON_UNKNOWN_PROTOCOL);
             return false;
         }
+        if (h.host_state == HTTP_HOST_OK && h.port == c->port &&
+            strcmp(h.host, c->host) != 0 && other_host_allowed(c, &h)) {
+            d->rehost = true;                       /* held here: see conn_rehost() */
+            return true;
+        }
         if (h.host_state == HTTP_HOST_MISMATCH || (h.host_state == HTTP_HOST_OK &&
             (strcmp(h.host, c->host) != 0 || h.port != c->port))) {
-            conn_deny(c, REASON_HOST_MISMATCH);     /* another host on this connection */
+            conn_deny(c, REASON_HOST_MISMATCH);     /* another host, not allowed */
             return false;
         }
         if (h.host_state != HTTP_HOST_OK) {
@@ -715,6 +797,16 @@ static void dir_pump(struct dir *d)
             d->buf = NULL;
             d->cap = d->off = d->len = d->checked = 0;
         }
+        if (d->rehost) {
+            /* everything for the old host is out: the server may finish and close */
+            if (!d->shut) {
+                shutdown(d->to, SHUT_WR);
+                d->shut = true;
+            }
+            event_del(d->rev);
+            event_del(d->wev);
+            return;
+        }
         while (d->in_pipe > 0) {
             n = splice(d->pipe[0], NULL, d->to, NULL, d->in_pipe,
                        SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
@@ -728,7 +820,12 @@ static void dir_pump(struct dir *d)
         }
         c->last_active_ms = now_ms();
 
-        /* 2. the source ended and everything was delivered: pass the half-close on */
+        /* 2. the source ended and everything was delivered: pass the half-close on
+         * (unless the server ended so that a held request gets its own) */
+        if (d->eof && d == &c->down && c->up.rehost) {
+            conn_rehost(c);
+            return;
+        }
         if (d->eof) {
             if (!d->shut) {
                 shutdown(d->to, SHUT_WR);
@@ -840,7 +937,8 @@ static void conn_start_relay(struct conn *c)
     /* both sides: a relay must not add Nagle's wait to the endpoints' own */
     setsockopt(c->ufd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     setsockopt(c->cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    event_free(c->cev);                 /* sniffing is over; the relay has its own events */
+    if (c->cev)
+        event_free(c->cev);             /* sniffing is over; the relay has its own events */
     c->cev = NULL;
     free(c->addrs);                     /* the answer is spent once connected */
     c->addrs = NULL;
@@ -850,7 +948,6 @@ static void conn_start_relay(struct conn *c)
     }
     /* the sniffed bytes are the up direction's first window */
     c->up.http = strcmp(c->proto, "http") == 0;
-    c->up.cap = CONN_SNIFF_MAX;
     c->up.checked = c->up.http ? 0 : c->up.len;
     if (c->up.http && c->up.cap < HTTP_BUF_MAX) {
         uint8_t *nb = realloc(c->up.buf, HTTP_BUF_MAX);

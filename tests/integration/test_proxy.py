@@ -215,6 +215,41 @@ def test_keepalive_second_host_is_denied(env, capture):
     assert "other.example.test" not in json.dumps(world.nginx_requests())
 
 
+def test_keepalive_second_allowed_host_gets_its_own_upstream(env, capture):
+    """A keep-alive connection whose next request names another allowed host:
+    the first response is delivered whole, then the request goes to the second
+    host over a connection of its own, as a new flow."""
+    world, sb, px = env
+    world.nginx_reset()
+    script = (
+        "import socket\n"
+        "s = socket.create_connection(('203.0.113.99', 80), 3)\n"
+        "s.sendall(b'GET / HTTP/1.1\\r\\nHost: plain.example.test\\r\\n\\r\\n'\n"
+        "          b'GET /allowed/x HTTP/1.1\\r\\nHost: api.example.test\\r\\n'\n"
+        "          b'Connection: close\\r\\n\\r\\n')\n"
+        "s.settimeout(5); got = b''\n"
+        "while True:\n"
+        "    b = s.recv(65536)\n"
+        "    if not b: break\n"
+        "    got += b\n"
+        "print(repr(got))\n")
+    r = world.run(sb.name, ["python3", "-c", script], timeout=15, nsenter=True)
+    got = r.stdout
+    assert got.count("HTTP/1.1 200") == 2, got
+    # both answers, whole and in order
+    assert 0 < got.index("hello from plain.example.test") < got.index("hello from api.example.test")
+    reqs = [(q["host"], q["request"]) for q in world.nginx_requests()]
+    assert ("plain.example.test", "GET / HTTP/1.1") in reqs
+    assert ("api.example.test", "GET /allowed/x HTTP/1.1") in reqs
+    first = px.wait_record(event="flow_start", host="plain.example.test")
+    second = px.wait_record(event="flow_start", host="api.example.test")
+    assert second["flow"] > first["flow"] and second["src"] == first["src"]
+    end = px.wait_record(event="flow_end", flow=first["flow"])
+    assert end["bytes_down"] > 0
+    px.wait_record(event="flow_end", flow=second["flow"])
+    assert world.capture_records() == []
+
+
 def test_http_rules_apply_per_request(env):
     world, sb, px = env
     ok = curl(world, sb, "http://api.example.test/allowed/x", "-o", "/dev/null", "-w",

@@ -494,10 +494,17 @@ static void conn_resolve(struct conn *c)
     uint32_t ms = c->px->policy->settings.timeouts.connect_ms;
     struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
 
+    struct resolver_result res;
+    char cname[RESOLVER_NAME_MAX + 1];
+
     c->state = CONN_RESOLVE;
     if (c->cev)
         event_del(c->cev);
     evtimer_add(c->timer, &tv);             /* resolving counts against the connect time */
+    if (resolver_cached(c->px->resolver, c->host, &res, cname)) {
+        on_resolved(&res, c);               /* a name seen before: connect at once */
+        return;
+    }
     c->rq = resolver_lookup(c->px->resolver, c->host, on_resolved, c);
     if (!c->rq)
         conn_deny(c, REASON_RESOLVE_FAILED);

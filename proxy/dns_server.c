@@ -138,16 +138,17 @@ static void pending_free(struct dns_pending *p)
     free(p);
 }
 
-static void on_resolved(const struct resolver_result *res, void *arg)
+/* Answers Q (A or AAAA) from the resolver's RES: P5's ranges removed, TTLs capped. */
+static void answer(struct dns_server *s, struct dns_tcp *tcp,
+                   const struct sockaddr_storage *peer, socklen_t peer_len,
+                   const struct dns_query *q, enum flow_verdict verdict,
+                   const struct resolver_result *res)
 {
-    struct dns_pending *p = arg;
-    struct dns_server *s = p->s;
     const struct policy *pol = s->px->policy;
     struct dns_answer ans[RESOLVER_MAX_ADDRS] = {{0}};
-    int family = p->q.qtype == DNS_TYPE_A ? AF_INET : AF_INET6, rcode;
+    int family = q->qtype == DNS_TYPE_A ? AF_INET : AF_INET6, rcode;
     size_t i, n = 0, removed = 0;
 
-    p->rq = NULL;
     if (res->status == RESOLVER_NXDOMAIN)
         rcode = DNS_RCODE_NXDOMAIN;
     else if (res->status != 0)
@@ -165,15 +166,23 @@ static void on_resolved(const struct resolver_result *res, void *arg)
             removed++;
             continue;
         }
-        ans[n].type = p->q.qtype;
+        ans[n].type = q->qtype;
         ans[n].ttl = a->ttl < pol->settings.dns.max_ttl ? a->ttl : pol->settings.dns.max_ttl;
         memcpy(ans[n].addr, a->addr, family == AF_INET ? 4 : 16);
         n++;
     }
-    send_response(s, p->tcp, &p->peer, p->peer_len, &p->q, rcode, ans, n);
-    dns_log(s, &p->q, rcode, p->verdict,
+    send_response(s, tcp, peer, peer_len, q, rcode, ans, n);
+    dns_log(s, q, rcode, verdict,
             n == 0 && removed ? REASON_PRIVATE_DESTINATION
             : rcode == DNS_RCODE_SERVFAIL ? REASON_RESOLVE_FAILED : REASON_NONE);
+}
+
+static void on_resolved(const struct resolver_result *res, void *arg)
+{
+    struct dns_pending *p = arg;
+
+    p->rq = NULL;
+    answer(p->s, p->tcp, &p->peer, p->peer_len, &p->q, p->verdict, res);
     pending_free(p);
 }
 
@@ -188,6 +197,8 @@ static void handle(struct dns_server *s, struct dns_tcp *tcp, const uint8_t *msg
     struct dns_pending *p;
     struct dns_query q;
     enum flow_verdict verdict = VERDICT_ALLOW;
+    struct resolver_result res;
+    char cname[RESOLVER_NAME_MAX + 1];
 
     switch (dns_query_parse(msg, len, &q)) {
     case DNS_PARSE_DROP:
@@ -248,6 +259,10 @@ static void handle(struct dns_server *s, struct dns_tcp *tcp, const uint8_t *msg
         /* TXT, MX, SRV, HTTPS...: the name exists for the sandbox, its data does not */
         send_response(s, tcp, peer, peer_len, &q, DNS_RCODE_NOERROR, NULL, 0);
         dns_log(s, &q, DNS_RCODE_NOERROR, verdict, REASON_NONE);
+        return;
+    }
+    if (resolver_cached(s->px->resolver, q.qname, &res, cname)) {
+        answer(s, tcp, peer, peer_len, &q, verdict, &res);     /* no allocation, no wait */
         return;
     }
     if (s->n_pending >= DNS_PENDING_MAX || !(p = calloc(1, sizeof(*p)))) {

@@ -467,21 +467,28 @@ static void query_ready(struct resolver_query *q)
 }
 
 /* Q's answer from cached E, its TTLs counted down by the time it has been cached. */
-static void query_answer(struct resolver_query *q, const struct entry *e, uint64_t now)
+/* E's answer as of NOW: TTLs aged, the CNAME copied into CNAME. */
+static void answer_from(const struct entry *e, uint64_t now, struct resolver_result *res,
+                        char *cname)
 {
     uint64_t age = (now - e->answered_ms) / 1000;
 
-    q->res = e->res;
-    for (size_t i = 0; i < q->res.n; i++) {
-        uint32_t *ttl = &q->res.addrs[i].ttl;
+    *res = e->res;
+    for (size_t i = 0; i < res->n; i++) {
+        uint32_t *ttl = &res->addrs[i].ttl;
 
         *ttl = *ttl > age ? (uint32_t)(*ttl - age) : 0;
     }
-    q->res.cname = NULL;
+    res->cname = NULL;
     if (e->cname) {
-        memcpy(q->cname, e->cname, strlen(e->cname) + 1);
-        q->res.cname = q->cname;
+        memcpy(cname, e->cname, strlen(e->cname) + 1);
+        res->cname = cname;
     }
+}
+
+static void query_answer(struct resolver_query *q, const struct entry *e, uint64_t now)
+{
+    answer_from(e, now, &q->res, q->cname);
 }
 
 /* ---- cache ---- */
@@ -1005,6 +1012,27 @@ nomem:
     query_free(q);
     errno = ENOMEM;
     return NULL;
+}
+
+bool resolver_cached(struct resolver *r, const char *name, struct resolver_result *out,
+                     char cname[RESOLVER_NAME_MAX + 1])
+{
+    size_t len = strnlen(name, RESOLVER_NAME_MAX + 1);
+    struct entry *e;
+    uint64_t now;
+
+    if (len > RESOLVER_NAME_MAX)
+        return false;
+    e = entry_find(r, name, len, siphash(r->key, (const uint8_t *)name, len));
+    if (!e || e->fetch)
+        return false;
+    now = r->now_ms(r->clock_arg);
+    if (now >= e->expires_ms)
+        return false;
+    lru_unlink(r, e);
+    lru_push(r, e);
+    answer_from(e, now, out, cname);
+    return true;
 }
 
 void resolver_cancel(struct resolver_query *q)

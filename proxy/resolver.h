@@ -66,6 +66,15 @@ struct resolver_query *resolver_lookup(struct resolver *r, const char *name, res
                                        void *arg);
 
 /*
+ * The cache's answer for NAME, now, when it has a fresh one: the same answer
+ * resolver_lookup() would deliver, without a query object or a trip through
+ * the loop (the hot path of the DNS service and of connections to a name
+ * seen before). OUT->cname points into CNAME. False when a lookup is needed.
+ */
+bool resolver_cached(struct resolver *r, const char *name, struct resolver_result *out,
+                     char cname[RESOLVER_NAME_MAX + 1]);
+
+/*
  * Cancels a pending query: its callback never runs. Once the callback has run
  * the handle is gone, so it must not be cancelled from or after the callback.
  * Lookups already sent upstream still complete and fill the cache.

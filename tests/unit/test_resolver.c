@@ -752,6 +752,29 @@ static void test_ttl_honoured(void **state)
     assert_int_equal(zone_count(&w->fake, "short.test"), 4);
 }
 
+/* resolver_cached(): the same answer as a lookup, at once, only while fresh. */
+static void test_cached_peek(void **state)
+{
+    struct world *w = *state;
+    struct resolver_result res;
+    char cname[RESOLVER_NAME_MAX + 1];
+    struct got g;
+
+    resolver_set_clock(w->r, fake_clock, w);
+    assert_false(resolver_cached(w->r, "long.test", &res, cname));  /* never asked */
+    assert_int_equal(zone_count(&w->fake, "long.test"), 0);         /* and not asked now */
+    lookup(w, "long.test", &g);
+    w->clock_ms += 100 * 1000;
+    assert_true(resolver_cached(w->r, "long.test", &res, cname));
+    assert_int_equal(res.status, 0);
+    assert_int_equal(res.n, g.res.n);
+    assert_memory_equal(res.addrs[0].addr, g.res.addrs[0].addr, 16);
+    assert_int_equal(res.addrs[0].ttl, 900);                        /* counted down */
+    w->clock_ms += RESOLVER_TTL_CAP * 1000;
+    assert_false(resolver_cached(w->r, "long.test", &res, cname));  /* expired */
+    assert_int_equal(zone_count(&w->fake, "long.test"), 2);
+}
+
 static void test_negative_cache(void **state)
 {
     static const char *const names[] = {"nx.test", "fail.test", "nodata.test"};
@@ -1023,6 +1046,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_name_too_long, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ttl_honoured, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cached_peek, setup, teardown),
         cmocka_unit_test_setup_teardown(test_negative_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_coalesce, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),

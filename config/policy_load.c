@@ -8,7 +8,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
+#define OPENSSL_SUPPRESS_DEPRECATED     /* SHA256_Init: see hash_hex() */
+#include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -952,14 +953,23 @@ static void load_document(struct loader *ld)
                  "the policy has no 'egress' rules, so every flow is denied");
 }
 
+/*
+ * SHA-256 through OpenSSL's low-level interface, on purpose: the EVP way
+ * (EVP_Digest, and SHA256() too in OpenSSL 3) fetches the algorithm from a
+ * provider, which loads the provider machinery and openssl.cnf into every
+ * process, about 3 MiB of resident pages per proxy, for one hash per reload.
+ * The low-level functions are deprecated in OpenSSL 3 but kept, and linked
+ * from the static libcrypto they cost a few KiB.
+ */
 static void hash_hex(const uint8_t *buf, size_t len, char out[POLICY_HASH_HEX + 1])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256_CTX ctx;
     size_t i;
 
-    if (!EVP_Digest(buf, len, md, &mdlen, EVP_sha256(), NULL))
-        memset(md, 0, sizeof(md));
+    SHA256_Init(&ctx);
+    SHA256_Update(&ctx, buf, len);
+    SHA256_Final(md, &ctx);
     for (i = 0; i < POLICY_HASH_HEX / 2; i++)
         snprintf(out + 2 * i, 3, "%02x", md[i]);
 }

@@ -982,9 +982,13 @@ static void conn_start_relay(struct conn *c)
         conn_close(c);
         return;
     }
-    /* from the loop, not from here: either pump may close the flow */
-    event_active(c->up.wev, EV_WRITE, 0);
-    event_active(c->down.rev, EV_READ, 0);
+    /* the server speaks after the sniffed bytes reach it: send them now, not a
+     * loop turn later (the pump may close the flow, so it comes last) */
+    if (event_add(c->down.rev, NULL) < 0) {
+        conn_close(c);
+        return;
+    }
+    dir_pump(&c->up);
 }
 
 /* ---- sniffing ---- */
@@ -1242,8 +1246,13 @@ void conn_accept(struct proxy *px, int fd)
         return;
     tv.tv_sec = ms / 1000;
     tv.tv_usec = (ms % 1000) * 1000;
-    if (event_add(c->cev, NULL) < 0 || evtimer_add(c->timer, &tv) < 0)
+    if (event_add(c->cev, NULL) < 0 || evtimer_add(c->timer, &tv) < 0) {
         conn_close(c);
+        return;
+    }
+    /* the first bytes often came with the handshake's last ACK: read them now
+     * instead of a loop turn later (on_sniff may close the flow) */
+    on_sniff(fd, EV_READ, c);
 }
 
 void conn_revalidate(struct proxy *px)

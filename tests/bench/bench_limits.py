@@ -223,8 +223,10 @@ def report(b, val, cpu, loads, wall):
                     ("cps", "us per TLS connection")):
         n, l = cpu[(m, "none")], cpu[(m, "limits")]
         rs = [x / y for x, y in zip(l, n) if y]
+        ci = median_ci(rs)
         log(f"  {unit:26} none {med(n):7.3f}  limits {med(l):7.3f}  "
-            f"ratio limits/none {med(rs):.3f}")
+            f"ratio limits/none {med(rs):.3f}" +
+            (f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else ""))
     log()
     log(f"ratio = median over {a.rounds} rounds of the per-pair ratio limits/none (the pair "
         "back to back,")
@@ -248,11 +250,12 @@ def main():
     ap.add_argument("--conns", type=int, help="TLS connections per measurement (default "
                     "2000; quick: 500)")
     ap.add_argument("--concurrency", type=int, default=16)
-    ap.add_argument("--max-seconds", type=float, default=540.0,
-                    help="give up (and clean up) after this long")
+    ap.add_argument("--max-seconds", type=float, help="give up (and clean up) after this "
+                    "long (default 60 s + 30 s a round)")
     args = ap.parse_args()
     args.rounds = args.rounds or (2 if args.quick else 12)
     args.conns = args.conns or (500 if args.quick else 2000)
+    args.max_seconds = args.max_seconds or 60.0 + 30.0 * args.rounds
     if not 1 <= args.rounds <= 100:
         ap.error("--rounds must be 1-100")
     if not 1 <= args.conns <= 20000:

@@ -55,19 +55,26 @@ NOFILE = 20000              # descriptors nginx may use (held flows: 2 each thro
 HOLD_CONCURRENCY = 64
 STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 
-POLICY = f"""\
+NO_LIMITS = {"max_connections": "0", "new_connections_per_second": "0",
+             "upload_bytes_per_second": "0", "download_bytes_per_second": "0"}
+
+
+def policy_yaml(limits):
+    """The benchmark's policy: NAME on 80 and 443, TEST-NET-3 reachable, and the
+    `limits:` section LIMITS (key -> YAML scalar). Every key is given: a policy
+    without them gets the defaults (256 flows, 20/s, 1 MiB/s up, 50 MiB/s down)."""
+    return f"""\
 version: 1
 egress:
   - domain: {NAME}
     ports: [80, 443]
 destinations:
   allow_ranges: [203.0.113.0/24]        # the test internet lives in TEST-NET-3
-limits:                                 # 0 = no limit: the benchmark measures the relay
-  max_connections: 0
-  new_connections_per_second: 0
-  upload_bytes_per_second: 0
-  download_bytes_per_second: 0
-"""
+limits:
+""" + "".join(f"  {k}: {v}\n" for k, v in limits.items())
+
+
+POLICY = policy_yaml(NO_LIMITS)     # 0 = no limit: the benchmark measures the relay
 
 
 def log(msg=""):
@@ -215,28 +222,45 @@ class Bench:
         self.client = str(out)
 
     def setup(self):
+        self.setup_world()
+        self.add_sandbox()
+        self.add_direct()
+        self.add_nginx()
+        self.start_stream()
+        self.start_proxy()
+
+    def setup_world(self):
+        """The test world, with the 256 MiB file nginx serves."""
         testworld.reap_stale()
         self.w = BenchWorld()
         self.w.setup()
-        w = self.w
-        self.ca = str(w.ca_cert)
-        with open(w.tmp / "www" / "files" / BIG, "wb") as f:
+        self.ca = str(self.w.ca_cert)
+        with open(self.w.tmp / "www" / "files" / BIG, "wb") as f:
             f.truncate(BIG_BYTES)           # sparse: served from the page cache
-        # the sluice sandbox, made the way an operator makes it
+
+    def add_sandbox(self):
+        """The sluice sandbox, made the way an operator makes it."""
+        w = self.w
         self.netsetup_env = dict(os.environ, SLUICE_RUN_DIR=str(w.tmp / "run"))
         sb = w.name("sb")
         self.ns["sluice"] = sb
         info = json.loads(self.run(w.host, [self.args.netsetup, "up", sb, "--json"],
                                    env=self.netsetup_env).stdout)
         self.gw = info["gateway_addr"].split("/")[0]
-        # the direct path: a namespace routed through host (forwarding) to inet
+
+    def add_direct(self):
+        """The direct path: a namespace routed through host (forwarding) to inet."""
+        w = self.w
         dr = w.add_ns("dr")
         self.ns["direct"] = dr
         w.veth(w.host, dr, "bdr0", "eth0", [DIRECT_NET[0]], [DIRECT_NET[1]])
         self.run(dr, ["ip", "route", "add", "default", "via", DIRECT_NET[0].split("/")[0]])
         w.route_via_host(DIRECT_NET[0].rsplit(".", 1)[0] + ".0/30")
-        # the nginx path: port 443 redirected to nginx stream listening in host. No
-        # route back from inet: if the redirect did not work, nothing would connect.
+
+    def add_nginx(self):
+        """The nginx path: port 443 redirected to nginx stream listening in host. No
+        route back from inet: if the redirect did not work, nothing would connect."""
+        w = self.w
         nr = w.add_ns("nr")
         self.ns["nginx"] = nr
         w.veth(w.host, nr, "bnr0", "eth0", [STREAM_NET[0]], [STREAM_NET[1]])
@@ -248,8 +272,6 @@ class Bench:
                        f'    iifname "bnr0" tcp dport 443 redirect to :{STREAM_PORT}\n'
                        "  }\n}\n")
         self.run(w.host, ["nft", "-f", str(nft)])
-        self.start_stream()
-        self.start_proxy()
 
     def start_stream(self):
         w = self.w
@@ -285,12 +307,13 @@ stream {{
         w.wait_listening(self.stream, {("tcp", listen, STREAM_PORT)})
         self.stream_log = d / "access.log"
 
-    def start_proxy(self):
+    def start_proxy(self, policy_text=POLICY):
         w = self.w
         d = w.tmp / "proxy"
         d.mkdir(exist_ok=True)
         policy = d / "policy.yaml"
-        policy.write_text(POLICY)
+        policy.write_text(policy_text)
+        self.policy_path = policy
         self.flowlog = d / "flows.jsonl"
         argv = [self.args.proxy, "--policy", str(policy), "--listen", f"{self.gw}:{PROXY_PORT}",
                 "--upstream-dns", ADDR.DNS4, "--id", "bench", "--log", str(self.flowlog),
@@ -392,18 +415,21 @@ stream {{
         except FileNotFoundError:
             return []
 
-    def sanity(self):
+    def stream_lines(self):
+        return self.stream_log.read_text().splitlines() if self.stream else []
+
+    def sanity(self, paths=PATHS):
         """One request per path; prove each took the path it is named after."""
         before_flows = len(self.flow_records())
-        before_stream = len(self.stream_log.read_text().splitlines())
-        for path in PATHS:
+        before_stream = len(self.stream_lines())
+        for path in paths:
             r = self.run(self.ns[path], ["curl", "-sS", "--max-time", "10", "--cacert", self.ca,
                                          "--resolve", f"{NAME}:443:{DST}",
                                          f"https://{NAME}/"], timeout=20)
             if r.stdout != f"hello from {NAME}\n":
                 raise RuntimeError(f"{path}: unexpected answer {r.stdout!r}")
             flows = self.flow_records()[before_flows:]
-            stream = self.stream_log.read_text().splitlines()[before_stream:]
+            stream = self.stream_lines()[before_stream:]
             want = {"direct": (0, 0), "sluice": (1, 0), "nginx": (0, 1)}[path]
             starts = [f for f in flows if f.get("event") == "flow_start"]
             if (len(starts), len(stream)) != want:
@@ -413,9 +439,9 @@ stream {{
                 raise RuntimeError(f"sluice went to {starts[0].get('upstream')}, not {DST}")
             before_flows += len(flows)
             before_stream += len(stream)
-        self.through_sluice += 1
-        log("check: each path is what it says (sluice's flow log, nginx stream's log, "
-            "the direct path in neither)")
+        self.through_sluice += "sluice" in paths
+        log(f"check: each path ({', '.join(paths)}) is what it says (sluice's flow log, "
+            "nginx stream's log, the direct path in neither)")
 
     def check_flowlog(self):
         def counts():

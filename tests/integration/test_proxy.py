@@ -366,6 +366,15 @@ def check_log(px):
     return recs
 
 
+def stop_and_check(proxies):
+    """Stop every proxy a test started, then check each one's whole flow log."""
+    for px in proxies:
+        if px.proc.alive():
+            px.proc.stop()
+    for px in proxies:
+        check_log(px)
+
+
 def sha256(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -444,11 +453,7 @@ def sluice(world, sluice_bin, sb6, tmp_path):
         return px
 
     yield start
-    for px in made:
-        if px.proc.alive():
-            px.proc.stop()
-    for px in made:
-        check_log(px)
+    stop_and_check(made)
 
 
 # ------------------------------------------------------------------ 1. real clients

@@ -11,7 +11,6 @@ import collections
 import json
 import re
 import signal
-import statistics
 import time
 
 import pytest
@@ -19,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from testworld import ADDR, PYTHON, wait_for
 from test_netsetup import Netsetup
-from test_proxy import Proxy, check_log, curl
+from test_proxy import Proxy, check_log, curl, stop_and_check
 
 MIB = 1 << 20
 METRICS_PORT = 15090
@@ -85,11 +84,7 @@ def sluice(world, sluice_bin, sandboxes, tmp_path):
         return px
 
     yield start
-    for px in made:
-        if px.proc.alive():
-            px.proc.stop()
-    for px in made:
-        check_log(px)
+    stop_and_check(made)
 
 
 def scrape(world, px):

@@ -23,10 +23,8 @@ from the binary's own --help: see adapt_proxy_args(). Once the binary has them,
 they are passed as written.
 """
 
-import grp
 import json
 import os
-import pwd
 import re
 import shlex
 import shutil

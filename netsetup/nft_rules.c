@@ -332,6 +332,27 @@ static void match_dport(struct rb *rb, uint16_t port)
     cmp(rb, NFT_CMP_EQ, &be, 2);
 }
 
+static void match_sport(struct rb *rb, uint16_t port)
+{
+    uint16_t be = htons(port);
+
+    payload(rb, NFT_PAYLOAD_TRANSPORT_HEADER, 0, 2);
+    cmp(rb, NFT_CMP_EQ, &be, 2);
+}
+
+/* the packet travels in a connection's reply direction (someone else opened it) */
+static void match_ct_reply(struct rb *rb)
+{
+    struct nftnl_expr *e = expr(rb, "ct");
+    uint8_t reply = IP_CT_DIR_REPLY;
+
+    if (e) {
+        nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, NFT_CT_DIRECTION);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
+    }
+    cmp(rb, NFT_CMP_EQ, &reply, 1);
+}
+
 /* reg1 = (reg1 & MASK) ^ 0, then compare with V */
 static void masked_cmp(struct rb *rb, const void *mask, const void *v, uint32_t len,
                        uint32_t op)
@@ -729,16 +750,7 @@ int nft_build_pod(struct nft_batch *b, const struct nft_pod *p)
     /* Replies are not the workload's: the proxy's SYN-ACK leaves from a request
      * socket, which has no UID to match, and must go back unmarked. */
     rb_start(&rb, "pod_mark");
-    {
-        struct nftnl_expr *e = expr(&rb, "ct");
-        uint8_t reply = IP_CT_DIR_REPLY;
-
-        if (e) {
-            nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, NFT_CT_DIRECTION);
-            nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
-        }
-        cmp(&rb, NFT_CMP_EQ, &reply, 1);
-    }
+    match_ct_reply(&rb);
     verdict(&rb, NFT_RETURN);
     rb_end(b, &rb, NULL);
     rb_start(&rb, "pod_mark");
@@ -816,6 +828,17 @@ int nft_build_pod(struct nft_batch *b, const struct nft_pod *p)
     masked_cmp(&rb, &dnat, &zero, 4, NFT_CMP_NEQ);
     verdict(&rb, NF_ACCEPT);
     rb_end(b, &rb, NULL);
+    /* The metrics port answers connections from outside the pod (the kubelet's
+     * probes, a Prometheus scrape): its SYN-ACK leaves from a request socket,
+     * which has no UID for the first rule to match. Only replies, only that port. */
+    if (p->metrics_port) {
+        rb_start(&rb, "pod_out");
+        match_ct_reply(&rb);
+        match_u8(&rb, NFT_META_L4PROTO, IPPROTO_TCP);
+        match_sport(&rb, p->metrics_port);
+        verdict(&rb, NF_ACCEPT);
+        rb_end(b, &rb, NULL);
+    }
     for (f = 0; f < 2; f++) {
         for (i = 0; i < 2; i++) {
             for (j = 0; j < sizeof(own) / sizeof(own[0]); j++) {

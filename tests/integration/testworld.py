@@ -566,7 +566,11 @@ class World:
 
     def _build_inet(self):
         inet = self.add_ns("inet")
-        self._ip("-n", inet, "link", "add", "ix", "type", "bridge", "mcast_snooping", "0")
+        # A fixed MAC: a bridge without one takes its lowest port's, so it would
+        # change as namespaces come and go, and their neighbour caches (host's
+        # above all) would go on sending to an address nobody answers any more.
+        self._ip("-n", inet, "link", "add", "ix", "address", "02:73:6c:74:00:01", "type",
+                 "bridge", "mcast_snooping", "0")
         self._ip("-n", inet, "addr", "add", f"{ADDR.INET_GW4}/24", "dev", "ix")
         self._ip("-n", inet, "addr", "add", f"{ADDR.INET_GW6}/64", "dev", "ix", "nodad")
         self._ip("-n", inet, "link", "set", "ix", "up")

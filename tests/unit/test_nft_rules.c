@@ -208,6 +208,12 @@ static void test_pod(void **state)
     assert_int_equal(count(p->text, "tproxy ip6 addr reg 1 port reg 2"), 1);
     /* the proxy's own three ports, tcp and udp, v4 and v6, plus QUIC */
     assert_int_equal(count(p->text, "[ reject type 2 code 1 ]"), 3 * 2 * 2 + 1);
+    /* replies leave unmarked (pod_mark), and the metrics port may answer
+     * connections from outside the pod, e.g. the kubelet's probes (pod_out) */
+    assert_int_equal(count(p->text, "ct load direction"), 2);
+    /* its source port, matched once; as a destination, in the four rejects */
+    assert_int_equal(count(p->text, "[ payload load 2b @ transport header + 0 => reg 1 ]"), 1);
+    assert_int_equal(count(p->text, "[ cmp eq reg 1 0x0000f23a ]"), 1 + 2 * 2);
     free(p);
     nft_batch_free(b);
 
@@ -217,6 +223,8 @@ static void test_pod(void **state)
     assert_int_equal(nft_build_pod(b, &pod), 0);
     parse(b, p);
     assert_int_equal(count(p->text, "[ reject type 2 code 1 ]"), 2 * 2 * 2 + 1);
+    assert_int_equal(count(p->text, "ct load direction"), 1);
+    assert_int_equal(count(p->text, "[ payload load 2b @ transport header + 0 => reg 1 ]"), 0);
     free(p);
     nft_batch_free(b);
 }

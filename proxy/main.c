@@ -22,6 +22,7 @@
 
 #include "conn.h"
 #include "dns_server.h"
+#include "privdrop.h"
 #include "proxy.h"
 #include "resolver.h"
 
@@ -343,7 +344,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: sluice-proxy --policy FILE --listen ADDR:PORT [--listen ...]\n"
             "                    [--dns-listen ADDR:PORT ...] --upstream-dns ADDR[:PORT][,...]\n"
-            "                    [--id NAME] [--log FILE|-]\n"
+            "                    [--id NAME] [--log FILE|-] [--user USER] [--no-seccomp]\n"
             "                    [--check] [--foreground]\n"
             "\n"
             "  --policy FILE        the policy (see sluicectl check); reloaded on SIGHUP and\n"
@@ -355,12 +356,19 @@ static void usage(FILE *out)
             "  --upstream-dns LIST  the resolvers the proxy asks (never the sandbox's choice)\n"
             "  --id NAME            the sandbox's name in every log record\n"
             "  --log FILE|-         the flow log, JSON Lines (default -: standard output)\n"
+            "  --user USER          who to become after binding, when started as root\n"
+            "                       (default: '%s' if that user exists, else '%s'); a\n"
+            "                       proxy started as another user stays that user. All\n"
+            "                       capabilities are dropped and no_new_privs is set\n"
+            "  --no-seccomp         no syscall filter (debugging only; the default filter\n"
+            "                       kills the process on a syscall it does not allow)\n"
             "  --check              validate the policy, print problems, exit 0 or 1\n"
             "  --foreground         stay in the foreground (it always does; for service files)\n"
             "\n"
             "signals: SIGHUP reloads, SIGUSR1 reopens the log, SIGTERM stops accepting and\n"
-            "lets flows finish for %d s. exit codes: 0 ok, 1 runtime failure, 2 usage.\n",
-            DRAIN_GRACE_MS / 1000);
+            "lets flows finish for %d s. exit codes: 0 ok, 1 runtime failure (including a\n"
+            "failed privilege drop), 2 usage.\n",
+            PRIVDROP_DEFAULT_USER, PRIVDROP_FALLBACK_USER, DRAIN_GRACE_MS / 1000);
 }
 
 static void raise_nofile(void)
@@ -377,7 +385,7 @@ static void raise_nofile(void)
 int main(int argc, char **argv)
 {
     enum { O_POLICY = 256, O_LISTEN, O_DNS, O_UPSTREAM, O_ID, O_LOG, O_CHECK, O_FOREGROUND,
-           O_HELP };
+           O_HELP, O_USER, O_NO_SECCOMP };
     static const struct option opts[] = {
         {"policy", required_argument, NULL, O_POLICY},
         {"listen", required_argument, NULL, O_LISTEN},
@@ -388,10 +396,15 @@ int main(int argc, char **argv)
         {"check", no_argument, NULL, O_CHECK},
         {"foreground", no_argument, NULL, O_FOREGROUND},
         {"help", no_argument, NULL, O_HELP},
+        {"user", required_argument, NULL, O_USER},
+        {"no-seccomp", no_argument, NULL, O_NO_SECCOMP},
         {NULL, 0, NULL, 0},
     };
     const char *listens[MAX_LISTENERS], *dns[MAX_DNS_LISTENERS], *upstream = NULL;
-    const char *log_path = "-";
+    const char *log_path = "-", *user = NULL;
+    bool seccomp = true;
+    struct privdrop_result priv;
+    char priv_err[256];
     size_t n_listens = 0, n_dns = 0, i;
     bool check = false;
     struct diag_list d;
@@ -424,6 +437,8 @@ int main(int argc, char **argv)
         case O_CHECK: check = true; break;
         case O_FOREGROUND: break;
         case O_HELP: usage(stdout); return 0;
+        case O_USER: user = optarg; break;
+        case O_NO_SECCOMP: seccomp = false; break;
         default:
             log_warnx("unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
             return EXIT_USAGE;
@@ -488,6 +503,18 @@ int main(int argc, char **argv)
             event_add(sigs[i], NULL);
     }
     watch_policy();
+    /* every socket is bound and every file open: privileges go, for good */
+    if (!seccomp)
+        log_warnx("--no-seccomp: running without the syscall filter; for debugging only");
+    if (privdrop_apply(user, seccomp, &priv, priv_err, sizeof(priv_err)) < 0) {
+        log_warnx("dropping privileges: %s", priv_err);
+        rc = 1;
+        goto out;
+    }
+    log_warnx("running as %s (uid %u), no capabilities%s, no_new_privs, seccomp %s",
+              priv.user, (unsigned)priv.uid,
+              priv.bounding_dropped ? "" : " (bounding set kept: no CAP_SETPCAP)",
+              priv.seccomp ? "on" : "OFF");
     log_warnx("%s: serving with policy %s (%zu rules)", g.px.id[0] ? g.px.id : "sandbox",
               g.px.policy->hash, g.px.policy->n_rules);
     event_base_dispatch(g.px.base);

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from testworld import ADDR, ETC_NETNS, PYTHON, wait_for
+from testworld import ADDR, ETC_NETNS, PYTHON, open_path_to, wait_for
 from test_netsetup import Netsetup, v6_subnet
 
 POLICY = """\
@@ -50,6 +50,7 @@ class Proxy:
     def __init__(self, world, sluice_bin, sandbox, tmp, policy=POLICY, listen=None, ident=None):
         self.world = world
         tmp.mkdir(parents=True, exist_ok=True)
+        open_path_to(tmp)           # the proxy rereads its policy after dropping to nobody
         self.policy = tmp / "policy.yaml"
         self.policy.write_text(policy)
         self.log = tmp / "flows.jsonl"

@@ -8,6 +8,7 @@
 #include <event2/event.h>
 #include <getopt.h>
 #include <limits.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -31,6 +32,7 @@
 #define DRAIN_GRACE_MS 10000        /* SIGTERM: how long flows may finish */
 #define ACCEPT_BACKOFF_MS 100       /* out of descriptors: pause accepting this long */
 #define RELOAD_SETTLE_MS 100        /* a burst of file events is one reload */
+#define TRIM_INTERVAL_MS 1000       /* how often an idle proxy checks for heap to give back */
 
 #define EXIT_USAGE 2
 
@@ -44,7 +46,8 @@ static struct {
     struct proxy px;
     struct listener listeners[MAX_LISTENERS];
     size_t n_listeners;
-    struct event *reload_timer, *drain_timer, *backoff_timer;
+    struct event *reload_timer, *drain_timer, *backoff_timer, *trim_timer;
+    uint64_t trimmed_at_flow;       /* px.last_flow when the heap was last trimmed */
     int inotify_fd;
     struct event *inotify_ev;
     uint64_t drain_deadline_ms;
@@ -289,6 +292,22 @@ static void watch_policy(void)
         event_add(g.inotify_ev, NULL);
 }
 
+/* ---- memory ---- */
+
+/* After a burst (a flood of connections, each with its sniff buffer), give the
+ * heap back once no flow is open: free() returns only the top of the heap, so
+ * without this the resident size stays at the burst's high-water mark. */
+static void on_trim(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    if (g.px.n_conns == 0 && g.px.last_flow != g.trimmed_at_flow) {
+        malloc_trim(0);
+        g.trimmed_at_flow = g.px.last_flow;
+    }
+}
+
 /* ---- signals ---- */
 
 static void on_drain(evutil_socket_t fd, short what, void *arg)
@@ -485,6 +504,12 @@ int main(int argc, char **argv)
     g.reload_timer = evtimer_new(g.px.base, on_reload_timer, NULL);
     g.drain_timer = evtimer_new(g.px.base, on_drain, NULL);
     g.backoff_timer = evtimer_new(g.px.base, on_backoff, NULL);
+    g.trim_timer = event_new(g.px.base, -1, EV_PERSIST, on_trim, NULL);
+    if (g.trim_timer) {
+        struct timeval tv = {TRIM_INTERVAL_MS / 1000, 0};
+
+        event_add(g.trim_timer, &tv);
+    }
     for (i = 0; i < n_listens; i++) {
         if (listen_on(listens[i]) < 0) {
             rc = 1;
@@ -541,6 +566,8 @@ out:
         event_free(g.drain_timer);
     if (g.backoff_timer)
         event_free(g.backoff_timer);
+    if (g.trim_timer)
+        event_free(g.trim_timer);
     resolver_free(g.px.resolver);
     flowlog_close(g.px.log);
     policy_free(g.px.policy);

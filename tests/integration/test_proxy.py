@@ -45,9 +45,12 @@ timeouts:
 
 class Proxy:
     """sluice-proxy for SANDBOX, running in `host`, its files in TMP. POLICY is
-    the policy text, LISTEN the --listen addresses (default: the v4 gateway)."""
+    the policy text, LISTEN the --listen addresses (default: the v4 gateway),
+    UPSTREAM its --upstream-dns, ARGS more options, WRAP a command line it runs
+    behind (e.g. setpriv)."""
 
-    def __init__(self, world, sluice_bin, sandbox, tmp, policy=POLICY, listen=None, ident=None):
+    def __init__(self, world, sluice_bin, sandbox, tmp, policy=POLICY, listen=None, ident=None,
+                 upstream=ADDR.DNS4, args=(), wrap=()):
         self.world = world
         tmp.mkdir(parents=True, exist_ok=True)
         open_path_to(tmp)           # the proxy rereads its policy after dropping to nobody
@@ -56,9 +59,9 @@ class Proxy:
         self.log = tmp / "flows.jsonl"
         self.ident = ident or sandbox.name
         listens = [a for spec in (listen or [f"{sandbox.gw}:15001"]) for a in ("--listen", spec)]
-        self.argv = [sluice_bin("sluice-proxy"), "--policy", str(self.policy), *listens,
-                     "--upstream-dns", ADDR.DNS4, "--id", self.ident, "--log", str(self.log),
-                     "--foreground"]
+        self.argv = [*wrap, sluice_bin("sluice-proxy"), "--policy", str(self.policy), *listens,
+                     "--upstream-dns", upstream, "--id", self.ident, "--log", str(self.log),
+                     "--foreground", *args]
         self.proc = None
         self.start()
 

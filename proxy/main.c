@@ -427,7 +427,7 @@ int main(int argc, char **argv)
     size_t n_listens = 0, n_dns = 0, i;
     bool check = false;
     struct diag_list d;
-    struct event *sigs[4];
+    struct event *sigs[4] = {NULL, NULL, NULL, NULL};
     static const int signals[] = {SIGHUP, SIGTERM, SIGINT, SIGUSR1};
     int c, rc = 0;
 
@@ -544,10 +544,10 @@ int main(int argc, char **argv)
               g.px.policy->hash, g.px.policy->n_rules);
     event_base_dispatch(g.px.base);
 
+out:
     for (i = 0; i < 4; i++)
         if (sigs[i])
             event_free(sigs[i]);
-out:
     conn_close_all(&g.px);
     conn_pipes_free(&g.px);
     for (i = 0; i < g.n_dns; i++)

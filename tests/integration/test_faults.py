@@ -588,7 +588,9 @@ def test_sidecar_started_unprivileged_stays_itself_and_drops_net_admin(
         assert "(bounding set kept: no CAP_SETPCAP)" in px.proc.log()
         r = curl(world, fsb, "https://www.example.test/")
         assert r.returncode == 0 and r.stdout == "hello from www.example.test\n", r.stderr
-        assert check_log(px)[-1]["event"] == "flow_end"
+        start = px.wait_record(event="flow_start", host="www.example.test")
+        px.wait_record(event="flow_end", flow=start["flow"])      # the log is its own file
+        assert [r["event"] for r in check_log(px)] == ["flow_start", "flow_end"]
     finally:
         px.proc.stop()
 

@@ -44,7 +44,8 @@ static const struct command commands[] = {
      "[--metrics-port P] [--json]", CAP(CAP_NET_ADMIN)},
     {"down", cmd_down, "down NAME | down --pod", NEEDS_NS},
     {"status", cmd_status, "status [NAME] [--json]", CAP(CAP_NET_ADMIN)},
-    {"verify", cmd_verify, "verify NAME", NEEDS_NS},
+    /* verify also probes with a raw ICMP socket */
+    {"verify", cmd_verify, "verify NAME", NEEDS_NS | CAP(CAP_NET_RAW)},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -63,7 +64,8 @@ static void usage(FILE *out)
             "proxy UID %u). State is kept in $SLUICE_RUN_DIR (default %s).\n"
             "\nexit codes: 0 ok, 1 runtime failure (the message names the netlink call,\n"
             "the object and the error), 2 usage, 3 missing privilege (CAP_NET_ADMIN; up,\n"
-            "down and verify also CAP_SYS_ADMIN for namespaces).\n",
+            "down and verify also CAP_SYS_ADMIN for namespaces, verify CAP_NET_RAW for its\n"
+            "ICMP probe).\n",
             "10.200.0.0/16", DEFAULT_PROXY_PORT, DEFAULT_DNS_PORT, DEFAULT_METRICS_PORT,
             DEFAULT_PROXY_UID, STATE_DEFAULT_DIR);
 }
@@ -357,12 +359,17 @@ int main(int argc, char **argv)
         current = c->name;
         missing = c->caps & ~effective_caps();
         if (missing) {
-            fprintf(stderr, "sluice-netsetup: %s needs %s%s%s; run it as root or grant "
-                    "the capabilities\n", c->name,
-                    missing & CAP(CAP_NET_ADMIN) ? "CAP_NET_ADMIN" : "",
-                    (missing & CAP(CAP_NET_ADMIN)) && (missing & CAP(CAP_SYS_ADMIN))
-                        ? " and " : "",
-                    missing & CAP(CAP_SYS_ADMIN) ? "CAP_SYS_ADMIN" : "");
+            static const struct { int cap; const char *name; } names[] = {
+                {CAP_NET_ADMIN, "CAP_NET_ADMIN"}, {CAP_SYS_ADMIN, "CAP_SYS_ADMIN"},
+                {CAP_NET_RAW, "CAP_NET_RAW"},
+            };
+            size_t j, n = 0;
+
+            fprintf(stderr, "sluice-netsetup: %s needs ", c->name);
+            for (j = 0; j < sizeof(names) / sizeof(names[0]); j++)
+                if (missing & CAP(names[j].cap))
+                    fprintf(stderr, "%s%s", n++ ? " and " : "", names[j].name);
+            fprintf(stderr, "; run it as root or grant the capabilities\n");
             return EXIT_PRIVILEGE;
         }
         return c->fn(argc - 1, argv + 1);

@@ -8,6 +8,7 @@
 #include <event2/event.h>
 #include <getopt.h>
 #include <limits.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -23,6 +24,7 @@
 #include "admin.h"
 #include "conn.h"
 #include "dns_server.h"
+#include "privdrop.h"
 #include "proxy.h"
 #include "resolver.h"
 
@@ -31,6 +33,7 @@
 #define DRAIN_GRACE_MS 10000        /* SIGTERM: how long flows may finish */
 #define ACCEPT_BACKOFF_MS 100       /* out of descriptors: pause accepting this long */
 #define RELOAD_SETTLE_MS 100        /* a burst of file events is one reload */
+#define TRIM_INTERVAL_MS 1000       /* how often an idle proxy checks for heap to give back */
 
 #define EXIT_USAGE 2
 
@@ -44,7 +47,8 @@ static struct {
     struct proxy px;
     struct listener listeners[MAX_LISTENERS];
     size_t n_listeners;
-    struct event *reload_timer, *drain_timer, *backoff_timer;
+    struct event *reload_timer, *drain_timer, *backoff_timer, *trim_timer;
+    uint64_t trimmed_at_flow;       /* px.last_flow when the heap was last trimmed */
     int inotify_fd;
     struct event *inotify_ev;
     uint64_t drain_deadline_ms;
@@ -304,6 +308,22 @@ static void watch_policy(void)
         event_add(g.inotify_ev, NULL);
 }
 
+/* ---- memory ---- */
+
+/* After a burst (a flood of connections, each with its sniff buffer), give the
+ * heap back once no flow is open: free() returns only the top of the heap, so
+ * without this the resident size stays at the burst's high-water mark. */
+static void on_trim(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    if (g.px.n_conns == 0 && g.px.last_flow != g.trimmed_at_flow) {
+        malloc_trim(0);
+        g.trimmed_at_flow = g.px.last_flow;
+    }
+}
+
 /* ---- signals ---- */
 
 static void on_drain(evutil_socket_t fd, short what, void *arg)
@@ -360,7 +380,7 @@ static void usage(FILE *out)
             "usage: sluice-proxy --policy FILE --listen ADDR:PORT [--listen ...]\n"
             "                    [--dns-listen ADDR:PORT ...] --upstream-dns ADDR[:PORT][,...]\n"
             "                    [--id NAME] [--log FILE|-] [--metrics ADDR:PORT]\n"
-            "                    [--control PATH]\n"
+            "                    [--control PATH] [--user USER] [--no-seccomp]\n"
             "                    [--check] [--foreground]\n"
             "\n"
             "  --policy FILE        the policy (see sluicectl check); reloaded on SIGHUP and\n"
@@ -377,12 +397,19 @@ static void usage(FILE *out)
             "                       reach, e.g. 127.0.0.1:15090 on the host)\n"
             "  --control PATH       the control socket (unix, mode 0600) for\n"
             "                       sluicectl --control PATH stats|flows|reload\n"
+            "  --user USER          who to become after binding, when started as root\n"
+            "                       (default: '%s' if that user exists, else '%s'); a\n"
+            "                       proxy started as another user stays that user. All\n"
+            "                       capabilities are dropped and no_new_privs is set\n"
+            "  --no-seccomp         no syscall filter (debugging only; the default filter\n"
+            "                       kills the process on a syscall it does not allow)\n"
             "  --check              validate the policy, print problems, exit 0 or 1\n"
             "  --foreground         stay in the foreground (it always does; for service files)\n"
             "\n"
             "signals: SIGHUP reloads, SIGUSR1 reopens the log, SIGTERM stops accepting and\n"
-            "lets flows finish for %d s. exit codes: 0 ok, 1 runtime failure, 2 usage.\n",
-            DRAIN_GRACE_MS / 1000);
+            "lets flows finish for %d s. exit codes: 0 ok, 1 runtime failure (including a\n"
+            "failed privilege drop), 2 usage.\n",
+            PRIVDROP_DEFAULT_USER, PRIVDROP_FALLBACK_USER, DRAIN_GRACE_MS / 1000);
 }
 
 static void raise_nofile(void)
@@ -399,7 +426,7 @@ static void raise_nofile(void)
 int main(int argc, char **argv)
 {
     enum { O_POLICY = 256, O_LISTEN, O_DNS, O_UPSTREAM, O_ID, O_LOG, O_CHECK, O_FOREGROUND,
-           O_METRICS, O_CONTROL, O_HELP };
+           O_METRICS, O_CONTROL, O_HELP, O_USER, O_NO_SECCOMP };
     static const struct option opts[] = {
         {"policy", required_argument, NULL, O_POLICY},
         {"listen", required_argument, NULL, O_LISTEN},
@@ -412,14 +439,19 @@ int main(int argc, char **argv)
         {"metrics", required_argument, NULL, O_METRICS},
         {"control", required_argument, NULL, O_CONTROL},
         {"help", no_argument, NULL, O_HELP},
+        {"user", required_argument, NULL, O_USER},
+        {"no-seccomp", no_argument, NULL, O_NO_SECCOMP},
         {NULL, 0, NULL, 0},
     };
     const char *listens[MAX_LISTENERS], *dns[MAX_DNS_LISTENERS], *upstream = NULL;
-    const char *log_path = "-", *metrics = NULL, *control = NULL;
+    const char *log_path = "-", *metrics = NULL, *control = NULL, *user = NULL;
+    bool seccomp = true;
+    struct privdrop_result priv;
+    char priv_err[256];
     size_t n_listens = 0, n_dns = 0, i;
     bool check = false;
     struct diag_list d;
-    struct event *sigs[4];
+    struct event *sigs[4] = {NULL, NULL, NULL, NULL};
     static const int signals[] = {SIGHUP, SIGTERM, SIGINT, SIGUSR1};
     int c, rc = 0;
 
@@ -450,6 +482,8 @@ int main(int argc, char **argv)
         case O_METRICS: metrics = optarg; break;
         case O_CONTROL: control = optarg; break;
         case O_HELP: usage(stdout); return 0;
+        case O_USER: user = optarg; break;
+        case O_NO_SECCOMP: seccomp = false; break;
         default:
             log_warnx("unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
             return EXIT_USAGE;
@@ -496,6 +530,12 @@ int main(int argc, char **argv)
     g.reload_timer = evtimer_new(g.px.base, on_reload_timer, NULL);
     g.drain_timer = evtimer_new(g.px.base, on_drain, NULL);
     g.backoff_timer = evtimer_new(g.px.base, on_backoff, NULL);
+    g.trim_timer = event_new(g.px.base, -1, EV_PERSIST, on_trim, NULL);
+    if (g.trim_timer) {
+        struct timeval tv = {TRIM_INTERVAL_MS / 1000, 0};
+
+        event_add(g.trim_timer, &tv);
+    }
     for (i = 0; i < n_listens; i++) {
         if (listen_on(listens[i]) < 0) {
             rc = 1;
@@ -519,14 +559,26 @@ int main(int argc, char **argv)
             event_add(sigs[i], NULL);
     }
     watch_policy();
+    /* every socket is bound and every file open: privileges go, for good */
+    if (!seccomp)
+        log_warnx("--no-seccomp: running without the syscall filter; for debugging only");
+    if (privdrop_apply(user, seccomp, &priv, priv_err, sizeof(priv_err)) < 0) {
+        log_warnx("dropping privileges: %s", priv_err);
+        rc = 1;
+        goto out;
+    }
+    log_warnx("running as %s (uid %u), no capabilities%s, no_new_privs, seccomp %s",
+              priv.user, (unsigned)priv.uid,
+              priv.bounding_dropped ? "" : " (bounding set kept: no CAP_SETPCAP)",
+              priv.seccomp ? "on" : "OFF");
     log_warnx("%s: serving with policy %s (%zu rules)", g.px.id[0] ? g.px.id : "sandbox",
               g.px.policy->hash, g.px.policy->n_rules);
     event_base_dispatch(g.px.base);
 
+out:
     for (i = 0; i < 4; i++)
         if (sigs[i])
             event_free(sigs[i]);
-out:
     admin_free(g.admin);
     conn_close_all(&g.px);
     conn_shared_free(&g.px);
@@ -546,6 +598,8 @@ out:
         event_free(g.drain_timer);
     if (g.backoff_timer)
         event_free(g.backoff_timer);
+    if (g.trim_timer)
+        event_free(g.trim_timer);
     resolver_free(g.px.resolver);
     flowlog_close(g.px.log);
     policy_free(g.px.policy);

@@ -17,10 +17,8 @@ would run it:
   is checked statically against the tree.
 The programs run are the ones `meson install --destdir` installed.
 
-Flags the built sluice-proxy does not know yet (--control, --metrics, --user: other
-work in progress) are stripped from the command lines before they run, decided
-from the binary's own --help: see adapt_proxy_args(). Once the binary has them,
-they are passed as written.
+Every option the manifests and units pass to sluice-proxy must be one its
+--help names (known_proxy_args()); the command lines run as written.
 """
 
 import json
@@ -35,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from testworld import ADDR, PYTHON, Site, wait_for
+from testworld import ADDR, Site, wait_for
 from test_netsetup import Netsetup
 
 yaml = pytest.importorskip("yaml", reason="python3-yaml is missing (run scripts/deps)")
@@ -52,10 +50,6 @@ DYNAMIC_UID = 61999             # stands in for the proxy unit's DynamicUser
 # The one adaptation the ConfigMap's policy needs here: the test internet lives in
 # TEST-NET space, which P5 refuses unless allow_ranges lists it.
 TEST_RANGES = "allow_ranges: [203.0.113.0/24, 2001:db8::/32]"
-# sluice-proxy's options that take a value (SPEC §4); the others are switches
-PROXY_VALUE_FLAGS = {"--policy", "--listen", "--dns-listen", "--upstream-dns", "--id",
-                     "--user", "--control", "--metrics", "--log", "--ca-cert", "--ca-key"}
-
 
 def token():
     return uuid.uuid4().hex[:10]
@@ -70,24 +64,13 @@ def proxy_flags(binary):
     return set(re.findall(r"(--[a-z][a-z-]*)", r.stdout))
 
 
-def adapt_proxy_args(argv, supported):
-    """ARGV without the options this build of sluice-proxy does not accept yet
-    (and their values). This is where the tests tolerate --control, --metrics and
-    --user before the work adding them is merged; afterwards nothing is dropped."""
-    out, i = [], 0
-    while i < len(argv):
-        a = argv[i]
-        flag = a.split("=", 1)[0]
-        takes_value = flag in PROXY_VALUE_FLAGS and "=" not in a
-        if flag.startswith("--") and flag not in supported:
-            i += 2 if takes_value else 1
-            continue
-        out.append(a)
-        if takes_value and i + 1 < len(argv):
-            out.append(argv[i + 1])
-            i += 1
-        i += 1
-    return out
+def known_proxy_args(argv, supported):
+    """ARGV, after checking that every option in it is one this sluice-proxy's
+    --help names: a manifest or unit passing an option the binary does not
+    have would fail to start in production."""
+    unknown = [a for a in argv if a.startswith("--") and a.split("=", 1)[0] not in supported]
+    assert not unknown, f"options sluice-proxy does not know: {unknown}"
+    return argv
 
 
 def is_sanitized(binary):
@@ -669,7 +652,7 @@ def k8s_pod(world, installed, pypi, san):
         if binary:
             argv[0] = binary
         supported = proxy_flags(argv[0])
-        argv = [argv[0], *adapt_proxy_args(argv[1:], supported)]
+        argv = [argv[0], *known_proxy_args(argv[1:], supported)]
         proc = world.spawn(name, [*setpriv_for(px["securityContext"], bool(binary)), *argv],
                            name="k8s-sluice-proxy", nsenter=True, env=san.env())
         wait_serving(proc)
@@ -971,7 +954,7 @@ class HostService:
             os.chown(d, DYNAMIC_UID, DYNAMIC_UID)
         env = self.env(self.proxy_unit)
         argv = self.argv(self.proxy_unit, "ExecStart", env)
-        return [argv[0], *adapt_proxy_args(argv[1:], proxy_flags(argv[0]))]
+        return [argv[0], *known_proxy_args(argv[1:], proxy_flags(argv[0]))]
 
     def start_proxy(self):
         """ExecStart as the unit's DynamicUser: an unprivileged UID with

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from testworld import ADDR, wait_for
+from testworld import ADDR, open_path_to, wait_for
 from test_netsetup import Netsetup
 
 POLICY = """\
@@ -38,7 +38,7 @@ def env(world, sluice_bin, tmp_path_factory):
     ns = Netsetup(world, sluice_bin("sluice-netsetup"), tmp / "run")
     try:
         sb = ns.up()
-        policy = tmp / "policy.yaml"
+        policy = open_path_to(tmp) / "policy.yaml"   # reread after the drop to nobody
         policy.write_text(POLICY)
         log = tmp / "flows.jsonl"
         proxy = world.spawn(world.host, [sluice_bin("sluice-proxy"), "--policy", policy,

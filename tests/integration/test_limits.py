@@ -76,7 +76,7 @@ def sluice(world, sluice_bin, sandboxes, tmp_path):
         extra = ["--metrics", metrics, "--control", str(d / "control.sock")]
         if dns:
             extra += ["--dns-listen", f"{box.gw}:15053"]
-        px = Proxy(world, sluice_bin, box, d, policy=text, extra=extra, wrap=wrap)
+        px = Proxy(world, sluice_bin, box, d, policy=text, args=extra, wrap=wrap)
         px.metrics_url = f"http://{metrics}/metrics"
         px.control = d / "control.sock"
         px.sb = box
@@ -401,7 +401,7 @@ def test_the_sandbox_cannot_reach_the_metrics(world, sluice_bin, sandboxes, tmp_
     d = tmp_path / "gw"
     d.mkdir(mode=0o755)
     px = Proxy(world, sluice_bin, sb, d, policy=policy(),
-               extra=["--metrics", f"{sb.gw}:{METRICS_PORT}"])
+               args=["--metrics", f"{sb.gw}:{METRICS_PORT}"])
     try:
         r = world.run(sb.name, ["curl", "-sS", "--max-time", "3",
                                 f"http://{sb.gw}:{METRICS_PORT}/metrics"], nsenter=True)

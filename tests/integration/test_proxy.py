@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from testworld import ADDR, ETC_NETNS, PYTHON, wait_for
+from testworld import ADDR, ETC_NETNS, PYTHON, open_path_to, wait_for
 from test_netsetup import Netsetup, v6_subnet
 
 POLICY = """\
@@ -46,20 +46,22 @@ timeouts:
 class Proxy:
     """sluice-proxy for SANDBOX, running in `host`, its files in TMP. POLICY is
     the policy text, LISTEN the --listen addresses (default: the v4 gateway),
-    EXTRA more options, WRAP a command to start it under (e.g. prlimit)."""
+    UPSTREAM its --upstream-dns, ARGS more options, WRAP a command line it runs
+    behind (e.g. setpriv)."""
 
     def __init__(self, world, sluice_bin, sandbox, tmp, policy=POLICY, listen=None, ident=None,
-                 extra=(), wrap=()):
+                 upstream=ADDR.DNS4, args=(), wrap=()):
         self.world = world
         tmp.mkdir(parents=True, exist_ok=True)
+        open_path_to(tmp)           # the proxy rereads its policy after dropping to nobody
         self.policy = tmp / "policy.yaml"
         self.policy.write_text(policy)
         self.log = tmp / "flows.jsonl"
         self.ident = ident or sandbox.name
         listens = [a for spec in (listen or [f"{sandbox.gw}:15001"]) for a in ("--listen", spec)]
         self.argv = [*wrap, sluice_bin("sluice-proxy"), "--policy", str(self.policy), *listens,
-                     "--upstream-dns", ADDR.DNS4, "--id", self.ident, "--log", str(self.log),
-                     "--foreground", *extra]
+                     "--upstream-dns", upstream, "--id", self.ident, "--log", str(self.log),
+                     "--foreground", *args]
         self.proc = None
         self.start()
 

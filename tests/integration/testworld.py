@@ -17,6 +17,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -276,6 +277,20 @@ def listening(pid):
             addr, port = f[1].split(":")
             out.add((proto.rstrip("6"), _decode_addr(addr), int(port, 16)))
     return out
+
+
+def open_path_to(path):
+    """Lets an unprivileged process reach PATH: every directory from / down to
+    PATH (included) gets search permission for others, nothing more (no
+    listing, no writing). sluice-proxy drops to 'nobody' once it serves, and
+    must still read its policy file on reload; pytest's and the world's
+    temporary directories are 0700."""
+    p = Path(path).resolve()
+    for d in [p, *p.parents]:
+        mode = d.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            d.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+    return path
 
 
 def wait_for(pred, timeout=5.0, interval=0.05, what="condition"):

@@ -34,6 +34,9 @@ destinations:
   allow_ranges: [203.0.113.0/24, 192.0.2.0/24, 2001:db8::/32]
 timeouts:
   sniff: 2s
+limits:                             # off: the junk flood below is 10,000 connections
+  max_connections: 0
+  new_connections_per_second: 0
 """
 
 RESET_ADDR = "192.0.2.200"          # the resetting upstream, on inet's lo

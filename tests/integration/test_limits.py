@@ -10,7 +10,6 @@ at the receiver), and every hit must also be a `limit` record and a metric.
 import collections
 import json
 import re
-import signal
 import time
 
 import pytest
@@ -522,22 +521,3 @@ def test_descriptor_exhaustion_pauses_accepting_and_recovers(world, sluice, capt
     wait_for(lambda: curl(world, px.sb, "http://plain.example.test/").stdout ==
              "hello from plain.example.test\n", 15, what="serving again")
     assert px.proc.alive()
-
-
-# ------------------------------------------------------------------ log reopen
-
-def test_sigusr1_reopens_the_flow_log(world, sluice):
-    """logrotate's way: move the file away, signal, and the next record goes to
-    a new file at the old path, while the moved one is left alone."""
-    px = sluice(policy())
-    assert curl(world, px.sb, "http://plain.example.test/").returncode == 0
-    px.wait_record(event="flow_end")
-    rotated = px.log.with_suffix(".1")
-    px.log.rename(rotated)
-    before = rotated.read_bytes()
-    px.proc.signal(signal.SIGUSR1)
-    wait_for(lambda: px.log.exists(), 5, what="a new log file")
-    assert curl(world, px.sb, "http://plain.example.test/").returncode == 0
-    px.wait_record(event="flow_end")
-    assert rotated.read_bytes() == before
-    assert all(r["event"] in ("flow_start", "flow_end") for r in px.records())

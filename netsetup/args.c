@@ -45,6 +45,19 @@ static bool parse_subnet(const char *s, int family, struct cidr *out)
            out->len >= (family == AF_INET ? 8 : 48);
 }
 
+/*
+ * The option getopt_long refused. A long one (unknown, ambiguous, missing its
+ * argument) was argv[optind - 1]; a short one in a cluster ("-xy") leaves
+ * optind on the cluster's argument until its last letter, so argv[optind - 1]
+ * would be a neighbour (the NAME, the command), and only optopt names it.
+ */
+static int bad_option(const char *cmd, char **argv, char err[NETSETUP_ERR_MAX])
+{
+    if (optopt != 0 && optopt < 256)     /* glibc stores the letter as a signed char */
+        return fail(err, "%s: unknown option '-%c'", cmd, (char)optopt);
+    return fail(err, "%s: unknown or incomplete option '%s'", cmd, argv[optind - 1]);
+}
+
 enum { OPT_SUBNET = 256, OPT_IPV6, OPT_PROXY_PORT, OPT_DNS_PORT, OPT_JSON, OPT_IFACE,
        OPT_PROXY_UID, OPT_METRICS_PORT };
 
@@ -99,7 +112,7 @@ static int parse_up(const char *cmd, int argc, char **argv, struct netsetup_args
             o->iface = optarg;
             break;
         default:
-            return fail(err, "%s: unknown or incomplete option '%s'", cmd, argv[optind - 1]);
+            return bad_option(cmd, argv, err);
         }
     }
     if (argc - optind != 1)
@@ -158,7 +171,7 @@ static int parse_pod(int argc, char **argv, struct netsetup_args *a,
             a->json = true;
             break;
         default:
-            return fail(err, "pod: unknown or incomplete option '%s'", argv[optind - 1]);
+            return bad_option("pod", argv, err);
         }
     }
     if (optind != argc)

@@ -96,6 +96,22 @@ static void check_parsed(const char *cmd, const struct netsetup_args *a, char **
     }
 }
 
+/* In "CMD: unknown option 'X'" and the like, where X starts; NULL for other messages. */
+static const char *refused_option(const char *cmd, const char *err)
+{
+    static const char *const forms[] = {": unknown or incomplete option '",
+                                        ": unknown option '"};
+    size_t n = strlen(cmd), i;
+
+    if (strncmp(err, cmd, n) != 0)
+        return NULL;
+    for (i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+        if (strncmp(err + n, forms[i], strlen(forms[i])) == 0)
+            return err + n + strlen(forms[i]);
+    }
+    return NULL;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char err[NETSETUP_ERR_MAX], *buf, **argv, **orig;
@@ -128,7 +144,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(err[0] == '\0');
         check_parsed(argv[0], &a, orig, argc);
     } else {
+        const char *quoted = r == -EINVAL ? refused_option(argv[0], err) : NULL;
+
         CHECK(err[0] != '\0');
+        /* A refused option is named as the user wrote it, not by a neighbour. */
+        if (quoted)
+            CHECK(quoted[0] == '-');
     }
     /* getopt may reorder ARGV, but never lose or invent an argument. */
     CHECK(argv[argc] == NULL);

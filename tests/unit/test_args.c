@@ -45,6 +45,15 @@ static const struct row rows[] = {
     {{"up", "a1", "--iface", "tap0"}, -EINVAL, "--iface belongs to attach"},
     {{"up", "a1", "--bogus"}, -EINVAL, "up: unknown or incomplete option '--bogus'"},
     {{"up", "a1", "--subnet"}, -EINVAL, "up: unknown or incomplete option '--subnet'"},
+    {{"up", "a1", "--json=1"}, -EINVAL, "up: unknown or incomplete option '--json=1'"},
+    {{"pod", "--proxy", "1"}, -EINVAL,                       /* ambiguous */
+     "pod: unknown or incomplete option '--proxy'"},
+    /* Short options: a cluster used to be named by its neighbour ('a1'); found by fuzzing. */
+    {{"up", "a1", "-xy"}, -EINVAL, "up: unknown option '-x'"},
+    {{"up", "-own", "n"}, -EINVAL, "up: unknown option '-o'"},
+    {{"up", "a1", "-x"}, -EINVAL, "up: unknown option '-x'"},
+    {{"pod", "-jx"}, -EINVAL, "pod: unknown option '-j'"},
+    {{"pod", "-\xe9"}, -EINVAL, "pod: unknown option '-\xe9'"},
     {{"up", "a1", "extra"}, -EINVAL, "up takes exactly one NAME"},
     {{"up"}, -EINVAL, "up takes exactly one NAME"},
     {{"up", "a_b"}, -EINVAL, "NAME 'a_b' must be 1-15 characters of [a-z0-9-]"},

@@ -45,6 +45,10 @@ static bool parse_subnet(const char *s, int family, struct cidr *out)
            out->len >= (family == AF_INET ? 8 : 48);
 }
 
+/* Long options only: every value is above any letter getopt returns. */
+enum { OPT_SUBNET = 256, OPT_IPV6, OPT_PROXY_PORT, OPT_DNS_PORT, OPT_JSON, OPT_IFACE,
+       OPT_PROXY_UID, OPT_METRICS_PORT };
+
 /*
  * The option getopt_long refused. A long one (unknown, ambiguous, missing its
  * argument) was argv[optind - 1]; a short one in a cluster ("-xy") leaves
@@ -53,13 +57,10 @@ static bool parse_subnet(const char *s, int family, struct cidr *out)
  */
 static int bad_option(const char *cmd, char **argv, char err[NETSETUP_ERR_MAX])
 {
-    if (optopt != 0 && optopt < 256)     /* glibc stores the letter as a signed char */
+    if (optopt != 0 && optopt < OPT_SUBNET)  /* glibc stores a letter as a signed char */
         return fail(err, "%s: unknown option '-%c'", cmd, (char)optopt);
     return fail(err, "%s: unknown or incomplete option '%s'", cmd, argv[optind - 1]);
 }
-
-enum { OPT_SUBNET = 256, OPT_IPV6, OPT_PROXY_PORT, OPT_DNS_PORT, OPT_JSON, OPT_IFACE,
-       OPT_PROXY_UID, OPT_METRICS_PORT };
 
 /* up and attach */
 static int parse_up(const char *cmd, int argc, char **argv, struct netsetup_args *a,

@@ -4,7 +4,6 @@
  * Exit codes: 0 ok, 1 runtime failure, 2 usage, 3 missing privilege.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <linux/capability.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,13 +13,14 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "sandbox.h"
 
 enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_PRIVILEGE = 3 };
 
 struct command {
     const char *name;
-    int (*fn)(int argc, char **argv);
+    int (*fn)(const struct netsetup_args *a);
     const char *usage;
     uint64_t caps;              /* capabilities it needs */
 };
@@ -28,12 +28,12 @@ struct command {
 #define CAP(c) (1ull << (c))
 #define NEEDS_NS (CAP(CAP_NET_ADMIN) | CAP(CAP_SYS_ADMIN))
 
-static int cmd_up(int argc, char **argv);
-static int cmd_attach(int argc, char **argv);
-static int cmd_pod(int argc, char **argv);
-static int cmd_down(int argc, char **argv);
-static int cmd_status(int argc, char **argv);
-static int cmd_verify(int argc, char **argv);
+static int cmd_up(const struct netsetup_args *a);
+static int cmd_attach(const struct netsetup_args *a);
+static int cmd_pod(const struct netsetup_args *a);
+static int cmd_down(const struct netsetup_args *a);
+static int cmd_status(const struct netsetup_args *a);
+static int cmd_verify(const struct netsetup_args *a);
 
 static const struct command commands[] = {
     {"up", cmd_up, "up NAME [--subnet CIDR] [--ipv6 CIDR] [--proxy-port P] [--dns-port P] "
@@ -103,230 +103,73 @@ static int runtime_error(const char *name, int err)
     return EXIT_RUNTIME;
 }
 
-/* --subnet: IPv4, /30 or wider, with room for network, gateway, sandbox, broadcast. */
-static bool parse_subnet(const char *s, int family, struct cidr *out)
-{
-    unsigned max = family == AF_INET ? 30 : 126;
-
-    return cidr_parse(s, out) == CIDR_OK && out->family == family && out->len <= max &&
-           out->len >= (family == AF_INET ? 8 : 48);
-}
-
-enum { OPT_SUBNET = 256, OPT_IPV6, OPT_PROXY_PORT, OPT_DNS_PORT, OPT_JSON, OPT_IFACE,
-       OPT_PROXY_UID, OPT_METRICS_PORT, OPT_POD };
-
-static const struct option up_options[] = {
-    {"subnet", required_argument, NULL, OPT_SUBNET},
-    {"ipv6", required_argument, NULL, OPT_IPV6},
-    {"proxy-port", required_argument, NULL, OPT_PROXY_PORT},
-    {"dns-port", required_argument, NULL, OPT_DNS_PORT},
-    {"json", no_argument, NULL, OPT_JSON},
-    {"iface", required_argument, NULL, OPT_IFACE},
-    {NULL, 0, NULL, 0},
-};
-
-/* Parses up/attach options; returns 0 or an exit code. */
-static int parse_up(int argc, char **argv, struct up_opts *o, bool *json, const char **name)
-{
-    int c;
-
-    memset(o, 0, sizeof(*o));
-    o->proxy_port = DEFAULT_PROXY_PORT;
-    o->dns_port = DEFAULT_DNS_PORT;
-    *json = false;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", up_options, NULL)) != -1) {
-        switch (c) {
-        case OPT_SUBNET:
-            if (!parse_subnet(optarg, AF_INET, &o->subnet))
-                return usage_error("--subnet '%s' is not an IPv4 network from /8 to /30 "
-                                   "(e.g. 10.201.0.0/30)", optarg);
-            o->have_subnet = true;
-            break;
-        case OPT_IPV6:
-            if (!parse_subnet(optarg, AF_INET6, &o->subnet6))
-                return usage_error("--ipv6 '%s' is not an IPv6 network from /48 to /126 "
-                                   "(e.g. fd00:5c::/64)", optarg);
-            o->v6 = true;
-            break;
-        case OPT_PROXY_PORT:
-        case OPT_DNS_PORT:
-            if (!port_parse(optarg, c == OPT_PROXY_PORT ? &o->proxy_port : &o->dns_port))
-                return usage_error("%s '%s' is not a port (1-65535)",
-                                   c == OPT_PROXY_PORT ? "--proxy-port" : "--dns-port", optarg);
-            break;
-        case OPT_JSON:
-            *json = true;
-            break;
-        case OPT_IFACE:
-            if (strcmp(current, "attach") != 0)
-                return usage_error("--iface belongs to attach");
-            if (strlen(optarg) == 0 || strlen(optarg) >= IFNAME_LEN || strchr(optarg, '/'))
-                return usage_error("--iface '%s' is not an interface name", optarg);
-            o->iface = optarg;
-            break;
-        default:
-            return usage_error("%s: unknown or incomplete option '%s'", current,
-                               argv[optind - 1]);
-        }
-    }
-    if (argc - optind != 1)
-        return usage_error("%s takes exactly one NAME", current);
-    *name = argv[optind];
-    if (!sandbox_name_valid(*name))
-        return usage_error("NAME '%s' must be 1-15 characters of [a-z0-9-]", *name);
-    if (o->proxy_port == o->dns_port)
-        return usage_error("--proxy-port and --dns-port must differ");
-    if (strcmp(current, "attach") == 0 && !o->iface)
-        return usage_error("attach needs --iface IFACE");
-    return 0;
-}
-
-static int create_cmd(int argc, char **argv, bool attach)
+static int create_cmd(const struct netsetup_args *a, bool attach)
 {
     struct sandbox s;
-    struct up_opts o;
-    const char *name = NULL;
-    bool json;
-    int r = parse_up(argc, argv, &o, &json, &name);
+    int r = attach ? sandbox_attach(a->name, &a->up, &s) : sandbox_up(a->name, &a->up, &s);
 
-    if (r)
-        return r;
-    r = attach ? sandbox_attach(name, &o, &s) : sandbox_up(name, &o, &s);
     if (r < 0)
-        return runtime_error(name, r);
-    sandbox_print(&s, json, stdout);
+        return runtime_error(a->name, r);
+    sandbox_print(&s, a->json, stdout);
     return 0;
 }
 
-static int cmd_up(int argc, char **argv)
+static int cmd_up(const struct netsetup_args *a)
 {
-    return create_cmd(argc, argv, false);
+    return create_cmd(a, false);
 }
 
-static int cmd_attach(int argc, char **argv)
+static int cmd_attach(const struct netsetup_args *a)
 {
-    return create_cmd(argc, argv, true);
+    return create_cmd(a, true);
 }
 
-static int cmd_pod(int argc, char **argv)
+static int cmd_pod(const struct netsetup_args *a)
 {
-    static const struct option opts[] = {
-        {"proxy-uid", required_argument, NULL, OPT_PROXY_UID},
-        {"proxy-port", required_argument, NULL, OPT_PROXY_PORT},
-        {"dns-port", required_argument, NULL, OPT_DNS_PORT},
-        {"metrics-port", required_argument, NULL, OPT_METRICS_PORT},
-        {"json", no_argument, NULL, OPT_JSON},
-        {NULL, 0, NULL, 0},
-    };
-    struct pod_opts o = {DEFAULT_PROXY_UID, DEFAULT_PROXY_PORT, DEFAULT_DNS_PORT,
-                         DEFAULT_METRICS_PORT};
-    bool json = false;
-    char *end;
-    int c, r;
+    int r;
 
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case OPT_PROXY_UID: {
-            unsigned long v;
-
-            errno = 0;
-            v = strtoul(optarg, &end, 10);
-            if (*optarg < '0' || *optarg > '9' || *end || errno || v > 0xfffffffeul)
-                return usage_error("--proxy-uid '%s' is not a UID", optarg);
-            o.proxy_uid = (uint32_t)v;
-            break;
-        }
-        case OPT_PROXY_PORT:
-            if (!port_parse(optarg, &o.proxy_port))
-                return usage_error("--proxy-port '%s' is not a port (1-65535)", optarg);
-            break;
-        case OPT_DNS_PORT:
-            if (!port_parse(optarg, &o.dns_port))
-                return usage_error("--dns-port '%s' is not a port (1-65535)", optarg);
-            break;
-        case OPT_METRICS_PORT:
-            if (!port_parse(optarg, &o.metrics_port))
-                return usage_error("--metrics-port '%s' is not a port (1-65535)", optarg);
-            break;
-        case OPT_JSON:
-            json = true;
-            break;
-        default:
-            return usage_error("pod: unknown or incomplete option '%s'", argv[optind - 1]);
-        }
-    }
-    if (optind != argc)
-        return usage_error("pod takes no NAME: it works on the namespace it runs in");
-    if (o.proxy_uid == 0)
-        return usage_error("--proxy-uid 0 would exempt root from interception");
-    if ((r = pod_up(&o)) < 0)
+    if ((r = pod_up(&a->pod)) < 0)
         return runtime_error(NULL, r);
-    pod_print(&o, json, stdout);
+    pod_print(&a->pod, a->json, stdout);
     return 0;
 }
 
-static int cmd_down(int argc, char **argv)
+static int cmd_down(const struct netsetup_args *a)
 {
     bool found;
     int r;
 
-    if (argc == 2 && strcmp(argv[1], "--pod") == 0) {
+    if (a->down_pod) {
         if ((r = pod_down()) < 0)
             return runtime_error(NULL, r);
         return 0;
     }
-    if (argc != 2 || argv[1][0] == '-')
-        return usage_error("down takes one NAME, or --pod");
-    if (!sandbox_name_valid(argv[1]))
-        return usage_error("NAME '%s' must be 1-15 characters of [a-z0-9-]", argv[1]);
-    if ((r = sandbox_down(argv[1], &found)) < 0)
-        return runtime_error(argv[1], r);
+    if ((r = sandbox_down(a->name, &found)) < 0)
+        return runtime_error(a->name, r);
     return 0;
 }
 
-static int cmd_status(int argc, char **argv)
+static int cmd_status(const struct netsetup_args *a)
 {
-    const char *name = NULL;
-    bool json = false;
-    int i, r;
+    int r = sandbox_status(a->name, a->json, stdout);
 
-    for (i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0)
-            json = true;
-        else if (argv[i][0] == '-')
-            return usage_error("status: unknown option '%s'", argv[i]);
-        else if (name)
-            return usage_error("status takes at most one NAME");
-        else if (!sandbox_name_valid(argv[i]))
-            return usage_error("NAME '%s' must be 1-15 characters of [a-z0-9-]", argv[i]);
-        else
-            name = argv[i];
-    }
-    r = sandbox_status(name, json, stdout);
     if (r == -ENOENT) {
-        fprintf(stderr, "sluice-netsetup: status: no sandbox named %s\n", name);
+        fprintf(stderr, "sluice-netsetup: status: no sandbox named %s\n", a->name);
         return EXIT_RUNTIME;
     }
-    return r < 0 ? runtime_error(name, r) : 0;
+    return r < 0 ? runtime_error(a->name, r) : 0;
 }
 
-static int cmd_verify(int argc, char **argv)
+static int cmd_verify(const struct netsetup_args *a)
 {
-    int r;
+    int r = sandbox_verify(a->name, stdout);
 
-    if (argc != 2 || !sandbox_name_valid(argv[1]))
-        return usage_error("verify takes one NAME of 1-15 characters of [a-z0-9-]");
-    r = sandbox_verify(argv[1], stdout);
     if (r == -ENOENT) {
-        fprintf(stderr, "sluice-netsetup: verify: no sandbox named %s\n", argv[1]);
+        fprintf(stderr, "sluice-netsetup: verify: no sandbox named %s\n", a->name);
         return EXIT_RUNTIME;
     }
     if (r < 0)
-        return runtime_error(argv[1], r);
+        return runtime_error(a->name, r);
     return r == 0 ? 0 : EXIT_RUNTIME;
 }
 
@@ -344,6 +187,8 @@ static uint64_t effective_caps(void)
 
 int main(int argc, char **argv)
 {
+    struct netsetup_args args;
+    char err[NETSETUP_ERR_MAX];
     size_t i;
 
     if (argc < 2)
@@ -372,7 +217,9 @@ int main(int argc, char **argv)
             fprintf(stderr, "; run it as root or grant the capabilities\n");
             return EXIT_PRIVILEGE;
         }
-        return c->fn(argc - 1, argv + 1);
+        if (netsetup_args_parse(c->name, argc - 1, argv + 1, &args, err) < 0)
+            return usage_error("%s", err);
+        return c->fn(&args);
     }
     return usage_error("unknown command '%s'", argv[1]);
 }

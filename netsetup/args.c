@@ -1,0 +1,246 @@
+/*
+ * sluice-netsetup's argument parsing, one function per command, over getopt_long.
+ * Nothing here prints or touches the system; main() reports the message.
+ */
+#include "args.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define NAME_RULE "must be 1-15 characters of [a-z0-9-]"
+
+__attribute__((format(printf, 2, 3)))
+static int fail(char err[NETSETUP_ERR_MAX], const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(err, NETSETUP_ERR_MAX, fmt, ap);
+    va_end(ap);
+    return -EINVAL;
+}
+
+/*
+ * getopt keeps its position in globals, including a pointer into the last
+ * argv it saw; optind = 0 makes glibc start over, so that a second call (a
+ * unit test, a fuzzer) never resumes inside an argv that is gone.
+ */
+static void getopt_reset(void)
+{
+    optind = 0;
+    opterr = 0;
+}
+
+/* --subnet: IPv4, /30 or wider, with room for network, gateway, sandbox, broadcast. */
+static bool parse_subnet(const char *s, int family, struct cidr *out)
+{
+    unsigned max = family == AF_INET ? 30 : 126;
+
+    return cidr_parse(s, out) == CIDR_OK && out->family == family && out->len <= max &&
+           out->len >= (family == AF_INET ? 8 : 48);
+}
+
+/* Long options only: every value is above any letter getopt returns. */
+enum { OPT_SUBNET = 256, OPT_IPV6, OPT_PROXY_PORT, OPT_DNS_PORT, OPT_JSON, OPT_IFACE,
+       OPT_PROXY_UID, OPT_METRICS_PORT };
+
+/*
+ * The option getopt_long refused. A long one (unknown, ambiguous, missing its
+ * argument) was argv[optind - 1]; a short one in a cluster ("-xy") leaves
+ * optind on the cluster's argument until its last letter, so argv[optind - 1]
+ * would be a neighbour (the NAME, the command), and only optopt names it.
+ */
+static int bad_option(const char *cmd, char **argv, char err[NETSETUP_ERR_MAX])
+{
+    if (optopt != 0 && optopt < OPT_SUBNET)  /* glibc stores a letter as a signed char */
+        return fail(err, "%s: unknown option '-%c'", cmd, (char)optopt);
+    return fail(err, "%s: unknown or incomplete option '%s'", cmd, argv[optind - 1]);
+}
+
+/* up and attach */
+static int parse_up(const char *cmd, int argc, char **argv, struct netsetup_args *a,
+                    char err[NETSETUP_ERR_MAX])
+{
+    static const struct option opts[] = {
+        {"subnet", required_argument, NULL, OPT_SUBNET},
+        {"ipv6", required_argument, NULL, OPT_IPV6},
+        {"proxy-port", required_argument, NULL, OPT_PROXY_PORT},
+        {"dns-port", required_argument, NULL, OPT_DNS_PORT},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"iface", required_argument, NULL, OPT_IFACE},
+        {NULL, 0, NULL, 0},
+    };
+    struct up_opts *o = &a->up;
+    bool attach = strcmp(cmd, "attach") == 0;
+    int c;
+
+    o->proxy_port = DEFAULT_PROXY_PORT;
+    o->dns_port = DEFAULT_DNS_PORT;
+    getopt_reset();
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_SUBNET:
+            if (!parse_subnet(optarg, AF_INET, &o->subnet))
+                return fail(err, "--subnet '%s' is not an IPv4 network from /8 to /30 "
+                            "(e.g. 10.201.0.0/30)", optarg);
+            o->have_subnet = true;
+            break;
+        case OPT_IPV6:
+            if (!parse_subnet(optarg, AF_INET6, &o->subnet6))
+                return fail(err, "--ipv6 '%s' is not an IPv6 network from /48 to /126 "
+                            "(e.g. fd00:5c::/64)", optarg);
+            o->v6 = true;
+            break;
+        case OPT_PROXY_PORT:
+        case OPT_DNS_PORT:
+            if (!port_parse(optarg, c == OPT_PROXY_PORT ? &o->proxy_port : &o->dns_port))
+                return fail(err, "%s '%s' is not a port (1-65535)",
+                            c == OPT_PROXY_PORT ? "--proxy-port" : "--dns-port", optarg);
+            break;
+        case OPT_JSON:
+            a->json = true;
+            break;
+        case OPT_IFACE:
+            if (!attach)
+                return fail(err, "--iface belongs to attach");
+            if (strlen(optarg) == 0 || strlen(optarg) >= IFNAME_LEN || strchr(optarg, '/'))
+                return fail(err, "--iface '%s' is not an interface name", optarg);
+            o->iface = optarg;
+            break;
+        default:
+            return bad_option(cmd, argv, err);
+        }
+    }
+    if (argc - optind != 1)
+        return fail(err, "%s takes exactly one NAME", cmd);
+    a->name = argv[optind];
+    if (!sandbox_name_valid(a->name))
+        return fail(err, "NAME '%s' " NAME_RULE, a->name);
+    if (o->proxy_port == o->dns_port)
+        return fail(err, "--proxy-port and --dns-port must differ");
+    if (attach && !o->iface)
+        return fail(err, "attach needs --iface IFACE");
+    return 0;
+}
+
+static int parse_pod(int argc, char **argv, struct netsetup_args *a,
+                     char err[NETSETUP_ERR_MAX])
+{
+    static const struct option opts[] = {
+        {"proxy-uid", required_argument, NULL, OPT_PROXY_UID},
+        {"proxy-port", required_argument, NULL, OPT_PROXY_PORT},
+        {"dns-port", required_argument, NULL, OPT_DNS_PORT},
+        {"metrics-port", required_argument, NULL, OPT_METRICS_PORT},
+        {"json", no_argument, NULL, OPT_JSON},
+        {NULL, 0, NULL, 0},
+    };
+    struct pod_opts *o = &a->pod;
+    unsigned long v;
+    char *end;
+    int c;
+
+    *o = (struct pod_opts){DEFAULT_PROXY_UID, DEFAULT_PROXY_PORT, DEFAULT_DNS_PORT,
+                           DEFAULT_METRICS_PORT};
+    getopt_reset();
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_PROXY_UID:
+            errno = 0;
+            v = strtoul(optarg, &end, 10);
+            if (*optarg < '0' || *optarg > '9' || *end || errno || v > 0xfffffffeul)
+                return fail(err, "--proxy-uid '%s' is not a UID", optarg);
+            o->proxy_uid = (uint32_t)v;
+            break;
+        case OPT_PROXY_PORT:
+            if (!port_parse(optarg, &o->proxy_port))
+                return fail(err, "--proxy-port '%s' is not a port (1-65535)", optarg);
+            break;
+        case OPT_DNS_PORT:
+            if (!port_parse(optarg, &o->dns_port))
+                return fail(err, "--dns-port '%s' is not a port (1-65535)", optarg);
+            break;
+        case OPT_METRICS_PORT:
+            if (!port_parse(optarg, &o->metrics_port))
+                return fail(err, "--metrics-port '%s' is not a port (1-65535)", optarg);
+            break;
+        case OPT_JSON:
+            a->json = true;
+            break;
+        default:
+            return bad_option("pod", argv, err);
+        }
+    }
+    if (optind != argc)
+        return fail(err, "pod takes no NAME: it works on the namespace it runs in");
+    if (o->proxy_uid == 0)
+        return fail(err, "--proxy-uid 0 would exempt root from interception");
+    return 0;
+}
+
+static int parse_down(int argc, char **argv, struct netsetup_args *a,
+                      char err[NETSETUP_ERR_MAX])
+{
+    if (argc == 2 && strcmp(argv[1], "--pod") == 0) {
+        a->down_pod = true;
+        return 0;
+    }
+    if (argc != 2 || argv[1][0] == '-')
+        return fail(err, "down takes one NAME, or --pod");
+    if (!sandbox_name_valid(argv[1]))
+        return fail(err, "NAME '%s' " NAME_RULE, argv[1]);
+    a->name = argv[1];
+    return 0;
+}
+
+static int parse_status(int argc, char **argv, struct netsetup_args *a,
+                        char err[NETSETUP_ERR_MAX])
+{
+    int i;
+
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            a->json = true;
+        else if (argv[i][0] == '-')
+            return fail(err, "status: unknown option '%s'", argv[i]);
+        else if (a->name)
+            return fail(err, "status takes at most one NAME");
+        else if (!sandbox_name_valid(argv[i]))
+            return fail(err, "NAME '%s' " NAME_RULE, argv[i]);
+        else
+            a->name = argv[i];
+    }
+    return 0;
+}
+
+static int parse_verify(int argc, char **argv, struct netsetup_args *a,
+                        char err[NETSETUP_ERR_MAX])
+{
+    if (argc != 2 || !sandbox_name_valid(argv[1]))
+        return fail(err, "verify takes one NAME of 1-15 characters of [a-z0-9-]");
+    a->name = argv[1];
+    return 0;
+}
+
+int netsetup_args_parse(const char *cmd, int argc, char **argv, struct netsetup_args *a,
+                        char err[NETSETUP_ERR_MAX])
+{
+    memset(a, 0, sizeof(*a));
+    err[0] = '\0';
+    if (strcmp(cmd, "up") == 0 || strcmp(cmd, "attach") == 0)
+        return parse_up(cmd, argc, argv, a, err);
+    if (strcmp(cmd, "pod") == 0)
+        return parse_pod(argc, argv, a, err);
+    if (strcmp(cmd, "down") == 0)
+        return parse_down(argc, argv, a, err);
+    if (strcmp(cmd, "status") == 0)
+        return parse_status(argc, argv, a, err);
+    if (strcmp(cmd, "verify") == 0)
+        return parse_verify(argc, argv, a, err);
+    fail(err, "unknown command '%s'", cmd);
+    return -ENOENT;
+}

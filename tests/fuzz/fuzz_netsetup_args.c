@@ -1,0 +1,163 @@
+/*
+ * Fuzz target for sluice-netsetup's command line (netsetup_args_parse): the
+ * input is the argv after the program name, NUL-separated, command word
+ * first. Parsing alone runs; nothing is executed. Whatever it accepts must be
+ * what the commands rely on: a valid NAME, subnets in range with no host
+ * bits, distinct nonzero ports, an interface name that fits.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "args.h"
+#include "fuzz.h"
+
+#define ARGS_MAX 64             /* longer command lines are cut here */
+
+#define CHECK(cond)                                                                  \
+    do {                                                                             \
+        if (!(cond)) {                                                               \
+            fprintf(stderr, "fuzz_netsetup_args: %s:%d: check failed: %s\n", __FILE__, \
+                    __LINE__, #cond);                                                \
+            abort();                                                                 \
+        }                                                                            \
+    } while (0)
+
+/* True when S is one of the ARGC strings of ARGV (the pointer, not a copy). */
+static bool from_argv(const char *s, char **argv, int argc)
+{
+    int i;
+
+    for (i = 0; i < argc; i++) {
+        if (argv[i] == s)
+            return true;
+    }
+    return false;
+}
+
+static void check_subnet(const struct cidr *c, int family, unsigned min, unsigned max)
+{
+    char text[CIDR_STRLEN];
+    struct cidr again;
+
+    CHECK(c->family == family);
+    CHECK(c->len >= min && c->len <= max);
+    cidr_format(c, text);
+    CHECK(cidr_parse(text, &again) == CIDR_OK);
+    CHECK(again.len == c->len && memcmp(again.addr, c->addr, sizeof(c->addr)) == 0);
+}
+
+static void check_name(const char *name, char **argv, int argc)
+{
+    char ifname[IFNAME_LEN];
+
+    CHECK(name && from_argv(name, argv, argc));
+    CHECK(sandbox_name_valid(name));
+    sandbox_host_ifname(name, ifname);
+    CHECK(strlen(ifname) < IFNAME_LEN && strncmp(ifname, "sl-", 3) == 0);
+}
+
+static void check_parsed(const char *cmd, const struct netsetup_args *a, char **argv,
+                         int argc)
+{
+    bool attach = strcmp(cmd, "attach") == 0;
+
+    if (strcmp(cmd, "up") == 0 || attach) {
+        const struct up_opts *o = &a->up;
+
+        check_name(a->name, argv, argc);
+        if (o->have_subnet)
+            check_subnet(&o->subnet, AF_INET, 8, 30);
+        if (o->v6)
+            check_subnet(&o->subnet6, AF_INET6, 48, 126);
+        CHECK(o->proxy_port != 0 && o->dns_port != 0 && o->proxy_port != o->dns_port);
+        CHECK(attach == (o->iface != NULL));
+        if (o->iface) {
+            CHECK(from_argv(o->iface, argv, argc) || o->iface[-1] == '=');
+            CHECK(strlen(o->iface) >= 1 && strlen(o->iface) < IFNAME_LEN);
+            CHECK(!strchr(o->iface, '/'));
+        }
+    } else if (strcmp(cmd, "pod") == 0) {
+        CHECK(!a->name);
+        CHECK(a->pod.proxy_uid != 0 && a->pod.proxy_uid != 0xffffffffu);
+        CHECK(a->pod.proxy_port && a->pod.dns_port && a->pod.metrics_port);
+    } else if (strcmp(cmd, "down") == 0) {
+        CHECK(a->down_pod == !a->name);
+        if (a->name)
+            check_name(a->name, argv, argc);
+    } else if (strcmp(cmd, "status") == 0) {
+        if (a->name)
+            check_name(a->name, argv, argc);
+    } else {
+        CHECK(strcmp(cmd, "verify") == 0);
+        check_name(a->name, argv, argc);
+    }
+}
+
+/* In "CMD: unknown option 'X'" and the like, where X starts; NULL for other messages. */
+static const char *refused_option(const char *cmd, const char *err)
+{
+    static const char *const forms[] = {": unknown or incomplete option '",
+                                        ": unknown option '"};
+    size_t n = strlen(cmd), i;
+
+    if (strncmp(err, cmd, n) != 0)
+        return NULL;
+    for (i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+        if (strncmp(err + n, forms[i], strlen(forms[i])) == 0)
+            return err + n + strlen(forms[i]);
+    }
+    return NULL;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char err[NETSETUP_ERR_MAX], *buf, **argv, **orig;
+    struct netsetup_args a;
+    size_t i, start = 0;
+    int argc = 0, r;
+
+    if (size == 0)
+        return 0;
+    buf = malloc(size + 1);
+    argv = calloc(ARGS_MAX + 1, sizeof(*argv));
+    orig = calloc(ARGS_MAX + 1, sizeof(*orig));
+    if (!buf || !argv || !orig)
+        goto out;
+    memcpy(buf, data, size);
+    buf[size] = '\0';
+    for (i = 0; i <= size && argc < ARGS_MAX; i++) {
+        if (buf[i] != '\0')
+            continue;
+        argv[argc++] = buf + start;
+        start = i + 1;
+    }
+    memcpy(orig, argv, (size_t)argc * sizeof(*argv));
+
+    memset(err, 0x5a, sizeof(err));
+    r = netsetup_args_parse(argv[0], argc, argv, &a, err);
+    CHECK(r == 0 || r == -EINVAL || r == -ENOENT);
+    CHECK(memchr(err, '\0', sizeof(err)) != NULL);
+    if (r == 0) {
+        CHECK(err[0] == '\0');
+        check_parsed(argv[0], &a, orig, argc);
+    } else {
+        const char *quoted = r == -EINVAL ? refused_option(argv[0], err) : NULL;
+
+        CHECK(err[0] != '\0');
+        /* A refused option is named as the user wrote it, not by a neighbour. */
+        if (quoted)
+            CHECK(quoted[0] == '-');
+    }
+    /* getopt may reorder ARGV, but never lose or invent an argument. */
+    CHECK(argv[argc] == NULL);
+    for (i = 0; i < (size_t)argc; i++)
+        CHECK(from_argv(orig[i], argv, argc));
+out:
+    free(orig);
+    free(argv);
+    free(buf);
+    return 0;
+}

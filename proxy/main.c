@@ -398,7 +398,7 @@ static void usage(FILE *out)
             "  --control PATH       the control socket (unix, mode 0600) for\n"
             "                       sluicectl --control PATH stats|flows|reload\n"
             "  --user USER          who to become after binding, when started as root\n"
-            "                       (default: '%s' if that user exists, else '%s'); a\n"
+            "                       (default: '%s' if /etc/passwd has it, else '%s'); a\n"
             "                       proxy started as another user stays that user. All\n"
             "                       capabilities are dropped and no_new_privs is set\n"
             "  --no-seccomp         no syscall filter (debugging only; the default filter\n"

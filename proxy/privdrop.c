@@ -177,6 +177,40 @@ static int fail(char *err, size_t errlen, int e, const char *fmt, ...)
     return e > 0 ? -e : (e < 0 ? e : -EPERM);
 }
 
+/*
+ * The entry of NAME (or, with NAME NULL, of UID) in /etc/passwd, read with
+ * fgetpwent(): system users live there, and reading the file directly keeps
+ * the NSS modules (libnss_systemd and what it pulls in: about 1 MiB of pages
+ * for the life of the process) out of a proxy that looks up one user once.
+ */
+static struct passwd *passwd_file_find(const char *name, uid_t uid)
+{
+    FILE *f = fopen("/etc/passwd", "re");
+    struct passwd *pw = NULL;
+
+    if (!f)
+        return NULL;
+    while ((pw = fgetpwent(f)) != NULL)
+        if (name ? strcmp(pw->pw_name, name) == 0 : pw->pw_uid == uid)
+            break;
+    fclose(f);                      /* PW points into fgetpwent's static buffer, not F */
+    return pw;
+}
+
+static struct passwd *find_by_name(const char *name)
+{
+    struct passwd *pw = passwd_file_find(name, 0);
+
+    return pw ? pw : getpwnam(name);    /* elsewhere (LDAP, homed): ask NSS */
+}
+
+static struct passwd *find_by_uid(uid_t uid)
+{
+    struct passwd *pw = passwd_file_find(NULL, uid);
+
+    return pw ? pw : getpwuid(uid);
+}
+
 /* Finds USER (a name or a number) in the user database. */
 static int lookup_user(const char *user, uid_t *uid, gid_t *gid, char *name, size_t name_len)
 {
@@ -184,13 +218,13 @@ static int lookup_user(const char *user, uid_t *uid, gid_t *gid, char *name, siz
     char *end;
     unsigned long n;
 
-    pw = getpwnam(user);
+    pw = find_by_name(user);
     if (!pw && user[0] >= '0' && user[0] <= '9') {
         errno = 0;
         n = strtoul(user, &end, 10);
         if (*end || n >= (uid_t)-1)
             return -EINVAL;
-        pw = getpwuid((uid_t)n);
+        pw = find_by_uid((uid_t)n);
         if (!pw) {                  /* a bare UID is fine: its own number as group */
             *uid = (uid_t)n;
             *gid = (gid_t)n;
@@ -252,7 +286,7 @@ int privdrop_apply(const char *user, bool seccomp, struct privdrop_result *out, 
     if (out->uid == 0) {
         if (!want) {
             want = PRIVDROP_DEFAULT_USER;
-            if (!getpwnam(want))
+            if (!passwd_file_find(want, 0))     /* a system user: /etc/passwd */
                 want = PRIVDROP_FALLBACK_USER;
         }
         rc = lookup_user(want, &out->uid, &out->gid, out->user, sizeof(out->user));

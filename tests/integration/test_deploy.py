@@ -237,6 +237,34 @@ def test_installed_programs_check_the_installed_example(installed):
     assert r.returncode == 1 and f"{bad}:3:" in r.stdout + r.stderr, r
 
 
+def test_static_proxy_option_builds_one_self_contained_binary(installed, sluice_bin, tmp_path):
+    """-Dstatic_proxy=true (proxy/meson.build): a sluice-proxy that links no
+    shared library at all and works: it validates the installed example and
+    refuses a broken policy. (Its behaviour in a sandbox is the same code: run
+    the suite with SLUICE_BUILD pointing at such a build to see it serve.)"""
+    if is_sanitized(sluice_bin("sluice-proxy")):
+        pytest.skip("the sanitizer runtimes cannot be linked statically")
+    build = tmp_path / "static"
+    r = subprocess.run(["meson", "setup", str(build), str(ROOT), "-Dstatic_proxy=true",
+                        "-Dtests=false"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = subprocess.run(["ninja", "-C", str(build), "proxy/sluice-proxy"], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    proxy = build / "proxy" / "sluice-proxy"
+    ldd = subprocess.run(["ldd", str(proxy)], capture_output=True, text=True, timeout=10)
+    assert "not a dynamic executable" in ldd.stdout + ldd.stderr, ldd
+    example = installed.path(f"{installed.docdir}/examples/example.yaml")
+    ok = subprocess.run([str(proxy), "--policy", str(example), "--check"],
+                        capture_output=True, text=True, timeout=10)
+    assert ok.returncode == 0, ok
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\negress:\n  - domain: x.test\n    ports: [70000]\n")
+    r = subprocess.run([str(proxy), "--policy", str(bad), "--check"], capture_output=True,
+                       text=True, timeout=10)
+    assert r.returncode == 1 and f"{bad}:4:" in r.stderr, r
+
+
 def _packages(path):
     return [w for line in path.read_text().splitlines()
             for w in [line.split("#", 1)[0].strip()] if w]

@@ -13,7 +13,6 @@ usage: bench_dns.py [--quick] [--proxy PATH] [--netsetup PATH]
 """
 
 import argparse
-import atexit
 import json
 import os
 import re
@@ -30,6 +29,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 
+import benchlib                                    # noqa: E402
+from benchlib import log                            # noqa: E402
 import testworld                                    # noqa: E402
 from testworld import ADDR, RUN_NETNS, World, wait_for   # noqa: E402
 
@@ -53,10 +54,6 @@ limits:
   max_connections: 0
   new_connections_per_second: 0
 """
-
-
-def log(msg=""):
-    print(msg, flush=True)
 
 
 def med(v):
@@ -395,26 +392,13 @@ def main():
     if not (1 <= args.seconds <= 30 and 1 <= args.lat_seconds <= 10 and
             1 <= args.lat_qps <= 50000 and 1 <= args.rounds <= 10):
         ap.error("bounds: --seconds 1-30, --lat-seconds 1-10, --lat-qps 1-50000, --rounds 1-10")
-    if os.geteuid() != 0:
-        print("bench_dns: needs root (network namespaces, nftables)", file=sys.stderr)
-        return 3
-    for tool in ("ip", "nft", "nsenter", "dnsperf", "unbound", "unbound-checkconf", "dnsmasq",
-                 "dig"):
-        if not shutil.which(tool):
-            print(f"bench_dns: {tool} not found (apt-get install dnsperf unbound; "
-                  "scripts/deps)", file=sys.stderr)
-            return 1
-    for p in (args.proxy, args.netsetup):
-        if not os.access(p, os.X_OK):
-            print(f"bench_dns: {p} missing (ninja -C build)", file=sys.stderr)
-            return 1
+    err = benchlib.preflight("bench_dns", ("ip", "nft", "nsenter", "dnsperf", "unbound",
+                                           "unbound-checkconf", "dnsmasq", "dig"),
+                             (args.proxy, args.netsetup))
+    if err is not None:
+        return err
 
-    b = Bench(args)
-    atexit.register(b.cleanup)
-    testworld.install_signal_handlers()
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    t0 = time.monotonic()
-    try:
+    def body(b, t0):
         log(f"bench_dns: proxy {args.proxy}")
         b.load0 = f"{os.getloadavg()[0]:.2f}"
         log(f"machine: {os.cpu_count()} CPUs, kernel {os.uname().release}, load {b.load0}")
@@ -427,18 +411,8 @@ def main():
             if not p.alive():
                 b.findings.append(f"{name} died: {p.log()[-1000:]}")
         report(b, tp, lat, time.monotonic() - t0)
-    except KeyboardInterrupt:
-        log("\ninterrupted: cleaning up")
-        return 130
-    finally:
-        b.cleanup()
-    if b.findings:
-        log("\nFAILED checks (bugs, not timings):")
-        for f in b.findings:
-            log(f"  {f}")
-        return 1
-    return 0
 
+    return benchlib.run(Bench(args), body)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,18 +15,17 @@ usage: bench_limits.py [--quick] [--rounds N] [--proxy PATH] [--netsetup PATH]
 """
 
 import argparse
-import atexit
 import hashlib
 import json
 import math
 import os
-import shutil
 import signal
 import sys
 import time
 
-from bench_proxy import (BIG, BIG_BYTES, NAME, NO_LIMITS, REPO, Bench, cpu_seconds, log, med,
-                         policy_yaml, testworld, verdict, wait_for)
+import benchlib  # noqa: E402
+from bench_proxy import (BIG, BIG_BYTES, NAME, NO_LIMITS, PROXY_TOOLS, REPO, Bench,  # noqa: E402
+                         cpu_seconds, log, med, policy_yaml, verdict, wait_for)
 
 GOAL = 0.95                 # limits configured, not reached / no limits, every metric
 
@@ -260,24 +259,11 @@ def main():
         ap.error("--rounds must be 1-100")
     if not 1 <= args.conns <= 20000:
         ap.error("--conns must be 1-20000")
-    if os.geteuid() != 0:
-        print("bench_limits: needs root (network namespaces, nftables)", file=sys.stderr)
-        return 3
-    for tool in ("ip", "nft", "nsenter", "cc", "curl", "nginx", "dnsmasq", "openssl"):
-        if not shutil.which(tool):
-            print(f"bench_limits: {tool} not found (scripts/deps)", file=sys.stderr)
-            return 1
-    for p in (args.proxy, args.netsetup):
-        if not os.access(p, os.X_OK):
-            print(f"bench_limits: {p} missing (ninja -C build)", file=sys.stderr)
-            return 1
+    err = benchlib.preflight("bench_limits", PROXY_TOOLS, (args.proxy, args.netsetup))
+    if err is not None:
+        return err
 
-    b = LimitsBench(args)
-    atexit.register(b.cleanup)
-    testworld.install_signal_handlers()         # SIGTERM, SIGHUP: exit through finally
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    t0 = time.monotonic()
-    try:
+    def body(b, t0):
         b.build_helper()
         log(f"bench_limits: proxy {args.proxy}")
         b.load0 = f"{os.getloadavg()[0]:.2f}"
@@ -291,18 +277,8 @@ def main():
         if not b.proxy.alive():
             b.findings.append(f"sluice-proxy died: {b.proxy.log()[-1000:]}")
         report(b, val, cpu, loads, time.monotonic() - t0)
-    except KeyboardInterrupt:
-        log("\ninterrupted: cleaning up")
-        return 130
-    finally:
-        b.cleanup()
-    if b.findings:
-        log("\nFAILED checks (bugs, not timings):")
-        for f in b.findings:
-            log(f"  {f}")
-        return 1
-    return 0
 
+    return benchlib.run(LimitsBench(args), body)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,7 +12,6 @@ usage: bench_netsetup.py [--quick] [--binary PATH] [--strace]
 """
 
 import argparse
-import atexit
 import difflib
 import os
 import random
@@ -27,6 +26,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import benchlib
+from benchlib import log
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -46,10 +48,6 @@ PROXY_PORT = 15001      # sluice-netsetup's default --proxy-port
 CONN_PORT = 443
 CONN_DST = "203.0.113.{}"   # TEST-NET-3: TPROXY takes it; no route would
 CMD_TIMEOUT = 60.0
-
-
-def log(msg=""):
-    print(msg, flush=True)
 
 
 def sh(argv, check=True, timeout=CMD_TIMEOUT, **kw):
@@ -505,26 +503,15 @@ def main():
         ap.error("every N must be 1-500")
     if not 1 <= args.conns <= 20000:
         ap.error("--conns must be 1-20000 (each round's 4-tuples must stay unique)")
-    if os.geteuid() != 0:
-        print("bench_netsetup: needs root (network namespaces, nftables)", file=sys.stderr)
-        return 3
-    for tool in ("ip", "nft", "nsenter", "cc", "sysctl", *(["strace"] if args.strace else [])):
-        if not shutil.which(tool):
-            print(f"bench_netsetup: {tool} not found", file=sys.stderr)
-            return 1
-    if not os.access(args.binary, os.X_OK):
-        print(f"bench_netsetup: {args.binary} missing (ninja -C build)", file=sys.stderr)
-        return 1
+    err = benchlib.preflight("bench_netsetup", ("ip", "nft", "nsenter", "cc", "sysctl",
+                                                *(["strace"] if args.strace else [])),
+                             (args.binary,))
+    if err is not None:
+        return err
 
-    b = Bench(args)
-    atexit.register(b.cleanup)
-    signal.signal(signal.SIGINT, signal.default_int_handler)   # even if started ignoring it
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
-    t0 = time.monotonic()
-    results = {}
-    conn = None
-    try:
+    def body(b, t0):
+        results = {}
+        conn = None
         b.build_helpers()
         log(f"bench_netsetup: token {b.token}, sizes {args.sizes}, binary {args.binary}")
         log(f"machine: {os.cpu_count()} CPUs, kernel {os.uname().release}, load "
@@ -545,18 +532,8 @@ def main():
                     log(f"strace -c of one sluice-netsetup {cmd} with {n} installed:")
                     log("\n".join(text.splitlines()[:14]))
         report(b, results, conn, floor, time.monotonic() - t0)
-    except KeyboardInterrupt:
-        log("\ninterrupted: cleaning up")
-        return 130
-    finally:
-        b.cleanup()
-    if b.findings:
-        log("\nFAILED checks (bugs, not timings):")
-        for f in b.findings:
-            log(f"  {f}")
-        return 1
-    return 0
 
+    return benchlib.run(Bench(args), body)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,7 +14,6 @@ usage: bench_proxy.py [--quick] [--proxy PATH] [--netsetup PATH]
 """
 
 import argparse
-import atexit
 import json
 import os
 import re
@@ -32,6 +31,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 
+import benchlib                                    # noqa: E402
+from benchlib import log                            # noqa: E402
 import testworld                                    # noqa: E402
 from testworld import ADDR, RUN_NETNS, World, wait_for   # noqa: E402
 
@@ -54,6 +55,7 @@ PATHS = ("direct", "sluice", "nginx")
 NOFILE = 20000              # descriptors nginx may use (held flows: 2 each through a proxy)
 HOLD_CONCURRENCY = 64
 STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
+PROXY_TOOLS = ("ip", "nft", "nsenter", "cc", "curl", "nginx", "dnsmasq", "openssl")
 
 NO_LIMITS = {"max_connections": "0", "new_connections_per_second": "0",
              "upload_bytes_per_second": "0", "download_bytes_per_second": "0"}
@@ -75,10 +77,6 @@ limits:
 
 
 POLICY = policy_yaml(NO_LIMITS)     # 0 = no limit: the benchmark measures the relay
-
-
-def log(msg=""):
-    print(msg, flush=True)
 
 
 def med(v):
@@ -681,28 +679,15 @@ def main():
         ap.error("--held must be 1-3000 (sluice holds 6 descriptors per idle flow)")
     if not 1 <= args.conns <= 20000:
         ap.error("--conns must be 1-20000")
-    if os.geteuid() != 0:
-        print("bench_proxy: needs root (network namespaces, nftables)", file=sys.stderr)
-        return 3
-    for tool in ("ip", "nft", "nsenter", "cc", "curl", "nginx", "dnsmasq", "openssl"):
-        if not shutil.which(tool):
-            print(f"bench_proxy: {tool} not found (scripts/deps)", file=sys.stderr)
-            return 1
+    err = benchlib.preflight("bench_proxy", PROXY_TOOLS, (args.proxy, args.netsetup))
+    if err is not None:
+        return err
     if not os.path.exists(STREAM_MODULE):
         print(f"bench_proxy: {STREAM_MODULE} missing: apt-get install libnginx-mod-stream",
               file=sys.stderr)
         return 1
-    for p in (args.proxy, args.netsetup):
-        if not os.access(p, os.X_OK):
-            print(f"bench_proxy: {p} missing (ninja -C build)", file=sys.stderr)
-            return 1
 
-    b = Bench(args)
-    atexit.register(b.cleanup)
-    testworld.install_signal_handlers()         # SIGTERM, SIGHUP: exit through finally
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    t0 = time.monotonic()
-    try:
+    def body(b, t0):
         b.build_helper()
         log(f"bench_proxy: proxy {args.proxy}")
         b.load0 = f"{os.getloadavg()[0]:.2f}"
@@ -718,18 +703,8 @@ def main():
         if not b.proxy.alive():
             b.findings.append(f"sluice-proxy died: {b.proxy.log()[-1000:]}")
         report(b, mem, tp, rates, ttfb, time.monotonic() - t0)
-    except KeyboardInterrupt:
-        log("\ninterrupted: cleaning up")
-        return 130
-    finally:
-        b.cleanup()
-    if b.findings:
-        log("\nFAILED checks (bugs, not timings):")
-        for f in b.findings:
-            log(f"  {f}")
-        return 1
-    return 0
 
+    return benchlib.run(Bench(args), body)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,55 @@
+"""What every benchmark here does around its measurements: check that the
+tools and the built programs are there, and run the body so that its
+namespaces, processes and temp dirs are removed whatever happens (a failure,
+Ctrl-C, SIGTERM, SIGHUP), then report the failed checks."""
+
+import atexit
+import os
+import shutil
+import signal
+import sys
+import time
+
+
+def log(msg=""):
+    print(msg, flush=True)
+
+
+def preflight(name, tools=(), programs=()):
+    """None when every tool is on PATH and every program is built; otherwise
+    the exit status, after saying what is missing (3: not root)."""
+    if os.geteuid() != 0:
+        print(f"{name}: needs root (network namespaces, nftables)", file=sys.stderr)
+        return 3
+    for tool in tools:
+        if not shutil.which(tool):
+            print(f"{name}: {tool} not found (scripts/deps)", file=sys.stderr)
+            return 1
+    for p in programs:
+        if not os.access(p, os.X_OK):
+            print(f"{name}: {p} missing (ninja -C build)", file=sys.stderr)
+            return 1
+    return None
+
+
+def run(bench, body):
+    """BODY(bench, t0) with BENCH.cleanup() guaranteed. Returns the exit status:
+    130 when interrupted, 1 when BENCH.findings holds failed checks (bugs, not
+    timings), 0 otherwise."""
+    atexit.register(bench.cleanup)
+    signal.signal(signal.SIGINT, signal.default_int_handler)   # even if started ignoring it
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))     # exit through finally
+    signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
+    try:
+        body(bench, time.monotonic())
+    except KeyboardInterrupt:
+        log("\ninterrupted: cleaning up")
+        return 130
+    finally:
+        bench.cleanup()
+    if bench.findings:
+        log("\nFAILED checks (bugs, not timings):")
+        for f in bench.findings:
+            log(f"  {f}")
+        return 1
+    return 0

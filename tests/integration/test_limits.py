@@ -308,7 +308,7 @@ print(json.dumps({"kind": kind, "sent": n}))
 
 def test_a_flooding_sandbox_does_not_slow_its_neighbour(world, sluice, tmp_path):
     limits = dict(max_connections=64, new_connections_per_second=20,
-                  download_bytes_per_second="2MiB")
+                  download_bytes_per_second="1MiB")
     flooder = sluice(policy(**limits), sb=0, dns=True)
     victim = sluice(policy(**limits), sb=1)
     measure = lambda: last_json(spawn_py(world, victim.sb, REQUESTS, ADDR.CAPTURE4, 40,
@@ -316,13 +316,16 @@ def test_a_flooding_sandbox_does_not_slow_its_neighbour(world, sluice, tmp_path)
     measure()                                   # warm the victim's resolver cache
     quiet = measure()
     seconds = 12
-    floods = [spawn_py(world, flooder.sb, FLOOD, k, ADDR.CAPTURE4, seconds, name=f"flood-{k}")
-              for k in ("conns", "dns")]
+    # the download first: once the connection flood runs, the flooder's own new
+    # connections are refused too (8 MiB at 1 MiB/s outlasts the measurement)
     big = world.spawn(flooder.sb.name, ["curl", "-sS", "--max-time", str(seconds), "-o",
                                         "/dev/null", "--resolve",
                                         f"plain.example.test:80:{ADDR.CAPTURE4}",
                                         "http://plain.example.test/files/8m.bin"],
                       name="flood-bytes", nsenter=True)
+    flooder.wait_record(event="flow_start", host="plain.example.test")
+    floods = [spawn_py(world, flooder.sb, FLOOD, k, ADDR.CAPTURE4, seconds, name=f"flood-{k}")
+              for k in ("conns", "dns")]
     try:
         time.sleep(1.0)                         # the floods are running
         loaded = measure()

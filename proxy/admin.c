@@ -38,7 +38,7 @@ struct admin {
 
 /* ---- metrics ---- */
 
-static double timespec_s(const struct timeval *tv)
+static double timeval_s(const struct timeval *tv)
 {
     return (double)tv->tv_sec + (double)tv->tv_usec / 1e6;
 }
@@ -57,7 +57,7 @@ static void process_gauges(const struct proxy *px, struct metrics_gauges *g)
     g->policy_generation = px->policy->generation;
     g->start_time = (double)px->started.tv_sec + (double)px->started.tv_nsec / 1e9;
     if (getrusage(RUSAGE_SELF, &ru) == 0)
-        g->cpu_seconds = timespec_s(&ru.ru_utime) + timespec_s(&ru.ru_stime);
+        g->cpu_seconds = timeval_s(&ru.ru_utime) + timeval_s(&ru.ru_stime);
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
         g->max_fds = rl.rlim_cur;
     f = fopen("/proc/self/statm", "re");

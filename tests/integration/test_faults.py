@@ -20,7 +20,7 @@ import pytest
 
 from testworld import ADDR, PYTHON, open_path_to, wait_for
 from test_netsetup import Netsetup
-from test_proxy import Proxy, check_log, curl, py
+from test_proxy import HELLO_PY, Proxy, check_log, curl, py
 
 POLICY = """\
 version: 1
@@ -210,15 +210,7 @@ while True:
     print("reset after", len(hello), n, ack, flush=True)
 """
 
-RESET_CLIENT = r"""
-import json, socket, struct, sys
-def hello(sni):
-    ext = struct.pack("!HBH", len(sni) + 3, 0, len(sni)) + sni
-    ext = struct.pack("!HH", 0, len(ext)) + ext
-    body = (b"\x03\x03" + b"\x11" * 32 + b"\x00" + b"\x00\x02\x13\x01" + b"\x01\x00" +
-            struct.pack("!H", len(ext)) + ext)
-    hs = b"\x01" + struct.pack("!I", len(body))[1:] + body
-    return b"\x16\x03\x01" + struct.pack("!H", len(hs)) + hs
+RESET_CLIENT = HELLO_PY + r"""
 n = int(sys.argv[1])
 h = hello(b"reset.example.test")
 s = socket.create_connection(("203.0.113.99", 443), 5)
@@ -434,15 +426,7 @@ def test_ten_thousand_garbage_connections_leave_no_crash_and_no_growth(
 
 # ------------------------------------------------------------------ 6. hostile names
 
-HOSTILE_NAMES = r"""
-import json, socket, struct, sys
-def hello(sni):
-    ext = struct.pack("!HBH", len(sni) + 3, 0, len(sni)) + sni
-    ext = struct.pack("!HH", 0, len(ext)) + ext
-    body = (b"\x03\x03" + b"\x11" * 32 + b"\x00" + b"\x00\x02\x13\x01" + b"\x01\x00" +
-            struct.pack("!H", len(ext)) + ext)
-    hs = b"\x01" + struct.pack("!I", len(body))[1:] + body
-    return b"\x16\x03\x01" + struct.pack("!H", len(hs)) + hs
+HOSTILE_NAMES = HELLO_PY + r"""
 def query(labels, qid):
     q = struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0)
     for l in labels:

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -187,9 +186,9 @@ def test_unknown_protocol_and_sniff_timeout(env, capture):
     px.wait_record(event="deny", reason="unknown_protocol", orig_dst=f"{ADDR.CAPTURE4}:25")
     # nothing at all: the sniff timeout (1 s in this policy) decides
     t0 = time.monotonic()
-    r = world.run(sb.name, ["python3", "-c",
-                            "import socket; s=socket.create_connection(('203.0.113.99',22),3);"
-                            "s.settimeout(5); print(s.recv(10))"], timeout=10, nsenter=True)
+    world.run(sb.name, ["python3", "-c",
+                        "import socket; s=socket.create_connection(('203.0.113.99',22),3);"
+                        "s.settimeout(5); print(s.recv(10))"], timeout=10, nsenter=True)
     assert time.monotonic() - t0 < 4
     px.wait_record(event="deny", reason="sniff_timeout", orig_dst=f"{ADDR.CAPTURE4}:22")
     assert world.capture_records() == []
@@ -1216,8 +1215,10 @@ def test_a_flow_denied_mid_relay_still_gets_its_flow_end(world, sb6, sluice):
 
 # ------------------------------------------------------------------ 10. the flow log
 
-HOSTILE = r"""
-import socket, struct, sys
+# A minimal TLS 1.3 ClientHello naming SNI, for scripts run in the sandbox
+# (python -c): the raw bytes a real client library would refuse to send.
+HELLO_PY = r"""
+import json, socket, struct, sys
 def hello(sni):
     ext = struct.pack("!HBH", len(sni) + 3, 0, len(sni)) + sni
     ext = struct.pack("!HH", 0, len(ext)) + ext
@@ -1225,6 +1226,9 @@ def hello(sni):
             struct.pack("!H", len(ext)) + ext)
     hs = b"\x01" + struct.pack("!I", len(body))[1:] + body
     return b"\x16\x03\x01" + struct.pack("!H", len(hs)) + hs
+"""
+
+HOSTILE = HELLO_PY + r"""
 names = [b'a"b\\c.test', b"a\x01b\nc.test", b"www.example.test\x00.evil",
          bytes(range(0x80, 0x90)) + b".test", b"\xc3\xa9.test"]
 for port, data in ([(443, hello(n)) for n in names] +

@@ -564,8 +564,8 @@ def report(b, mem, tp, rates, ttfb, wall):
     mib = lambda kib: kib / 1024    # noqa: E731
     goals = []
     log()
-    log(f"sluice-proxy against the direct path and nginx stream (ssl_preread), "
-        f"same machine, same run")
+    log("sluice-proxy against the direct path and nginx stream (ssl_preread), "
+        "same machine, same run")
     log(f"{'':34} {'direct':>9} {'sluice':>9} {'nginx':>9} {'s/direct':>9} {'s/nginx':>8}")
 
     tpr, tcpu = tp

@@ -179,10 +179,10 @@ def test_private_answers_are_denied(env, name):
 def test_unknown_protocol_and_sniff_timeout(env, capture):
     world, sb, px = env
     # something neither TLS nor HTTP
-    r = world.run(sb.name, ["python3", "-c",
-                            "import socket; s=socket.create_connection(('203.0.113.99',25),3);"
-                            "s.sendall(b'EHLO x\\r\\n'); s.settimeout(3); print(s.recv(10))"],
-                  timeout=10, nsenter=True)
+    world.run(sb.name, ["python3", "-c",
+                        "import socket; s=socket.create_connection(('203.0.113.99',25),3);"
+                        "s.sendall(b'EHLO x\\r\\n'); s.settimeout(3); print(s.recv(10))"],
+              timeout=10, nsenter=True)
     px.wait_record(event="deny", reason="unknown_protocol", orig_dst=f"{ADDR.CAPTURE4}:25")
     # nothing at all: the sniff timeout (1 s in this policy) decides
     t0 = time.monotonic()

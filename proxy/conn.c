@@ -55,13 +55,12 @@ struct dir {
     uint64_t bytes;
     uint64_t *total;            /* the process's counter for this direction */
     int way;                    /* PROXY_UP or PROXY_DOWN */
-    struct dir *wait_next, *wait_prev;  /* on px->throttled[way] */
-    bool waiting;
+    struct list wait;           /* on px->bandwidth[way].waiting while out of budget */
     bool limit_logged;          /* this flow's limit record for this direction is out */
 };
 
 struct conn {
-    struct conn *next, *prev;
+    struct list link;           /* on px->conns */
     struct proxy *px;
     uint64_t id;
     enum conn_state state;
@@ -178,6 +177,18 @@ static void pipe_put(struct proxy *px, struct dir *d)
     d->in_pipe = 0;
 }
 
+void conn_shared_init(struct proxy *px)
+{
+    int way;
+
+    list_init(&px->conns);
+    for (way = 0; way < 2; way++) {
+        px->bandwidth[way].px = px;
+        px->bandwidth[way].way = way;
+        list_init(&px->bandwidth[way].waiting);
+    }
+}
+
 void conn_shared_free(struct proxy *px)
 {
     int way;
@@ -232,24 +243,6 @@ static void dir_refund(struct dir *d, size_t granted, ssize_t n)
         limit_bucket_refund(&px->bandwidth[d->way].bucket, granted - used);
 }
 
-static void wait_remove(struct dir *d)
-{
-    struct proxy_bandwidth *bw = &d->c->px->bandwidth[d->way];
-
-    if (!d->waiting)
-        return;
-    if (d->wait_prev)
-        d->wait_prev->wait_next = d->wait_next;
-    else
-        bw->head = d->wait_next;
-    if (d->wait_next)
-        d->wait_next->wait_prev = d->wait_prev;
-    else
-        bw->tail = d->wait_prev;
-    d->wait_next = d->wait_prev = NULL;
-    d->waiting = false;
-}
-
 /* Budget is back (or the limit changed): every waiting direction tries again. */
 static void on_bandwidth(evutil_socket_t fd, short what, void *arg)
 {
@@ -257,10 +250,10 @@ static void on_bandwidth(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    while (bw->head) {
-        struct dir *d = bw->head;
+    while (!list_empty(&bw->waiting)) {
+        struct dir *d = list_entry(bw->waiting.next, struct dir, wait);
 
-        wait_remove(d);
+        list_remove(&d->wait);
         event_active(d->rev, EV_READ, 0);
     }
 }
@@ -283,21 +276,12 @@ static bool dir_throttle(struct dir *d)
     event_del(d->wev);
     pipe_put(c->px, d);
     if (!bw->timer) {
-        bw->px = c->px;
-        bw->way = d->way;
         bw->timer = evtimer_new(c->px->base, on_bandwidth, bw);
         if (!bw->timer)
             return false;
     }
-    if (!d->waiting) {
-        d->wait_prev = bw->tail;
-        if (bw->tail)
-            bw->tail->wait_next = d;
-        else
-            bw->head = d;
-        bw->tail = d;
-        d->waiting = true;
-    }
+    if (!list_linked(&d->wait))
+        list_push_back(&bw->waiting, &d->wait);
     if (!d->limit_logged) {
         struct flow_record r;
 
@@ -320,10 +304,9 @@ static bool dir_throttle(struct dir *d)
 /* Frees D's events and gives back its pipe; its buffer stays. */
 static void dir_release(struct dir *d)
 {
-    if (d->c) {
-        wait_remove(d);
+    list_remove(&d->wait);
+    if (d->c)
         pipe_put(d->c->px, d);
-    }
     if (d->rev)
         event_free(d->rev);
     if (d->wev)
@@ -376,12 +359,7 @@ static void conn_close(struct conn *c)
         close(c->cfd);
     if (c->ufd >= 0)
         close(c->ufd);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        px->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    list_remove(&c->link);
     px->n_conns--;
     free(c);
 }
@@ -1226,10 +1204,7 @@ void conn_accept(struct proxy *px, int fd)
     c->proto = "tcp";
     c->up.pipe[0] = c->up.pipe[1] = c->down.pipe[0] = c->down.pipe[1] = -1;
     clock_gettime(CLOCK_MONOTONIC, &c->start);
-    c->next = px->conns;
-    if (px->conns)
-        px->conns->prev = c;
-    px->conns = c;
+    list_push_front(&px->conns, &c->link);
     px->n_conns++;
 
     len = sizeof(c->src);
@@ -1263,16 +1238,17 @@ void conn_accept(struct proxy *px, int fd)
 
 void conn_revalidate(struct proxy *px)
 {
-    struct conn *c = px->conns, *next;
+    struct list *n, *next;
 
     /* bandwidth limits may have changed: the waiting directions look again */
     on_bandwidth(-1, 0, &px->bandwidth[PROXY_UP]);
     on_bandwidth(-1, 0, &px->bandwidth[PROXY_DOWN]);
 
-    for (; c; c = next) {
+    for (n = px->conns.next; n != &px->conns; n = next) {
+        struct conn *c = list_entry(n, struct conn, link);
         struct policy_verdict v;
 
-        next = c->next;
+        next = n->next;
         if (c->state != CONN_RELAY || !c->host[0] || c->verdict == VERDICT_AUDIT)
             continue;
         policy_match_host(px->policy, (const uint8_t *)c->host, strlen(c->host), c->port, &v);
@@ -1290,8 +1266,8 @@ void conn_revalidate(struct proxy *px)
 
 void conn_close_all(struct proxy *px)
 {
-    while (px->conns)
-        conn_close(px->conns);
+    while (!list_empty(&px->conns))
+        conn_close(list_entry(px->conns.next, struct conn, link));
 }
 
 size_t conn_list(const struct proxy *px, struct conn_info *out, size_t max)
@@ -1300,12 +1276,13 @@ size_t conn_list(const struct proxy *px, struct conn_info *out, size_t max)
         [CONN_SNIFF] = "sniff", [CONN_RESOLVE] = "resolve", [CONN_CONNECT] = "connect",
         [CONN_RELAY] = "relay",
     };
-    const struct conn *c;
+    const struct list *l;
     struct timespec t;
     size_t n = 0;
 
     clock_gettime(CLOCK_MONOTONIC, &t);
-    for (c = px->conns; c && n < max; c = c->next, n++) {
+    for (l = px->conns.next; l != &px->conns && n < max; l = l->next, n++) {
+        const struct conn *c = list_entry(l, const struct conn, link);
         struct conn_info *i = &out[n];
 
         i->id = c->id;

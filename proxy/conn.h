@@ -19,6 +19,9 @@ void conn_revalidate(struct proxy *px);
 /* Closes every flow (shutdown after the drain period). */
 void conn_close_all(struct proxy *px);
 
+/* Sets up what flows share in PX (the list of flows, the bandwidth queues); first. */
+void conn_shared_init(struct proxy *px);
+
 /* Frees what flows share in PX: the idle splice pipes, the bandwidth timers (at exit). */
 void conn_shared_free(struct proxy *px);
 

@@ -26,7 +26,7 @@
 struct dns_server;
 
 struct dns_tcp {
-    struct dns_tcp *next, *prev;
+    struct list link;               /* on s->clients */
     struct dns_server *s;
     int fd;
     struct event *ev, *timer;
@@ -37,7 +37,7 @@ struct dns_tcp {
 };
 
 struct dns_pending {
-    struct dns_pending *next, *prev;
+    struct list link;               /* on s->pending */
     struct dns_server *s;
     struct dns_query q;
     struct resolver_query *rq;
@@ -51,9 +51,9 @@ struct dns_server {
     struct proxy *px;
     int udp, tcp;
     struct event *uev, *tev;
-    struct dns_tcp *clients;
+    struct list clients;            /* struct dns_tcp */
     size_t n_clients;
-    struct dns_pending *pending;
+    struct list pending;            /* struct dns_pending */
     size_t n_pending;
 };
 
@@ -123,12 +123,7 @@ static void pending_free(struct dns_pending *p)
 
     if (p->rq)
         resolver_cancel(p->rq);
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        s->pending = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
+    list_remove(&p->link);
     s->n_pending--;
     if (p->tcp) {
         p->tcp->refs--;
@@ -276,10 +271,7 @@ static void handle(struct dns_server *s, struct dns_tcp *tcp, const uint8_t *msg
     if (peer)
         memcpy(&p->peer, peer, peer_len);
     p->peer_len = peer_len;
-    p->next = s->pending;
-    if (s->pending)
-        s->pending->prev = p;
-    s->pending = p;
+    list_push_front(&s->pending, &p->link);
     s->n_pending++;
     if (tcp)
         tcp->refs++;
@@ -312,23 +304,21 @@ static void on_udp(evutil_socket_t fd, short what, void *arg)
 static void tcp_close(struct dns_tcp *c)
 {
     struct dns_server *s = c->s;
-    struct dns_pending *p;
+    struct list *l;
 
     if (c->refs > 0) {
         /* answers still coming: detach them, they are dropped */
-        for (p = s->pending; p; p = p->next)
+        for (l = s->pending.next; l != &s->pending; l = l->next) {
+            struct dns_pending *p = list_entry(l, struct dns_pending, link);
+
             if (p->tcp == c)
                 p->tcp = NULL, p->peer_len = 0;
+        }
     }
     event_free(c->ev);
     event_free(c->timer);
     close(c->fd);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->clients = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    list_remove(&c->link);
     s->n_clients--;
     free(c);
 }
@@ -397,10 +387,7 @@ static void on_tcp_accept(evutil_socket_t fd, short what, void *arg)
     c->fd = cfd;
     c->ev = event_new(s->px->base, cfd, EV_READ | EV_PERSIST, on_tcp_data, c);
     c->timer = evtimer_new(s->px->base, on_tcp_timeout, c);
-    c->next = s->clients;
-    if (s->clients)
-        s->clients->prev = c;
-    s->clients = c;
+    list_push_front(&s->clients, &c->link);
     s->n_clients++;
     if (!c->ev || !c->timer || event_add(c->ev, NULL) < 0 || evtimer_add(c->timer, &tv) < 0)
         tcp_close(c);
@@ -434,6 +421,8 @@ struct dns_server *dns_server_new(struct proxy *px, const char *spec)
         return NULL;
     s->px = px;
     s->udp = s->tcp = -1;
+    list_init(&s->clients);
+    list_init(&s->pending);
     if (!proxy_parse_hostport(spec, &ss, &len)) {
         fprintf(stderr, "sluice-proxy: --dns-listen %s: not ADDR:PORT or [ADDR]:PORT\n", spec);
         goto fail;
@@ -459,10 +448,10 @@ void dns_server_free(struct dns_server *s)
 {
     if (!s)
         return;
-    while (s->pending)
-        pending_free(s->pending);
-    while (s->clients)
-        tcp_close(s->clients);
+    while (!list_empty(&s->pending))
+        pending_free(list_entry(s->pending.next, struct dns_pending, link));
+    while (!list_empty(&s->clients))
+        tcp_close(list_entry(s->clients.next, struct dns_tcp, link));
     if (s->uev)
         event_free(s->uev);
     if (s->tev)

@@ -456,6 +456,7 @@ int main(int argc, char **argv)
     int c, rc = 0;
 
     g.px.id = "";
+    conn_shared_init(&g.px);
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {

@@ -14,6 +14,7 @@
 
 #include "flowlog.h"
 #include "limit.h"
+#include "list.h"
 #include "metrics.h"
 #include "policy.h"
 
@@ -36,7 +37,7 @@ struct proxy {
     struct resolver *resolver;
     struct flowlog *log;
     uint64_t last_flow;             /* flow ids: 1, 2, ... */
-    struct conn *conns;             /* live flows, newest first */
+    struct list conns;              /* live flows (struct conn), newest first */
     size_t n_conns;
     bool draining;                  /* SIGTERM: no new flows */
     struct timespec started;        /* CLOCK_REALTIME at start */
@@ -50,7 +51,7 @@ struct proxy {
         struct proxy *px;
         int way;
         struct limit_bucket bucket;
-        struct dir *head, *tail;    /* directions waiting for budget, oldest first */
+        struct list waiting;        /* directions (struct dir) out of budget, oldest first */
         struct event *timer;        /* wakes them; made on first use */
     } bandwidth[2];
 };

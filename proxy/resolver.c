@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "cursor.h"
+#include "list.h"
 
 #define TRY_MS 1000             /* c-ares: first try per server; a retry waits twice as long */
 #define TRIES 2                 /* one server: 1 s + 2 s, inside RESOLVER_TIMEOUT_MS */
@@ -39,15 +40,9 @@ enum { ANSWER_PENDING = -1 };
 
 struct resolver_query;
 
-/* Queries waiting on one fetch, or answered and waiting for the loop. */
-struct qlist {
-    struct resolver_query *head;
-};
-
 struct resolver_query {
     struct resolver *r;
-    struct qlist *list;
-    struct resolver_query *prev, *next;
+    struct list link;                   /* on a fetch's waiters, or on r->ready */
     struct event *ev;                   /* runs the callback from the loop */
     resolver_cb cb;
     void *arg;
@@ -78,13 +73,13 @@ struct fetch {
     struct event *deadline;
     int pending;                        /* c-ares queries yet to call back */
     struct half half[2];                /* A, then AAAA */
-    struct qlist waiters;
+    struct list waiters;                /* struct resolver_query */
 };
 
 /* A name: either being fetched (fetch set) or cached (on the LRU list). */
 struct entry {
     struct entry *hnext;
-    struct entry *older, *newer;
+    struct list lru;                    /* on r->lru while cached */
     struct fetch *fetch;
     uint64_t hash;
     uint64_t answered_ms, expires_ms;
@@ -109,9 +104,9 @@ struct resolver {
     struct event *timer;                /* c-ares's next timeout */
     struct sock_watch *socks;
     struct entry **buckets;
-    struct entry *newest, *oldest;      /* LRU of cached entries */
+    struct list lru;                    /* cached entries, oldest first */
     size_t cached;
-    struct qlist ready;
+    struct list ready;                  /* answered queries waiting for the loop */
     uint64_t key[2];                    /* hash key: sandboxes choose the names */
     uint64_t (*now_ms)(void *arg);
     void *clock_arg;
@@ -416,33 +411,15 @@ static uint64_t siphash(const uint64_t key[2], const uint8_t *p, size_t len)
 
 /* ---- query lists and delivery ---- */
 
-static void qlist_push(struct qlist *l, struct resolver_query *q)
+/* The first query on list L (which must not be empty). */
+static struct resolver_query *first_query(struct list *l)
 {
-    q->list = l;
-    q->prev = NULL;
-    q->next = l->head;
-    if (l->head)
-        l->head->prev = q;
-    l->head = q;
-}
-
-static void qlist_remove(struct resolver_query *q)
-{
-    if (!q->list)
-        return;
-    if (q->prev)
-        q->prev->next = q->next;
-    else
-        q->list->head = q->next;
-    if (q->next)
-        q->next->prev = q->prev;
-    q->list = NULL;
-    q->prev = q->next = NULL;
+    return list_entry(l->next, struct resolver_query, link);
 }
 
 static void query_free(struct resolver_query *q)
 {
-    qlist_remove(q);
+    list_remove(&q->link);
     event_free(q->ev);
     free(q);
 }
@@ -454,7 +431,7 @@ static void on_deliver(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     /* Off every list first: the callback may cancel others or free the resolver. */
-    qlist_remove(q);
+    list_remove(&q->link);
     q->cb(&q->res, q->arg);
     event_free(q->ev);
     free(q);
@@ -462,11 +439,10 @@ static void on_deliver(evutil_socket_t fd, short what, void *arg)
 
 static void query_ready(struct resolver_query *q)
 {
-    qlist_push(&q->r->ready, q);
+    list_push_front(&q->r->ready, &q->link);
     event_active(q->ev, EV_TIMEOUT, 0);
 }
 
-/* Q's answer from cached E, its TTLs counted down by the time it has been cached. */
 /* E's answer as of NOW: TTLs aged, the CNAME copied into CNAME. */
 static void answer_from(const struct entry *e, uint64_t now, struct resolver_result *res,
                         char *cname)
@@ -510,28 +486,21 @@ static struct entry *entry_find(struct resolver *r, const char *name, size_t len
 
 static void lru_unlink(struct resolver *r, struct entry *e)
 {
-    if (e->older)
-        e->older->newer = e->newer;
-    else
-        r->oldest = e->newer;
-    if (e->newer)
-        e->newer->older = e->older;
-    else
-        r->newest = e->older;
-    e->older = e->newer = NULL;
+    if (!list_linked(&e->lru))
+        return;
+    list_remove(&e->lru);
     r->cached--;
 }
 
 static void lru_push(struct resolver *r, struct entry *e)
 {
-    e->older = r->newest;
-    e->newer = NULL;
-    if (r->newest)
-        r->newest->newer = e;
-    else
-        r->oldest = e;
-    r->newest = e;
+    list_push_back(&r->lru, &e->lru);
     r->cached++;
+}
+
+static struct entry *lru_oldest(struct resolver *r)
+{
+    return list_empty(&r->lru) ? NULL : list_entry(r->lru.next, struct entry, lru);
 }
 
 /* Unhooks E from its bucket and frees it; E must not be on the LRU list. */
@@ -614,14 +583,15 @@ static void fetch_finish(struct fetch *f)
     e->fetch = NULL;
     f->e = NULL;
     event_del(f->deadline);
-    while ((q = f->waiters.head)) {
-        qlist_remove(q);
+    while (!list_empty(&f->waiters)) {
+        q = first_query(&f->waiters);
+        list_remove(&q->link);
         query_answer(q, e, now);
         query_ready(q);
     }
     lru_push(r, e);
     while (r->cached > RESOLVER_CACHE_MAX)
-        entry_drop(r, r->oldest);
+        entry_drop(r, lru_oldest(r));
 }
 
 static void fetch_free(struct fetch *f)
@@ -695,6 +665,7 @@ static struct fetch *fetch_new(struct resolver *r, struct entry *e)
     }
     f->r = r;
     f->e = e;
+    list_init(&f->waiters);
     for (int i = 0; i < 2; i++) {
         f->half[i].f = f;
         f->half[i].family = i == 0 ? AF_INET : AF_INET6;
@@ -877,6 +848,8 @@ struct resolver *resolver_new(struct event_base *base, const char *servers)
     if (!r)
         return NULL;
     r->base = base;
+    list_init(&r->lru);
+    list_init(&r->ready);
     r->now_ms = mono_ms;
     if (getrandom(r->key, sizeof(r->key), 0) != (ssize_t)sizeof(r->key)) {
         rc = -errno;
@@ -905,19 +878,17 @@ fail:
 
 void resolver_free(struct resolver *r)
 {
-    struct resolver_query *q;
-
     if (!r)
         return;
     /* No callback may run from here on: waiters go first, quietly. */
     r->closing = true;
-    while ((q = r->ready.head))
-        query_free(q);
+    while (!list_empty(&r->ready))
+        query_free(first_query(&r->ready));
     for (size_t i = 0; r->buckets && i < BUCKETS; i++)
         for (struct entry *e = r->buckets[i]; e; e = e->hnext)
             if (e->fetch)
-                while ((q = e->fetch->waiters.head))
-                    query_free(q);
+                while (!list_empty(&e->fetch->waiters))
+                    query_free(first_query(&e->fetch->waiters));
     /* Calls back every query with ARES_EDESTRUCTION, which frees the fetches. */
     if (r->channel)
         ares_destroy(r->channel);
@@ -977,7 +948,7 @@ struct resolver_query *resolver_lookup(struct resolver *r, const char *name, res
     now = r->now_ms(r->clock_arg);
     e = entry_find(r, name, len, hash);
     if (e && e->fetch) {
-        qlist_push(&e->fetch->waiters, q);
+        list_push_front(&e->fetch->waiters, &q->link);
         return q;
     }
     if (e && now < e->expires_ms) {
@@ -1005,7 +976,7 @@ struct resolver_query *resolver_lookup(struct resolver *r, const char *name, res
         goto nomem;
     }
     e->fetch = f;
-    qlist_push(&f->waiters, q);
+    list_push_front(&f->waiters, &q->link);
     fetch_send(r, f, e->name);
     return q;
 nomem:
@@ -1043,8 +1014,10 @@ void resolver_cancel(struct resolver_query *q)
 
 void resolver_flush(struct resolver *r)
 {
-    while (r->oldest)
-        entry_drop(r, r->oldest);
+    struct entry *e;
+
+    while ((e = lru_oldest(r)) != NULL)
+        entry_drop(r, e);
 }
 
 size_t resolver_cache_size(const struct resolver *r)

@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO / "tests" / "integration"))
 import benchlib                                    # noqa: E402
 from benchlib import log                            # noqa: E402
 import testworld                                    # noqa: E402
-from testworld import ADDR, RUN_NETNS, World, wait_for   # noqa: E402
+from testworld import ADDR, World, wait_for   # noqa: E402
 
 GOAL_QPS = 1.0              # cached-answer queries/s, sluice (sandbox) / unbound
 
@@ -112,22 +112,8 @@ class Bench:
         old = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             if self.w:
-                prefix = self.w.prefix
-                if self.sb and (RUN_NETNS / self.sb).exists():
-                    try:
-                        self.w.run(self.w.host, [self.args.netsetup, "down", self.sb],
-                                   env=self.netsetup_env, nsenter=True, timeout=20)
-                    except Exception as e:
-                        log(f"netsetup down: {e}")
-                try:
-                    self.w.teardown()
-                except Exception as e:
-                    log(f"WARNING: {e}")
-                left = [n for n in testworld.list_netns() if n.startswith(prefix)]
-                if left:
-                    log(f"WARNING: namespaces left behind: {' '.join(left)}")
-                else:
-                    log(f"cleanup: no namespace {prefix}* is left (ip netns list checked)")
+                benchlib.teardown_world(self.w, self.args.netsetup, self.sb,
+                                        self.netsetup_env)
             shutil.rmtree(self.tmp, ignore_errors=True)
         finally:
             signal.signal(signal.SIGINT, old)

@@ -189,22 +189,8 @@ class Bench:
                         pass
                     p.wait(timeout=5)
             if self.w:
-                prefix = self.w.prefix
-                if self.ns.get("sluice") and (RUN_NETNS / self.ns["sluice"]).exists():
-                    try:        # tidy: the host's deletion would take it all anyway
-                        self.w.run(self.w.host, [self.args.netsetup, "down", self.ns["sluice"]],
-                                   env=self.netsetup_env, nsenter=True, timeout=20)
-                    except Exception as e:
-                        log(f"netsetup down: {e}")
-                try:
-                    self.w.teardown()
-                except Exception as e:
-                    log(f"WARNING: {e}")
-                left = [n for n in testworld.list_netns() if n.startswith(prefix)]
-                if left:
-                    log(f"WARNING: namespaces left behind: {' '.join(left)}")
-                else:
-                    log(f"cleanup: no namespace {prefix}* is left (ip netns list checked)")
+                benchlib.teardown_world(self.w, self.args.netsetup, self.ns.get("sluice"),
+                                        self.netsetup_env)
             shutil.rmtree(self.tmp, ignore_errors=True)
         finally:
             signal.signal(signal.SIGINT, old)

@@ -53,3 +53,25 @@ def run(bench, body):
             log(f"  {f}")
         return 1
     return 0
+
+
+def teardown_world(w, netsetup=None, sandbox=None, env=None):
+    """Downs SANDBOX with NETSETUP inside W's host (tidy: deleting the host
+    would take it anyway), tears the world down, and says whether any of its
+    namespaces is left."""
+    import testworld                                # tests/integration, on sys.path
+    prefix = w.prefix
+    if sandbox and (testworld.RUN_NETNS / sandbox).exists():
+        try:
+            w.run(w.host, [netsetup, "down", sandbox], env=env, nsenter=True, timeout=20)
+        except Exception as e:
+            log(f"netsetup down: {e}")
+    try:
+        w.teardown()
+    except Exception as e:
+        log(f"WARNING: {e}")
+    left = [n for n in testworld.list_netns() if n.startswith(prefix)]
+    if left:
+        log(f"WARNING: namespaces left behind: {' '.join(left)}")
+    else:
+        log(f"cleanup: no namespace {prefix}* is left (ip netns list checked)")

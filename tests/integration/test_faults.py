@@ -20,7 +20,7 @@ import pytest
 
 from testworld import ADDR, PYTHON, open_path_to, wait_for
 from test_netsetup import Netsetup
-from test_proxy import HELLO_PY, Proxy, check_log, curl, py
+from test_proxy import HELLO_PY, Proxy, check_log, curl, py, stop_and_check
 
 POLICY = """\
 version: 1
@@ -68,11 +68,7 @@ def proxies(world, sluice_bin, fsb, tmp_path):
         return px
 
     yield start
-    for px in made:
-        if px.proc.alive():
-            px.proc.stop()
-    for px in made:
-        check_log(px)
+    stop_and_check(made)
 
 
 def status(pid):

@@ -494,12 +494,22 @@ static void conn_resolve(struct conn *c)
         conn_deny(c, REASON_RESOLVE_FAILED);
 }
 
+static void conn_connected(struct conn *c)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    metrics_observe_connect(&c->px->metrics,
+                            (double)(t.tv_sec - c->connect_start.tv_sec) +
+                                (double)(t.tv_nsec - c->connect_start.tv_nsec) / 1e9);
+    conn_start_relay(c);
+}
+
 static void on_connected(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
     int err = 0;
     socklen_t len = sizeof(err);
-    struct timespec t;
 
     (void)fd;
     if (what & EV_TIMEOUT)
@@ -512,11 +522,21 @@ static void on_connected(evutil_socket_t fd, short what, void *arg)
         conn_connect_next(c);
         return;
     }
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    metrics_observe_connect(&c->px->metrics,
-                            (double)(t.tv_sec - c->connect_start.tv_sec) +
-                                (double)(t.tv_nsec - c->connect_start.tv_nsec) / 1e9);
-    conn_start_relay(c);
+    conn_connected(c);
+}
+
+/*
+ * Whether the handshake of a connect() that said EINPROGRESS is already done:
+ * on a fast path (a neighbour, a veth) the answer is processed before connect()
+ * returns, and the relay can start without a loop turn.
+ */
+static bool connect_done(int fd)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+
+    return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+           ti.tcpi_state == TCP_ESTABLISHED;
 }
 
 /* Tries the next address of the answer; denies connect_failed when none is left. */
@@ -552,6 +572,10 @@ static void conn_connect_next(struct conn *c)
         addr_str(&ss, c->up_s);
         clock_gettime(CLOCK_MONOTONIC, &c->connect_start);
         if (connect(c->ufd, (struct sockaddr *)&ss, len) == 0 || errno == EINPROGRESS) {
+            if (connect_done(c->ufd)) {
+                conn_connected(c);
+                return;
+            }
             if (c->timer)
                 event_free(c->timer);
             c->timer = event_new(c->px->base, c->ufd, EV_WRITE, on_connected, c);
@@ -568,13 +592,13 @@ static void conn_connect_next(struct conn *c)
 
 /* ---- the relay ---- */
 
-static void dir_pump(struct dir *d);
+static void dir_pump(struct dir *d, bool drained);
 
 static void on_dir(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    dir_pump(arg);
+    dir_pump(arg, false);
 }
 
 static void on_idle(evutil_socket_t fd, short what, void *arg)
@@ -606,8 +630,9 @@ static int dir_init(struct dir *d, struct conn *c, int way)
     d->to = to;
     d->pipe[0] = d->pipe[1] = -1;
     d->use_splice = true;
-    d->rev = event_new(c->px->base, from, EV_READ, on_dir, d);
-    d->wev = event_new(c->px->base, to, EV_WRITE, on_dir, d);
+    /* persistent: a direction's wish (read or write) changes epoll only when it changes */
+    d->rev = event_new(c->px->base, from, EV_READ | EV_PERSIST, on_dir, d);
+    d->wev = event_new(c->px->base, to, EV_WRITE | EV_PERSIST, on_dir, d);
     return d->rev && d->wev ? 0 : -ENOMEM;
 }
 
@@ -764,8 +789,14 @@ static int upgrade_answered(struct conn *c)
     return 1;
 }
 
-/* Moves what it can; re-arms its events; closes the flow when both sides are done. */
-static void dir_pump(struct dir *d)
+/*
+ * Moves what it can; says which event it waits for; closes the flow when both
+ * sides are done. A read shorter than asked emptied the socket (DRAINED: the
+ * caller's did): the pump then waits for the next readable event instead of
+ * asking again for an EAGAIN (epoll is level-triggered, so bytes or an EOF
+ * that came in meanwhile still wake it).
+ */
+static void dir_pump(struct dir *d, bool drained)
 {
     struct conn *c = d->c;
     struct dir *other = d == &c->up ? &c->down : &c->up;
@@ -832,6 +863,8 @@ static void dir_pump(struct dir *d)
         }
 
         /* 3. read more */
+        if (drained)
+            goto wait_read;
         if (d == &c->down && c->up.await_upgrade) {
             int answered = upgrade_answered(c);
 
@@ -858,6 +891,7 @@ static void dir_pump(struct dir *d)
             }
             if (n > 0)
                 d->in_pipe += (size_t)n;
+            drained = n > 0 && (size_t)n < budget;
         } else {
             size_t budget;
 
@@ -884,6 +918,7 @@ static void dir_pump(struct dir *d)
                 goto throttle;
             n = recv(d->from, d->buf + d->len, budget, 0);
             dir_refund(d, budget, n);
+            drained = n > 0 && (size_t)n < budget;
             if (n > 0) {
                 d->len += (size_t)n;
                 if (!d->http)
@@ -896,16 +931,17 @@ static void dir_pump(struct dir *d)
             d->eof = true;
             continue;
         }
-        if (n < 0 && errno == EAGAIN) {
-            pipe_put(c->px, d);     /* quiet now: the pipe (empty) goes back */
-            event_del(d->wev);
-            event_add(d->rev, NULL);
-            return;
-        }
+        if (n < 0 && errno == EAGAIN)
+            goto wait_read;
         if (n < 0)
             goto broken;
     }
 
+wait_read:
+    pipe_put(c->px, d);             /* quiet now: the pipe (empty) goes back */
+    event_del(d->wev);
+    event_add(d->rev, NULL);
+    return;
 wait_write:
     event_del(d->rev);
     event_add(d->wev, NULL);
@@ -925,9 +961,9 @@ static void conn_start_relay(struct conn *c)
     int one = 1;
 
     c->state = CONN_RELAY;
-    /* both sides: a relay must not add Nagle's wait to the endpoints' own */
+    /* a relay must not add Nagle's wait to the endpoints' own (the client's
+     * side inherited TCP_NODELAY from the listener) */
     setsockopt(c->ufd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    setsockopt(c->cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (c->cev)
         event_free(c->cev);             /* sniffing is over; the relay has its own events */
     c->cev = NULL;
@@ -967,12 +1003,13 @@ static void conn_start_relay(struct conn *c)
         return;
     }
     /* the server speaks after the sniffed bytes reach it: send them now, not a
-     * loop turn later (the pump may close the flow, so it comes last) */
+     * loop turn later (the pump may close the flow, so it comes last); anything
+     * the client sent after them wakes the up direction's read event */
     if (event_add(c->down.rev, NULL) < 0) {
         conn_close(c);
         return;
     }
-    dir_pump(&c->up);
+    dir_pump(&c->up, true);
 }
 
 /* ---- sniffing ---- */
@@ -1061,23 +1098,28 @@ static bool sniff_decide(struct conn *c, bool full)
     return true;
 }
 
-static void on_sniff(evutil_socket_t fd, short what, void *arg)
+/* Reads what the client sent; false while the flow waits for more (C lives on). */
+static bool sniff_read(struct conn *c)
 {
-    struct conn *c = arg;
-    ssize_t n;
+    ssize_t n = recv(c->cfd, c->up.buf + c->up.len, CONN_SNIFF_MAX - c->up.len, 0);
 
-    (void)what;
-    n = recv(fd, c->up.buf + c->up.len, CONN_SNIFF_MAX - c->up.len, 0);
     if (n < 0 && errno == EAGAIN)
-        return;
+        return false;
     if (n <= 0) {
         /* the client gave up (or said nothing): decide on what there is */
         if (c->up.len == 0 || !sniff_decide(c, true))
             conn_close(c);
-        return;
+        return true;
     }
     c->up.len += (size_t)n;
-    sniff_decide(c, c->up.len == CONN_SNIFF_MAX);
+    return sniff_decide(c, c->up.len == CONN_SNIFF_MAX);
+}
+
+static void on_sniff(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sniff_read(arg);
 }
 
 /* Connects to the address the sandbox dialled (cidr rules, audit mode without a name). */
@@ -1145,20 +1187,18 @@ static bool try_cidr(struct conn *c)
  * Over limits.max_connections or new_connections_per_second: a reset at
  * once (the client stops waiting), and a limit record.
  */
-static void conn_refuse(struct proxy *px, int fd, enum metrics_limit limit, enum reason why)
+static void conn_refuse(struct proxy *px, int fd, const struct sockaddr_storage *src,
+                        enum metrics_limit limit, enum reason why)
 {
     struct linger rst = {1, 0};
-    struct sockaddr_storage src, dst;
+    struct sockaddr_storage dst;
     char src_s[ADDR_STR], dst_s[ADDR_STR];
-    socklen_t len = sizeof(src);
+    socklen_t len = sizeof(dst);
     struct flow_record r;
 
     memset(&r, 0, sizeof(r));
-    if (getpeername(fd, (struct sockaddr *)&src, &len) == 0) {
-        addr_str(&src, src_s);
-        r.src = src_s;
-    }
-    len = sizeof(dst);
+    addr_str(src, src_s);
+    r.src = src_s;
     if (getsockname(fd, (struct sockaddr *)&dst, &len) == 0) {
         addr_str(&dst, dst_s);
         r.orig_dst = dst_s;
@@ -1174,7 +1214,7 @@ static void conn_refuse(struct proxy *px, int fd, enum metrics_limit limit, enum
     proxy_log(px, &r);
 }
 
-void conn_accept(struct proxy *px, int fd)
+void conn_accept(struct proxy *px, int fd, const struct sockaddr_storage *peer)
 {
     const struct policy_settings *set = &px->policy->settings;
     uint32_t rate = set->limits.new_connections_per_second;
@@ -1184,12 +1224,12 @@ void conn_accept(struct proxy *px, int fd)
     uint32_t ms = set->timeouts.sniff_ms;
 
     if (set->limits.max_connections && px->n_conns >= set->limits.max_connections) {
-        conn_refuse(px, fd, LIMIT_MAX_CONNECTIONS, REASON_TOO_MANY_CONNECTIONS);
+        conn_refuse(px, fd, peer, LIMIT_MAX_CONNECTIONS, REASON_TOO_MANY_CONNECTIONS);
         return;
     }
     /* one second deep: a client may open a second's worth at once */
     if (rate && limit_bucket_take(&px->new_conns, rate, rate, 1, now_ms()) == 0) {
-        conn_refuse(px, fd, LIMIT_NEW_CONNECTIONS, REASON_RATE_LIMITED);
+        conn_refuse(px, fd, peer, LIMIT_NEW_CONNECTIONS, REASON_RATE_LIMITED);
         return;
     }
     c = calloc(1, sizeof(*c));
@@ -1207,8 +1247,7 @@ void conn_accept(struct proxy *px, int fd)
     list_push_front(&px->conns, &c->link);
     px->n_conns++;
 
-    len = sizeof(c->src);
-    getpeername(fd, (struct sockaddr *)&c->src, &len);
+    c->src = *peer;
     len = sizeof(c->dst);           /* TPROXY: the address the sandbox dialled */
     getsockname(fd, (struct sockaddr *)&c->dst, &len);
     addr_str(&c->src, c->src_s);
@@ -1227,13 +1266,14 @@ void conn_accept(struct proxy *px, int fd)
         return;
     tv.tv_sec = ms / 1000;
     tv.tv_usec = (ms % 1000) * 1000;
-    if (event_add(c->cev, NULL) < 0 || evtimer_add(c->timer, &tv) < 0) {
+    if (evtimer_add(c->timer, &tv) < 0) {
         conn_close(c);
         return;
     }
-    /* the first bytes often came with the handshake's last ACK: read them now
-     * instead of a loop turn later (on_sniff may close the flow) */
-    on_sniff(fd, EV_READ, c);
+    /* the first bytes often came with the handshake's last ACK: read them now,
+     * and watch the socket only if they did not */
+    if (!sniff_read(c) && event_add(c->cev, NULL) < 0)
+        conn_close(c);
 }
 
 void conn_revalidate(struct proxy *px)

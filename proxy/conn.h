@@ -10,8 +10,9 @@
 
 #define CONN_SNIFF_MAX (16384 + 4 + 5 * 64)  /* a 16 KiB hello in small records */
 
-/* Takes an accepted, transparent socket; closes it itself on any failure. */
-void conn_accept(struct proxy *px, int fd);
+/* Takes an accepted, transparent socket and its peer's address (accept4's);
+ * closes it itself on any failure. */
+void conn_accept(struct proxy *px, int fd, const struct sockaddr_storage *peer);
 
 /* After a reload: closes flows whose host the new policy no longer allows. */
 void conn_revalidate(struct proxy *px);

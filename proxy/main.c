@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <malloc.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -149,10 +150,12 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 
     (void)what;
     for (i = 0; i < 64; i++) {          /* a bounded batch, then let others run */
-        int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage peer;
+        socklen_t len = sizeof(peer);
+        int c = accept4(fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
         if (c >= 0) {
-            conn_accept(l->px, c);
+            conn_accept(l->px, c, &peer);
             continue;
         }
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
@@ -188,8 +191,11 @@ static int listen_on(const char *spec)
     fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         goto fail;
-    /* TPROXY hands us connections for any address: the socket must accept them */
+    /* TPROXY hands us connections for any address: the socket must accept them.
+     * TCP_NODELAY is inherited by every accepted socket: a relay must not add
+     * Nagle's wait to the endpoints' own. */
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 ||
         (ss.ss_family == AF_INET
              ? setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof(one))
              : setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof(one))) < 0 ||

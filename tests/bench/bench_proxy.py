@@ -546,83 +546,95 @@ def ratio_stats(num, den):
 
 
 def report(b, mem, tp, rates, ttfb, wall):
+    """Print the table, the goals and where the time and memory go. A part not run
+    (--only) is None and leaves its rows out."""
     a = b.args
     mib = lambda kib: kib / 1024    # noqa: E731
-    goals = []
+    goals, where = [], []
     log()
     log("sluice-proxy against the direct path and nginx stream (ssl_preread), "
         "same machine, same run")
     log(f"{'':34} {'direct':>9} {'sluice':>9} {'nginx':>9} {'s/direct':>9} {'s/nginx':>8}")
 
-    tpr, tcpu = tp
-    for kind in ("tls", "http"):
-        v = {p: tpr[(kind, p)] for p in PATHS if tpr[(kind, p)]}
-        rs, r = ratio_stats(v["sluice"], v["direct"])
-        rn = (f"{med(ratio_stats(v['sluice'], v['nginx'])[0]):8.2f}"
-              if "nginx" in v else f"{'-':>8}")
-        log(f"{'download ' + kind.upper() + ' 256 MiB, MiB/s':34} {med(v['direct']):9.0f} "
-            f"{med(v['sluice']):9.0f} " + (f"{med(v['nginx']):9.0f}" if "nginx" in v
-                                            else f"{'-':>9}") + f" {r:9.2f} {rn}")
-        goals.append((f"download {kind.upper()} >= {GOAL_THROUGHPUT:g} x direct", f"{r:.2f}",
-                      r >= GOAL_THROUGHPUT))
-    rr, rcpu = rates
-    v = {p: [x["rate"] for x in rr[p]] for p in PATHS}
-    _, r_d = ratio_stats(v["sluice"], v["direct"])
-    _, r_n = ratio_stats(v["sluice"], v["nginx"])
-    log(f"{'TLS connections/s (' + str(a.concurrency) + ' at a time)':34} "
-        f"{med(v['direct']):9.0f} {med(v['sluice']):9.0f} {med(v['nginx']):9.0f} "
-        f"{r_d:9.2f} {r_n:8.2f}")
-    goals.append((f"TLS connections/s >= {GOAL_CPS_DIRECT:g} x direct", f"{r_d:.2f}",
-                  r_d >= GOAL_CPS_DIRECT))
-    goals.append((f"TLS connections/s >= {GOAL_CPS_NGINX:g} x nginx stream", f"{r_n:.2f}",
-                  r_n >= GOAL_CPS_NGINX))
-    v = {p: [x["p50"] / 1000 for x in ttfb[p]] for p in PATHS}
-    _, t_d = ratio_stats(v["sluice"], v["direct"])
-    _, t_n = ratio_stats(v["sluice"], v["nginx"])
-    log(f"{'time to first byte, median ms':34} {med(v['direct']):9.3f} "
-        f"{med(v['sluice']):9.3f} {med(v['nginx']):9.3f} {t_d:9.2f} {t_n:8.2f}")
-    v90 = {p: [x["p90"] / 1000 for x in ttfb[p]] for p in PATHS}
-    log(f"{'  (p90 ms, for information)':34} {med(v90['direct']):9.3f} "
-        f"{med(v90['sluice']):9.3f} {med(v90['nginx']):9.3f}")
-    goals.append((f"median TTFB <= {GOAL_TTFB:g} x direct", f"{t_d:.2f}", t_d <= GOAL_TTFB))
-    held, idle = mem["held"]["VmRSS"], mem["idle"]["VmRSS"]
-    s_held = mem["s_held"]["VmRSS"]
-    log(f"{'RSS idle, MiB':34} {'-':>9} {mib(idle):9.2f} {mib(mem['s_idle']['VmRSS']):9.2f}"
-        f"   (nginx: its one worker)")
-    log(f"{'RSS with ' + str(a.held) + ' idle TLS flows, MiB':34} {'-':>9} {mib(held):9.2f} "
-        f"{mib(s_held):9.2f} {'':9} {held / s_held:8.2f}")
-    goals.append((f"RSS with {a.held} idle allowed flows <= {GOAL_HELD_MIB:g} MiB",
-                  f"{mib(held):.2f} MiB", mib(held) <= GOAL_HELD_MIB))
-    goals.append((f"RSS of an idle proxy <= {GOAL_IDLE_MIB:g} MiB", f"{mib(idle):.2f} MiB",
-                  mib(idle) <= GOAL_IDLE_MIB))
+    if tp:
+        tpr, tcpu = tp
+        for kind in ("tls", "http"):
+            v = {p: tpr[(kind, p)] for p in PATHS if tpr[(kind, p)]}
+            rs, r = ratio_stats(v["sluice"], v["direct"])
+            rn = (f"{med(ratio_stats(v['sluice'], v['nginx'])[0]):8.2f}"
+                  if "nginx" in v else f"{'-':>8}")
+            log(f"{'download ' + kind.upper() + ' 256 MiB, MiB/s':34} {med(v['direct']):9.0f} "
+                f"{med(v['sluice']):9.0f} " + (f"{med(v['nginx']):9.0f}" if "nginx" in v
+                                                else f"{'-':>9}") + f" {r:9.2f} {rn}")
+            goals.append((f"download {kind.upper()} >= {GOAL_THROUGHPUT:g} x direct",
+                          f"{r:.2f}", r >= GOAL_THROUGHPUT))
+        if tcpu["sluice"]:
+            where.append(f"CPU per GiB of TLS download relayed: sluice "
+                         f"{med(tcpu['sluice']):.2f} s, nginx stream {med(tcpu['nginx']):.2f} s")
+    if rates:
+        rr, rcpu = rates
+        v = {p: [x["rate"] for x in rr[p]] for p in PATHS}
+        _, r_d = ratio_stats(v["sluice"], v["direct"])
+        _, r_n = ratio_stats(v["sluice"], v["nginx"])
+        log(f"{'TLS connections/s (' + str(a.concurrency) + ' at a time)':34} "
+            f"{med(v['direct']):9.0f} {med(v['sluice']):9.0f} {med(v['nginx']):9.0f} "
+            f"{r_d:9.2f} {r_n:8.2f}")
+        goals.append((f"TLS connections/s >= {GOAL_CPS_DIRECT:g} x direct", f"{r_d:.2f}",
+                      r_d >= GOAL_CPS_DIRECT))
+        goals.append((f"TLS connections/s >= {GOAL_CPS_NGINX:g} x nginx stream", f"{r_n:.2f}",
+                      r_n >= GOAL_CPS_NGINX))
+        cs, cn = med(rcpu["sluice"]), med(rcpu["nginx"])
+        where.append(f"CPU per TLS connection (process and the kernel work charged to it): "
+                     f"sluice {cs:.0f} us, nginx stream {cn:.0f} us;")
+        where.append(f"  connections per CPU-second, the ceiling where the proxy is the "
+                     f"bottleneck: sluice {1e6 / cs:.0f}, nginx {1e6 / cn:.0f}, "
+                     f"ratio {cn / cs:.2f}")
+    if ttfb:
+        v = {p: [x["p50"] / 1000 for x in ttfb[p]] for p in PATHS}
+        _, t_d = ratio_stats(v["sluice"], v["direct"])
+        _, t_n = ratio_stats(v["sluice"], v["nginx"])
+        log(f"{'time to first byte, median ms':34} {med(v['direct']):9.3f} "
+            f"{med(v['sluice']):9.3f} {med(v['nginx']):9.3f} {t_d:9.2f} {t_n:8.2f}")
+        v90 = {p: [x["p90"] / 1000 for x in ttfb[p]] for p in PATHS}
+        log(f"{'  (p90 ms, for information)':34} {med(v90['direct']):9.3f} "
+            f"{med(v90['sluice']):9.3f} {med(v90['nginx']):9.3f}")
+        goals.append((f"median TTFB <= {GOAL_TTFB:g} x direct", f"{t_d:.2f}",
+                      t_d <= GOAL_TTFB))
+        hs = {p: med([x["hs"] / 1000 for x in ttfb[p]]) for p in PATHS}
+        where.append(f"TTFB split, median ms: handshake done {hs['direct']:.3f} / "
+                     f"{hs['sluice']:.3f} / {hs['nginx']:.3f}, then to the first response "
+                     "byte " + " / ".join(f"{med(v[p]) - hs[p]:.3f}" for p in PATHS)
+                     + " (direct / sluice / nginx)")
+    if mem:
+        held, idle = mem["held"]["VmRSS"], mem["idle"]["VmRSS"]
+        s_held = mem["s_held"]["VmRSS"]
+        log(f"{'RSS idle, MiB':34} {'-':>9} {mib(idle):9.2f} "
+            f"{mib(mem['s_idle']['VmRSS']):9.2f}   (nginx: its one worker)")
+        log(f"{'RSS with ' + str(a.held) + ' idle TLS flows, MiB':34} {'-':>9} "
+            f"{mib(held):9.2f} {mib(s_held):9.2f} {'':9} {held / s_held:8.2f}")
+        goals.append((f"RSS with {a.held} idle allowed flows <= {GOAL_HELD_MIB:g} MiB",
+                      f"{mib(held):.2f} MiB", mib(held) <= GOAL_HELD_MIB))
+        goals.append((f"RSS of an idle proxy <= {GOAL_IDLE_MIB:g} MiB", f"{mib(idle):.2f} MiB",
+                      mib(idle) <= GOAL_IDLE_MIB))
+        where[:0] = [
+            f"sluice RSS idle: {mib(idle):.2f} MiB = anon {mib(mem['idle']['RssAnon']):.2f} + "
+            f"file {mib(mem['idle']['RssFile']):.2f} (shared libraries) + shmem "
+            f"{mib(mem['idle']['RssShmem']):.2f}",
+            f"sluice RSS held: {mib(held):.2f} MiB = anon {mib(mem['held']['RssAnon']):.2f} + "
+            f"file {mib(mem['held']['RssFile']):.2f}; "
+            f"{(held - idle) * 1024 / a.held:.0f} bytes per flow above idle; "
+            f"{mem['fds']} descriptors; after the flows closed "
+            f"{mib(mem['after']['VmRSS']):.2f} MiB",
+            f"nginx stream worker held: {mib(s_held):.2f} MiB, "
+            f"{(s_held - mem['s_idle']['VmRSS']) * 1024 / a.held:.0f} bytes per flow above idle",
+            f"private memory (not shared with other processes): idle "
+            f"{mib(mem['idle']['private']):.2f} MiB, with {a.held} flows "
+            f"{mib(mem['held']['private']):.2f} MiB"]
 
     log()
     log("where it goes")
-    log(f"  sluice RSS idle: {mib(idle):.2f} MiB = anon {mib(mem['idle']['RssAnon']):.2f} + "
-        f"file {mib(mem['idle']['RssFile']):.2f} (shared libraries) + shmem "
-        f"{mib(mem['idle']['RssShmem']):.2f}")
-    log(f"  sluice RSS held: {mib(held):.2f} MiB = anon {mib(mem['held']['RssAnon']):.2f} + "
-        f"file {mib(mem['held']['RssFile']):.2f}; "
-        f"{(held - idle) * 1024 / a.held:.0f} bytes per flow above idle; "
-        f"{mem['fds']} descriptors; after the flows closed {mib(mem['after']['VmRSS']):.2f} MiB")
-    log(f"  nginx stream worker held: {mib(s_held):.2f} MiB, "
-        f"{(s_held - mem['s_idle']['VmRSS']) * 1024 / a.held:.0f} bytes per flow above idle")
-    log(f"  private memory (not shared with other processes): idle "
-        f"{mib(mem['idle']['private']):.2f} MiB, with {a.held} flows "
-        f"{mib(mem['held']['private']):.2f} MiB")
-    if tcpu["sluice"]:
-        log(f"  CPU per GiB of TLS download relayed: sluice {med(tcpu['sluice']):.2f} s, "
-            f"nginx stream {med(tcpu['nginx']):.2f} s")
-    cs, cn = med(rcpu["sluice"]), med(rcpu["nginx"])
-    log(f"  CPU per TLS connection (process and the kernel work charged to it): sluice "
-        f"{cs:.0f} us, nginx stream {cn:.0f} us;")
-    log(f"    connections per CPU-second, the ceiling where the proxy is the bottleneck: "
-        f"sluice {1e6 / cs:.0f}, nginx {1e6 / cn:.0f}, ratio {cn / cs:.2f}")
-    hs = {p: med([x["hs"] / 1000 for x in ttfb[p]]) for p in PATHS}
-    log(f"  TTFB split, median ms: handshake done {hs['direct']:.3f} / {hs['sluice']:.3f} / "
-        f"{hs['nginx']:.3f}, then to the first response byte "
-        + " / ".join(f"{med([x['p50'] / 1000 for x in ttfb[p]]) - hs[p]:.3f}" for p in PATHS)
-        + " (direct / sluice / nginx)")
+    for line in where:
+        log("  " + line)
     log(f"  machine: {os.cpu_count()} CPUs, load {b.load0} at the start and "
         f"{os.getloadavg()[0]:.2f} at the end; ratios are medians of per-round ratios")
     log("  (the paths alternate within each round); a busy machine moves them by tens of "
@@ -652,6 +664,8 @@ def main():
     ap.add_argument("--ttfb-rounds", type=int, help="TTFB rounds (default 9; quick: 3)")
     ap.add_argument("--held", type=int, default=2000, help="idle connections for the "
                     "memory figure")
+    ap.add_argument("--only", default="memory,throughput,rates,ttfb",
+                    help="the parts to run, comma-separated (default: all four)")
     ap.add_argument("--max-seconds", type=float, default=450.0,
                     help="give up (and clean up) after this long")
     args = ap.parse_args()
@@ -661,6 +675,8 @@ def main():
     args.rounds = args.rounds or (3 if q else 9)
     args.ttfb_conns = args.ttfb_conns or (40 if q else 100)
     args.ttfb_rounds = args.ttfb_rounds or (3 if q else 9)
+    if not set(args.only.split(",")) <= {"memory", "throughput", "rates", "ttfb"}:
+        ap.error("--only takes memory, throughput, rates and ttfb, comma-separated")
     if not 1 <= args.held <= 3000:
         ap.error("--held must be 1-3000 (sluice holds 6 descriptors per idle flow)")
     if not 1 <= args.conns <= 20000:
@@ -681,10 +697,11 @@ def main():
         b.setup()
         log(f"world {b.w.prefix}* up in {time.monotonic() - t0:.1f} s")
         b.sanity()
-        mem = b.memory()
-        tp = b.throughput()
-        rates = b.rates()
-        ttfb = b.ttfb()
+        only = set(args.only.split(","))
+        mem = b.memory() if "memory" in only else None
+        tp = b.throughput() if "throughput" in only else None
+        rates = b.rates() if "rates" in only else None
+        ttfb = b.ttfb() if "ttfb" in only else None
         b.check_flowlog()
         if not b.proxy.alive():
             b.findings.append(f"sluice-proxy died: {b.proxy.log()[-1000:]}")

@@ -30,6 +30,7 @@
 #define BANDWIDTH_WAKE 16384            /* a throttled direction waits for this much budget */
 #define HTTP_BUF_MAX (HTTP_HEAD_MAX + 4096) /* user-space window of an HTTP direction */
 #define ADDR_STR 64
+#define DRAINED_MAX 16384               /* a short read below this emptied the socket */
 
 enum conn_state { CONN_SNIFF, CONN_RESOLVE, CONN_CONNECT, CONN_RELAY };
 
@@ -790,11 +791,22 @@ static int upgrade_answered(struct conn *c)
 }
 
 /*
+ * Whether a read of N bytes out of WANT left the socket empty, so that asking
+ * again would only earn an EAGAIN: a short read of a few messages (a
+ * handshake, a request) did; a short read of a bulk transfer more likely
+ * raced bytes still arriving, and reading on saves a loop turn. A wrong guess
+ * costs one call either way: epoll is level-triggered, so bytes or an EOF
+ * that came in meanwhile still wake the pump.
+ */
+static bool read_drained(ssize_t n, size_t want)
+{
+    return n > 0 && (size_t)n < want && n < DRAINED_MAX;
+}
+
+/*
  * Moves what it can; says which event it waits for; closes the flow when both
- * sides are done. A read shorter than asked emptied the socket (DRAINED: the
- * caller's did): the pump then waits for the next readable event instead of
- * asking again for an EAGAIN (epoll is level-triggered, so bytes or an EOF
- * that came in meanwhile still wake it).
+ * sides are done. DRAINED: the caller's read emptied the source (see
+ * read_drained()), so the pump waits for its next readable event.
  */
 static void dir_pump(struct dir *d, bool drained)
 {
@@ -891,7 +903,7 @@ static void dir_pump(struct dir *d, bool drained)
             }
             if (n > 0)
                 d->in_pipe += (size_t)n;
-            drained = n > 0 && (size_t)n < budget;
+            drained = read_drained(n, budget);
         } else {
             size_t budget;
 
@@ -918,7 +930,7 @@ static void dir_pump(struct dir *d, bool drained)
                 goto throttle;
             n = recv(d->from, d->buf + d->len, budget, 0);
             dir_refund(d, budget, n);
-            drained = n > 0 && (size_t)n < budget;
+            drained = read_drained(n, budget);
             if (n > 0) {
                 d->len += (size_t)n;
                 if (!d->http)

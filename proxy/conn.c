@@ -1118,8 +1118,12 @@ static bool sniff_read(struct conn *c)
     if (n < 0 && errno == EAGAIN)
         return false;
     if (n <= 0) {
-        /* the client gave up (or said nothing): decide on what there is */
-        if (c->up.len == 0 || !sniff_decide(c, true))
+        /* the client gave up: decide on what there is. A connection that closed
+         * without a byte (a port scan) is an attempt too: it is logged as a
+         * denial no protocol could be read from */
+        if (c->up.len == 0)
+            conn_deny(c, REASON_UNKNOWN_PROTOCOL);
+        else if (!sniff_decide(c, true))
             conn_close(c);
         return true;
     }

@@ -191,6 +191,18 @@ def test_unknown_protocol_and_sniff_timeout(env, capture):
                         "s.settimeout(5); print(s.recv(10))"], timeout=10, nsenter=True)
     assert time.monotonic() - t0 < 4
     px.wait_record(event="deny", reason="sniff_timeout", orig_dst=f"{ADDR.CAPTURE4}:22")
+    # a port scan: connections closed (or reset) without a byte are attempts too
+    world.run(sb.name, ["python3", "-c",
+                        "import socket, struct\n"
+                        "for p in (21, 23):\n"
+                        "    s = socket.create_connection(('203.0.113.99', p), 3)\n"
+                        "    if p == 23:\n"
+                        "        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,"
+                        " struct.pack('ii', 1, 0))\n"
+                        "    s.close()"], timeout=10, nsenter=True)
+    for port in (21, 23):
+        r = px.wait_record(event="deny", orig_dst=f"{ADDR.CAPTURE4}:{port}")
+        assert (r["reason"], r["proto"], r["verdict"]) == ("unknown_protocol", "tcp", "deny")
     assert world.capture_records() == []
 
 

@@ -185,9 +185,9 @@ static void reply_stats(struct admin *a, struct json_out *o)
     json_key_u64(o, "reloads_ok", m->reloads_ok);
     json_key_u64(o, "reloads_failed", m->reloads_failed);
     json_printf(o, ",\"rate_limited\":{");
-    for (i = 0; i < LIMIT_COUNT; i++)
-        json_printf(o, "%s\"%s\":%llu", i ? "," : "", metrics_limit_name((enum metrics_limit)i),
-                    (unsigned long long)m->rate_limited[i]);
+    for (i = LIMIT_NONE + 1; i < LIMIT_COUNT; i++)
+        json_printf(o, "%s\"%s\":%llu", i > LIMIT_NONE + 1 ? "," : "",
+                    flow_limit_name((enum flow_limit)i), (unsigned long long)m->rate_limited[i]);
     json_printf(o, "}}");
 }
 

@@ -68,7 +68,7 @@ struct conn {
     int cfd, ufd;
     struct sockaddr_storage src, dst;
     char src_s[ADDR_STR], dst_s[ADDR_STR], up_s[ADDR_STR];
-    const char *proto;          /* "tls", "http", "tcp" */
+    enum flow_proto proto;      /* tls, http, tcp */
     char host[HOSTNAME_MAX + 1];
     uint16_t port;
     char rule[128];
@@ -288,7 +288,7 @@ static bool dir_throttle(struct dir *d)
 
         record_base(c, &r, EV_LIMIT);
         r.reason = REASON_RATE_LIMITED;
-        r.limit = metrics_limit_name(d->way == PROXY_UP ? LIMIT_UPLOAD : LIMIT_DOWNLOAD);
+        r.limit = d->way == PROXY_UP ? LIMIT_UPLOAD : LIMIT_DOWNLOAD;
         proxy_log(c->px, &r);
         d->limit_logged = true;
     }
@@ -374,10 +374,10 @@ static void conn_deny(struct conn *c, enum reason why)
     size_t n = 0;
     const void *msg = NULL;
 
-    if (strcmp(c->proto, "tls") == 0) {
+    if (c->proto == PROTO_TLS) {
         n = deny_tls_alert(alert, why);
         msg = alert;
-    } else if (strcmp(c->proto, "http") == 0) {
+    } else if (c->proto == PROTO_HTTP) {
         n = deny_http_403(resp, sizeof(resp), c->host[0] ? c->host : "-", c->port, why);
         msg = resp;
     }
@@ -986,7 +986,7 @@ static void conn_start_relay(struct conn *c)
         return;
     }
     /* the sniffed bytes are the up direction's first window */
-    c->up.http = strcmp(c->proto, "http") == 0;
+    c->up.http = c->proto == PROTO_HTTP;
     c->up.checked = c->up.http ? 0 : c->up.len;
     if (c->up.http && c->up.cap < HTTP_BUF_MAX) {
         uint8_t *nb = realloc(c->up.buf, HTTP_BUF_MAX);
@@ -1053,7 +1053,7 @@ static bool sniff_decide(struct conn *c, bool full)
     if (ts == TLS_HELLO_NEED_MORE && !full)
         return false;
     if (ts != TLS_HELLO_NOT_TLS) {
-        c->proto = "tls";
+        c->proto = PROTO_TLS;
         if (ts != TLS_HELLO_OK || hello.sni_state == TLS_SNI_NONE)
             why = REASON_NO_SNI;
         else if (hello.sni_state != TLS_SNI_OK)
@@ -1079,11 +1079,11 @@ static bool sniff_decide(struct conn *c, bool full)
     if (hs == HTTP_HEAD_NEED_MORE && !full)
         return false;
     if (hs == HTTP_HEAD_NOT_HTTP) {
-        c->proto = "tcp";
+        c->proto = PROTO_TCP;
         conn_deny_or_audit(c, REASON_UNKNOWN_PROTOCOL);
         return true;
     }
-    c->proto = "http";
+    c->proto = PROTO_HTTP;
     if (hs != HTTP_HEAD_OK) {
         conn_deny(c, REASON_UNKNOWN_PROTOCOL);
         return true;
@@ -1192,7 +1192,7 @@ static bool try_cidr(struct conn *c)
     policy_match_addr(c->px->policy, family, a, c->port, &v);
     if (!v.allow)
         return false;
-    c->proto = "tcp";
+    c->proto = PROTO_TCP;
     c->verdict = VERDICT_ALLOW;
     snprintf(c->rule, sizeof(c->rule), "%s:%u", c->px->policy->file, v.rule->line);
     conn_connect_orig(c);
@@ -1204,7 +1204,7 @@ static bool try_cidr(struct conn *c)
  * once (the client stops waiting), and a limit record.
  */
 static void conn_refuse(struct proxy *px, int fd, const struct sockaddr_storage *src,
-                        enum metrics_limit limit, enum reason why)
+                        enum flow_limit limit, enum reason why)
 {
     struct linger rst = {1, 0};
     struct sockaddr_storage dst;
@@ -1223,10 +1223,10 @@ static void conn_refuse(struct proxy *px, int fd, const struct sockaddr_storage 
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
     close(fd);
     r.event = EV_LIMIT;
-    r.proto = "tcp";
+    r.proto = PROTO_TCP;
     r.verdict = VERDICT_DENY;
     r.reason = why;
-    r.limit = metrics_limit_name(limit);
+    r.limit = limit;
     proxy_log(px, &r);
 }
 
@@ -1257,7 +1257,7 @@ void conn_accept(struct proxy *px, int fd, const struct sockaddr_storage *peer)
     c->id = ++px->last_flow;
     c->cfd = fd;
     c->ufd = -1;
-    c->proto = "tcp";
+    c->proto = PROTO_TCP;
     c->up.pipe[0] = c->up.pipe[1] = c->down.pipe[0] = c->down.pipe[1] = -1;
     clock_gettime(CLOCK_MONOTONIC, &c->start);
     list_push_front(&px->conns, &c->link);
@@ -1343,7 +1343,7 @@ size_t conn_list(const struct proxy *px, struct conn_info *out, size_t max)
 
         i->id = c->id;
         i->state = states[c->state];
-        i->proto = c->proto;
+        i->proto = flow_proto_name(c->proto);
         i->src = c->src_s;
         i->host = c->host;
         i->upstream = c->up_s;

@@ -199,7 +199,7 @@ const char *dns_type_name(uint16_t type, char buf[8])
         {DNS_TYPE_TXT, "TXT"}, {DNS_TYPE_AAAA, "AAAA"}, {DNS_TYPE_SRV, "SRV"},
         {DNS_TYPE_SVCB, "SVCB"}, {DNS_TYPE_HTTPS, "HTTPS"}, {DNS_TYPE_AXFR, "AXFR"},
         {DNS_TYPE_IXFR, "IXFR"}, {DNS_TYPE_ANY, "ANY"}, {DNS_TYPE_CAA, "CAA"},
-        {10, "NULL"},
+        {DNS_TYPE_NULL, "NULL"},
     };
     size_t i;
 

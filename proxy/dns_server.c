@@ -77,14 +77,14 @@ static void dns_log(struct dns_server *s, const struct dns_query *q, int rcode,
                     enum flow_verdict verdict, enum reason why)
 {
     struct flow_record r;
-    char tbuf[8];
 
     memset(&r, 0, sizeof(r));
     r.event = EV_DNS;
-    r.proto = "dns";
+    r.proto = PROTO_DNS;
     r.qname = q->qname;
     r.qname_len = q->qname_len;
-    r.qtype = dns_type_name(q->qtype, tbuf);
+    r.has_qtype = true;
+    r.qtype = q->qtype;
     r.rcode = dns_rcode_name(rcode);
     r.verdict = verdict;
     r.reason = why;
@@ -210,17 +210,17 @@ static void handle(struct dns_server *s, struct dns_tcp *tcp, const uint8_t *msg
     }
     if (!rate_ok(s)) {
         struct flow_record r;
-        char tbuf[8];
 
         send_response(s, tcp, peer, peer_len, &q, DNS_RCODE_REFUSED, NULL, 0);
         memset(&r, 0, sizeof(r));
         r.event = EV_LIMIT;
-        r.proto = "dns";
-        r.limit = "dns_queries_per_second";
+        r.proto = PROTO_DNS;
+        r.limit = LIMIT_DNS_QUERIES;
         r.reason = REASON_RATE_LIMITED;
         r.qname = q.qname;
         r.qname_len = q.qname_len;
-        r.qtype = dns_type_name(q.qtype, tbuf);
+        r.has_qtype = true;
+        r.qtype = q.qtype;
         proxy_log(s->px, &r);
         return;
     }

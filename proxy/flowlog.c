@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dns_msg.h"
 #include "json.h"
 
 static const char *const events[] = {
@@ -24,11 +25,36 @@ static const char *const verdicts[] = {
     [VERDICT_AUDIT] = "audit",
 };
 
+static const char *const protos[PROTO_COUNT] = {
+    [PROTO_NONE] = NULL, [PROTO_TLS] = "tls", [PROTO_HTTP] = "http", [PROTO_TCP] = "tcp",
+    [PROTO_DNS] = "dns",
+};
+
+/* As the policy spells them. */
+static const char *const limits[LIMIT_COUNT] = {
+    [LIMIT_NONE] = NULL,
+    [LIMIT_MAX_CONNECTIONS] = "max_connections",
+    [LIMIT_NEW_CONNECTIONS] = "new_connections_per_second",
+    [LIMIT_UPLOAD] = "upload_bytes_per_second",
+    [LIMIT_DOWNLOAD] = "download_bytes_per_second",
+    [LIMIT_DNS_QUERIES] = "dns_queries_per_second",
+};
+
+const char *flow_proto_name(enum flow_proto p)
+{
+    return p < PROTO_COUNT ? protos[p] : NULL;
+}
+
+const char *flow_limit_name(enum flow_limit l)
+{
+    return l < LIMIT_COUNT ? limits[l] : NULL;
+}
+
 size_t flowlog_format(char *buf, size_t cap, const struct flow_record *r)
 {
     struct json_out o = {.p = buf, .cap = cap};
     struct tm tm;
-    char ts[32];
+    char ts[32], qtype[8];
 
     gmtime_r(&r->ts.tv_sec, &tm);
     strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
@@ -37,7 +63,7 @@ size_t flowlog_format(char *buf, size_t cap, const struct flow_record *r)
     json_key_str(&o, "event", events[r->event], 0);
     if (r->flow)
         json_key_u64(&o, "flow", r->flow);
-    json_key_str(&o, "proto", r->proto, 0);
+    json_key_str(&o, "proto", flow_proto_name(r->proto), 0);
     json_key_str(&o, "src", r->src, 0);
     json_key_str(&o, "orig_dst", r->orig_dst, 0);
     json_key_str(&o, "host", r->host, r->host_len);
@@ -54,9 +80,10 @@ size_t flowlog_format(char *buf, size_t cap, const struct flow_record *r)
         json_key_u64(&o, "duration_ms", r->duration_ms);
     }
     json_key_str(&o, "qname", r->qname, r->qname_len);
-    json_key_str(&o, "qtype", r->qtype, 0);
+    if (r->has_qtype)
+        json_key_str(&o, "qtype", dns_type_name(r->qtype, qtype), 0);
     json_key_str(&o, "rcode", r->rcode, 0);
-    json_key_str(&o, "limit", r->limit, 0);
+    json_key_str(&o, "limit", flow_limit_name(r->limit), 0);
     if (r->suppressed)
         json_key_u64(&o, "suppressed", r->suppressed);
     json_key_str(&o, "error", r->error, 0);

@@ -17,6 +17,17 @@
 
 enum flow_event { EV_FLOW_START, EV_FLOW_END, EV_DENY, EV_DNS, EV_RELOAD, EV_LIMIT };
 enum flow_verdict { VERDICT_NONE, VERDICT_ALLOW, VERDICT_DENY, VERDICT_AUDIT };
+/* NONE: the record has no such key */
+enum flow_proto { PROTO_NONE, PROTO_TLS, PROTO_HTTP, PROTO_TCP, PROTO_DNS, PROTO_COUNT };
+enum flow_limit {
+    LIMIT_NONE,
+    LIMIT_MAX_CONNECTIONS,
+    LIMIT_NEW_CONNECTIONS,
+    LIMIT_UPLOAD,
+    LIMIT_DOWNLOAD,
+    LIMIT_DNS_QUERIES,
+    LIMIT_COUNT
+};
 
 /* A record; NULL strings and zero-valued optional fields are left out. */
 struct flow_record {
@@ -24,7 +35,7 @@ struct flow_record {
     const char *sandbox;
     enum flow_event event;
     uint64_t flow;              /* 0: none */
-    const char *proto;          /* "tls", "http", "tcp", "dns" */
+    enum flow_proto proto;
     const char *src;            /* "ADDR:PORT" */
     const char *orig_dst;
     const char *host;
@@ -38,13 +49,18 @@ struct flow_record {
     uint64_t bytes_up, bytes_down, duration_ms;
     const char *qname;
     size_t qname_len;
-    const char *qtype;
+    bool has_qtype;
+    uint16_t qtype;
     const char *rcode;
     const char *policy;         /* POLICY_HASH_HEX digits */
     const char *error;          /* reload: why a policy was rejected */
-    const char *limit;          /* limit: which limit */
+    enum flow_limit limit;      /* limit: which limit */
     uint64_t suppressed;        /* dns: records left out under a flood since the last one */
 };
+
+/* The names the log (and the metrics' labels) use; NULL for the NONE values. */
+const char *flow_proto_name(enum flow_proto p);
+const char *flow_limit_name(enum flow_limit l);
 
 /* Writes R as one line (with the newline) into BUF; returns its length. */
 size_t flowlog_format(char *buf, size_t cap, const struct flow_record *r);

@@ -3,46 +3,42 @@
 
 #include <errno.h>
 #include <event2/buffer.h>
-#include <string.h>
 
-static const char *const limit_names[LIMIT_COUNT] = {
-    [LIMIT_MAX_CONNECTIONS] = "max_connections",
-    [LIMIT_NEW_CONNECTIONS] = "new_connections_per_second",
-    [LIMIT_UPLOAD] = "upload_bytes_per_second",
-    [LIMIT_DOWNLOAD] = "download_bytes_per_second",
-    [LIMIT_DNS_QUERIES] = "dns_queries_per_second",
-};
+#include "dns_msg.h"
 
-static const char *const protos[METRICS_PROTOS] = {"tls", "http", "tcp"};
+/* The protocols a TCP flow is counted under (index: proto - PROTO_TLS). */
+static const enum flow_proto protos[METRICS_PROTOS] = {PROTO_TLS, PROTO_HTTP, PROTO_TCP};
 
 static const char *const verdicts[METRICS_VERDICTS] = {
     [VERDICT_NONE] = "none", [VERDICT_ALLOW] = "allow", [VERDICT_DENY] = "deny",
     [VERDICT_AUDIT] = "audit",
 };
 
-/* The query types dns_type_name() names get a series each; any other is "other". */
-static const char *const qtypes[METRICS_QTYPES] = {
-    "A", "AAAA", "CNAME", "NS", "SOA", "PTR", "MX", "TXT", "SRV", "SVCB", "HTTPS",
-    "CAA", "NULL", "ANY", "AXFR", "IXFR", "other",
+/* The query types dns_type_name() names get a series each; any other is "other",
+ * the last. */
+static const uint16_t qtypes[METRICS_QTYPES - 1] = {
+    DNS_TYPE_A, DNS_TYPE_AAAA, DNS_TYPE_CNAME, DNS_TYPE_NS, DNS_TYPE_SOA, DNS_TYPE_PTR,
+    DNS_TYPE_MX, DNS_TYPE_TXT, DNS_TYPE_SRV, DNS_TYPE_SVCB, DNS_TYPE_HTTPS, DNS_TYPE_CAA,
+    DNS_TYPE_NULL, DNS_TYPE_ANY, DNS_TYPE_AXFR, DNS_TYPE_IXFR,
 };
 
 static const double connect_bounds[METRICS_CONNECT_BUCKETS] = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 };
 
-const char *metrics_limit_name(enum metrics_limit l)
+/* A TCP flow's protocol index; anything else counts as tcp. */
+static size_t proto_index(enum flow_proto p)
 {
-    return l < LIMIT_COUNT ? limit_names[l] : "";
+    return p == PROTO_TLS || p == PROTO_HTTP ? (size_t)(p - PROTO_TLS) : 2;
 }
 
-static size_t index_of(const char *const *set, size_t n, const char *s, size_t fallback)
+static size_t qtype_index(uint16_t type)
 {
     size_t i;
 
-    for (i = 0; s && i < n; i++)
-        if (strcmp(set[i], s) == 0)
-            return i;
-    return fallback;
+    for (i = 0; i < METRICS_QTYPES - 1 && qtypes[i] != type; i++)
+        ;
+    return i;                           /* METRICS_QTYPES - 1: "other" */
 }
 
 void metrics_count(struct metrics *m, const struct flow_record *r)
@@ -53,10 +49,10 @@ void metrics_count(struct metrics *m, const struct flow_record *r)
     switch (r->event) {
     case EV_FLOW_START:
     case EV_DENY:
-        m->flows[v][why][index_of(protos, METRICS_PROTOS, r->proto, 2)]++;
+        m->flows[v][why][proto_index(r->proto)]++;
         break;
     case EV_DNS:
-        m->dns[v][index_of(qtypes, METRICS_QTYPES, r->qtype, METRICS_QTYPES - 1)]++;
+        m->dns[v][qtype_index(r->qtype)]++;
         break;
     case EV_RELOAD:
         if (r->verdict == VERDICT_ALLOW)
@@ -65,14 +61,13 @@ void metrics_count(struct metrics *m, const struct flow_record *r)
             m->reloads_failed++;
         break;
     case EV_LIMIT:
-        m->rate_limited[index_of(limit_names, LIMIT_COUNT, r->limit, 0)]++;
+        if (r->limit < LIMIT_COUNT)
+            m->rate_limited[r->limit]++;
         /* connection limits refuse a flow, the DNS limit a query: count those too */
-        if (r->reason == REASON_TOO_MANY_CONNECTIONS ||
-            (r->limit && strcmp(r->limit, limit_names[LIMIT_NEW_CONNECTIONS]) == 0))
-            m->flows[VERDICT_DENY][why][index_of(protos, METRICS_PROTOS, r->proto, 2)]++;
-        else if (r->proto && strcmp(r->proto, "dns") == 0)
-            m->dns[VERDICT_DENY][index_of(qtypes, METRICS_QTYPES, r->qtype,
-                                           METRICS_QTYPES - 1)]++;
+        if (r->limit == LIMIT_MAX_CONNECTIONS || r->limit == LIMIT_NEW_CONNECTIONS)
+            m->flows[VERDICT_DENY][why][proto_index(r->proto)]++;
+        else if (r->limit == LIMIT_DNS_QUERIES)
+            m->dns[VERDICT_DENY][qtype_index(r->qtype)]++;
         break;
     case EV_FLOW_END:
         break;
@@ -101,6 +96,7 @@ int metrics_render(const struct metrics *m, const struct metrics_gauges *g,
 {
     uint64_t cum = 0;
     size_t v, r, p, i;
+    char other[8];
 
     head(out, "sluice_flows_total", "counter",
          "Flow decisions (flow_start and deny records) by verdict, reason and protocol.");
@@ -110,7 +106,8 @@ int metrics_render(const struct metrics *m, const struct metrics_gauges *g,
                 if (m->flows[v][r][p])
                     evbuffer_add_printf(out,
                         "sluice_flows_total{verdict=\"%s\",reason=\"%s\",proto=\"%s\"} %llu\n",
-                        verdicts[v], r ? reason_name((enum reason)r) : "none", protos[p],
+                        verdicts[v], r ? reason_name((enum reason)r) : "none",
+                        flow_proto_name(protos[p]),
                         (unsigned long long)m->flows[v][r][p]);
     head(out, "sluice_active_flows", "gauge", "Open client connections, in any state.");
     evbuffer_add_printf(out, "sluice_active_flows %llu\n",
@@ -125,7 +122,9 @@ int metrics_render(const struct metrics *m, const struct metrics_gauges *g,
             if (m->dns[v][i])
                 evbuffer_add_printf(out,
                     "sluice_dns_queries_total{verdict=\"%s\",qtype=\"%s\"} %llu\n",
-                    verdicts[v], qtypes[i], (unsigned long long)m->dns[v][i]);
+                    verdicts[v],
+                    i < METRICS_QTYPES - 1 ? dns_type_name(qtypes[i], other) : "other",
+                    (unsigned long long)m->dns[v][i]);
     head(out, "sluice_policy_reloads_total", "counter", "Policy reloads by result.");
     evbuffer_add_printf(out, "sluice_policy_reloads_total{result=\"ok\"} %llu\n"
                         "sluice_policy_reloads_total{result=\"error\"} %llu\n",
@@ -148,9 +147,10 @@ int metrics_render(const struct metrics *m, const struct metrics_gauges *g,
                         (unsigned long long)m->connect_count);
     head(out, "sluice_rate_limited_total", "counter",
          "Limit hits: connections or queries refused, flows throttled.");
-    for (i = 0; i < LIMIT_COUNT; i++)
+    for (i = LIMIT_NONE + 1; i < LIMIT_COUNT; i++)
         evbuffer_add_printf(out, "sluice_rate_limited_total{limit=\"%s\"} %llu\n",
-                            limit_names[i], (unsigned long long)m->rate_limited[i]);
+                            flow_limit_name((enum flow_limit)i),
+                            (unsigned long long)m->rate_limited[i]);
     head(out, "process_cpu_seconds_total", "counter", "User and system CPU time.");
     evbuffer_add_printf(out, "process_cpu_seconds_total %.3f\n", g->cpu_seconds);
     if (g->rss_bytes) {

@@ -14,15 +14,6 @@
 
 struct evbuffer;
 
-enum metrics_limit {
-    LIMIT_MAX_CONNECTIONS,
-    LIMIT_NEW_CONNECTIONS,
-    LIMIT_UPLOAD,
-    LIMIT_DOWNLOAD,
-    LIMIT_DNS_QUERIES,
-    LIMIT_COUNT
-};
-
 #define METRICS_PROTOS 3            /* tls, http, tcp */
 #define METRICS_VERDICTS 4          /* indexed by enum flow_verdict */
 #define METRICS_QTYPES 17           /* the named query types, then "other" */
@@ -36,7 +27,7 @@ struct metrics {
     uint64_t connect_le[METRICS_CONNECT_BUCKETS];   /* not cumulative; summed on output */
     uint64_t connect_count;
     double connect_sum;
-    uint64_t rate_limited[LIMIT_COUNT];
+    uint64_t rate_limited[LIMIT_COUNT];             /* indexed by enum flow_limit */
 };
 
 /* What the process knows at scrape time, beside the counters. */
@@ -48,9 +39,6 @@ struct metrics_gauges {
     uint64_t open_fds, max_fds;
     double start_time;              /* Unix time */
 };
-
-/* The name of a limit as the policy and the flow log spell it. */
-const char *metrics_limit_name(enum metrics_limit l);
 
 /* Counts one flow-log record (flow_start, deny, dns, reload, limit). */
 void metrics_count(struct metrics *m, const struct flow_record *r);

@@ -14,7 +14,7 @@ static const struct timespec ts = {.tv_sec = 1795438200, .tv_nsec = 123456789};
 static void test_flow_end(void **state)
 {
     struct flow_record r = {
-        .ts = ts, .sandbox = "a1", .event = EV_FLOW_END, .flow = 42, .proto = "tls",
+        .ts = ts, .sandbox = "a1", .event = EV_FLOW_END, .flow = 42, .proto = PROTO_TLS,
         .src = "10.200.0.2:40000", .orig_dst = "203.0.113.10:443", .host = "pypi.org",
         .port = 443, .rule = "policy.yaml:3", .verdict = VERDICT_ALLOW,
         .upstream = "151.101.0.223:443", .has_bytes = true, .bytes_up = 517,
@@ -36,7 +36,7 @@ static void test_flow_end(void **state)
 
 static void test_deny_reason(void **state)
 {
-    struct flow_record r = {.ts = ts, .sandbox = "a1", .event = EV_DENY, .proto = "tls",
+    struct flow_record r = {.ts = ts, .sandbox = "a1", .event = EV_DENY, .proto = PROTO_TLS,
                             .host = "evil.test", .port = 443, .verdict = VERDICT_DENY,
                             .reason = REASON_NOT_ALLOWLISTED};
     char buf[FLOWLOG_LINE_MAX];
@@ -45,6 +45,36 @@ static void test_deny_reason(void **state)
     flowlog_format(buf, sizeof(buf), &r);
     assert_non_null(strstr(buf, ",\"verdict\":\"deny\",\"reason\":\"not_allowlisted\"}"));
     assert_null(strstr(buf, "bytes_up"));       /* absent fields are left out */
+}
+
+/* Keys carried as numbers and enums are spelled as the SPEC names them. */
+static void test_dns_and_limit_keys(void **state)
+{
+    static const struct {
+        struct flow_record r;
+        const char *want;
+    } rows[] = {
+        {{.event = EV_DNS, .proto = PROTO_DNS, .has_qtype = true, .qtype = 28, .rcode = "NOERROR"},
+         ",\"proto\":\"dns\",\"qtype\":\"AAAA\",\"rcode\":\"NOERROR\"}"},
+        {{.event = EV_DNS, .proto = PROTO_DNS, .has_qtype = true, .qtype = 0},
+         ",\"qtype\":\"0\"}"},              /* a reserved type is still said */
+        {{.event = EV_DNS, .proto = PROTO_DNS, .has_qtype = true, .qtype = 65280},
+         ",\"qtype\":\"65280\"}"},
+        {{.event = EV_LIMIT, .proto = PROTO_TCP, .limit = LIMIT_NEW_CONNECTIONS},
+         ",\"proto\":\"tcp\",\"limit\":\"new_connections_per_second\"}"},
+        {{.event = EV_LIMIT, .limit = LIMIT_DNS_QUERIES}, ",\"limit\":\"dns_queries_per_second\"}"},
+        {{.event = EV_RELOAD}, ",\"event\":\"reload\"}"},   /* NONE values: no key */
+    };
+    char buf[FLOWLOG_LINE_MAX], want[256];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        flowlog_format(buf, sizeof(buf), &rows[i].r);
+        snprintf(want, sizeof(want), "%s\n", rows[i].want);
+        if (strlen(buf) < strlen(want) || strcmp(buf + strlen(buf) - strlen(want), want) != 0)
+            fail_msg("row %zu: '%s' does not end with '%s'", i, buf, rows[i].want);
+    }
 }
 
 static void test_hostile_strings(void **state)
@@ -86,6 +116,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_flow_end),
         cmocka_unit_test(test_deny_reason),
+        cmocka_unit_test(test_dns_and_limit_keys),
         cmocka_unit_test(test_hostile_strings),
         cmocka_unit_test(test_truncation_stays_one_line),
     };

@@ -42,24 +42,27 @@ static void expect_line(const char *text, const char *line)
 static void test_counting(void **state)
 {
     static const struct flow_record records[] = {
-        {.event = EV_FLOW_START, .proto = "tls", .verdict = VERDICT_ALLOW},
-        {.event = EV_FLOW_START, .proto = "tls", .verdict = VERDICT_ALLOW},
-        {.event = EV_FLOW_END, .proto = "tls", .verdict = VERDICT_ALLOW},  /* not a decision */
-        {.event = EV_DENY, .proto = "http", .verdict = VERDICT_DENY,
+        {.event = EV_FLOW_START, .proto = PROTO_TLS, .verdict = VERDICT_ALLOW},
+        {.event = EV_FLOW_START, .proto = PROTO_TLS, .verdict = VERDICT_ALLOW},
+        {.event = EV_FLOW_END, .proto = PROTO_TLS, .verdict = VERDICT_ALLOW},  /* no decision */
+        {.event = EV_DENY, .proto = PROTO_HTTP, .verdict = VERDICT_DENY,
          .reason = REASON_NOT_ALLOWLISTED},
-        {.event = EV_DENY, .proto = "tls", .verdict = VERDICT_AUDIT, .reason = REASON_NO_SNI},
-        {.event = EV_DNS, .proto = "dns", .qtype = "AAAA", .verdict = VERDICT_ALLOW},
-        {.event = EV_DNS, .proto = "dns", .qtype = "65280", .verdict = VERDICT_DENY},
+        {.event = EV_DENY, .proto = PROTO_TLS, .verdict = VERDICT_AUDIT,
+         .reason = REASON_NO_SNI},
+        {.event = EV_DNS, .proto = PROTO_DNS, .has_qtype = true, .qtype = 28,  /* AAAA */
+         .verdict = VERDICT_ALLOW},
+        {.event = EV_DNS, .proto = PROTO_DNS, .has_qtype = true, .qtype = 65280,
+         .verdict = VERDICT_DENY},
         {.event = EV_RELOAD, .verdict = VERDICT_ALLOW},
         {.event = EV_RELOAD, .verdict = VERDICT_DENY},
-        {.event = EV_LIMIT, .proto = "tcp", .verdict = VERDICT_DENY,
-         .reason = REASON_TOO_MANY_CONNECTIONS, .limit = "max_connections"},
-        {.event = EV_LIMIT, .proto = "tcp", .verdict = VERDICT_DENY,
-         .reason = REASON_RATE_LIMITED, .limit = "new_connections_per_second"},
-        {.event = EV_LIMIT, .proto = "tls", .reason = REASON_RATE_LIMITED,
-         .limit = "download_bytes_per_second"},        /* throttled, not refused */
-        {.event = EV_LIMIT, .proto = "dns", .qtype = "TXT", .reason = REASON_RATE_LIMITED,
-         .limit = "dns_queries_per_second"},
+        {.event = EV_LIMIT, .proto = PROTO_TCP, .verdict = VERDICT_DENY,
+         .reason = REASON_TOO_MANY_CONNECTIONS, .limit = LIMIT_MAX_CONNECTIONS},
+        {.event = EV_LIMIT, .proto = PROTO_TCP, .verdict = VERDICT_DENY,
+         .reason = REASON_RATE_LIMITED, .limit = LIMIT_NEW_CONNECTIONS},
+        {.event = EV_LIMIT, .proto = PROTO_TLS, .reason = REASON_RATE_LIMITED,
+         .limit = LIMIT_DOWNLOAD},                     /* throttled, not refused */
+        {.event = EV_LIMIT, .proto = PROTO_DNS, .has_qtype = true, .qtype = 16,  /* TXT */
+         .reason = REASON_RATE_LIMITED, .limit = LIMIT_DNS_QUERIES},
     };
     struct metrics *m = calloc(1, sizeof(*m));
     char *text;

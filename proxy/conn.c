@@ -85,13 +85,6 @@ struct conn {
     uint64_t last_active_ms;
 };
 
-static uint64_t now_ms(void)
-{
-    struct timespec t;
-
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
-    return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
 
 static void addr_str(const struct sockaddr_storage *ss, char out[ADDR_STR])
 {
@@ -231,7 +224,7 @@ static size_t dir_budget(struct dir *d, size_t want)
     if (rate == 0)
         return want;
     return (size_t)limit_bucket_take(&px->bandwidth[d->way].bucket, rate,
-                                     bandwidth_depth(rate), want, now_ms());
+                                     bandwidth_depth(rate), want, limit_now_ms());
 }
 
 /* Gives back the part of a budget of GRANTED bytes that a read of N did not use. */
@@ -605,7 +598,7 @@ static void on_dir(evutil_socket_t fd, short what, void *arg)
 static void on_idle(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
-    uint64_t idle = c->px->policy->settings.timeouts.idle_ms, quiet = now_ms() -
+    uint64_t idle = c->px->policy->settings.timeouts.idle_ms, quiet = limit_now_ms() -
                                                                       c->last_active_ms;
     struct timeval tv;
 
@@ -852,7 +845,7 @@ static void dir_pump(struct dir *d, bool drained)
             d->bytes += (uint64_t)n;
             *d->total += (uint64_t)n;
         }
-        c->last_active_ms = now_ms();
+        c->last_active_ms = limit_now_ms();
 
         /* 2. the source ended and everything was delivered: pass the half-close on
          * (unless the server ended so that a held request gets its own) */
@@ -1005,7 +998,7 @@ static void conn_start_relay(struct conn *c)
     r.verdict = c->verdict;
     proxy_log(c->px, &r);
     c->started = true;
-    c->last_active_ms = now_ms();
+    c->last_active_ms = limit_now_ms();
     event_free(c->timer);
     c->timer = evtimer_new(c->px->base, on_idle, c);
     tv.tv_sec = idle / 1000;
@@ -1244,7 +1237,7 @@ void conn_accept(struct proxy *px, int fd, const struct sockaddr_storage *peer)
         return;
     }
     /* one second deep: a client may open a second's worth at once */
-    if (rate && limit_bucket_take(&px->new_conns, rate, rate, 1, now_ms()) == 0) {
+    if (rate && limit_bucket_take(&px->new_conns, rate, rate, 1, limit_now_ms()) == 0) {
         conn_refuse(px, fd, peer, LIMIT_NEW_CONNECTIONS, REASON_RATE_LIMITED);
         return;
     }

@@ -57,20 +57,13 @@ struct dns_server {
     size_t n_pending;
 };
 
-static uint64_t now_ms(void)
-{
-    struct timespec t;
-
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
 
 static bool rate_ok(struct dns_server *s)
 {
     uint32_t qps = s->px->policy->settings.dns.queries_per_second;
 
     /* one second deep; shared by all DNS listeners: the limit is the sandbox's */
-    return qps == 0 || limit_bucket_take(&s->px->dns_queries, qps, qps, 1, now_ms()) == 1;
+    return qps == 0 || limit_bucket_take(&s->px->dns_queries, qps, qps, 1, limit_now_ms()) == 1;
 }
 
 static void dns_log(struct dns_server *s, const struct dns_query *q, int rcode,

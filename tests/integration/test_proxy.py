@@ -125,6 +125,44 @@ def test_allowed_tls_reaches_the_real_server_not_the_dialled_address(env, captur
     assert len(end["policy"]) == 12
 
 
+SLOW_SYN_NFT = """\
+table inet slt_slowsyn {
+  set seen { type ipv4_addr . inet_service; flags timeout; timeout 60s; }
+  chain in {
+    type filter hook input priority -10; policy accept;
+    tcp dport 443 tcp flags & (syn | ack) == syn ip saddr . tcp sport != @seen \\
+      add @seen { ip saddr . tcp sport } drop
+  }
+}
+"""
+
+
+def test_an_upstream_slow_to_answer_is_connected_later(env):
+    """On a veth the upstream handshake completes inside connect(); a real
+    upstream answers later. inet drops the first SYN of every connection to
+    :443, so the proxy's connect completes a loop turn (and a SYN
+    retransmission, about 1 s) later, and the flow is relayed all the same."""
+    world, sb, px = env
+    nft = world.tmp / "slowsyn.nft"
+    nft.write_text(SLOW_SYN_NFT)
+    r = world.run(world.inet, ["nft", "-f", str(nft)])
+    assert r.returncode == 0, r.stderr
+    try:
+        t0 = time.monotonic()
+        r = curl(world, sb, "https://www.example.test/", max_time=8)
+        took = time.monotonic() - t0
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == "hello from www.example.test\n"
+        assert took >= 0.9, f"{took:.2f} s: the first SYN was not dropped"
+        seen = world.run(world.inet, ["nft", "list", "set", "inet", "slt_slowsyn", "seen"])
+        assert "elements = {" in seen.stdout, seen.stdout      # a SYN was dropped
+    finally:
+        world.run(world.inet, ["nft", "delete", "table", "inet", "slt_slowsyn"])
+    start = px.wait_record(event="flow_start", host="www.example.test", proto="tls")
+    end = px.wait_record(event="flow_end", flow=start["flow"])
+    assert end["bytes_down"] > 100 and end["duration_ms"] >= 900
+
+
 def test_denied_name_gets_an_alert_and_nothing_arrives(env, capture):
     world, sb, px = env
     world.nginx_reset()

@@ -198,12 +198,30 @@ class Bench:
     # ---- the world ----
 
     def build_helper(self):
-        out = self.tmp / "tls_client"
-        r = subprocess.run(["cc", "-O2", "-Wall", "-o", str(out), str(HERE / "tls_client.c"),
-                            "-lssl", "-lcrypto"], capture_output=True, text=True, timeout=120)
-        if r.returncode != 0:
-            raise RuntimeError(f"building tls_client: {r.stderr.strip()}")
-        self.client = str(out)
+        for name, libs in (("tls_client", ["-lssl", "-lcrypto"]), ("wake_rtt", [])):
+            out = self.tmp / name
+            r = subprocess.run(["cc", "-O2", "-Wall", "-o", str(out), str(HERE / f"{name}.c"),
+                                *libs], capture_output=True, text=True, timeout=120)
+            if r.returncode != 0:
+                raise RuntimeError(f"building {name}: {r.stderr.strip()}")
+        self.client = str(self.tmp / "tls_client")
+        self.wake_rtt = str(self.tmp / "wake_rtt")
+
+    def wake_latency(self):
+        """Round trips of two processes waking each other through pipes (no network):
+        {"one": p50 us on one CPU, "two": p50 us across two CPUs (None with one CPU)}."""
+        out = {}
+        for key, cpus in (("one", ("0", "0")), ("two", ("0", "1"))):
+            if key == "two" and (os.cpu_count() or 1) < 2:
+                out[key] = None
+                continue
+            r = subprocess.run([self.wake_rtt, *cpus, "2000"], capture_output=True, text=True,
+                               timeout=30)
+            m = re.search(r"rtt_p50_us=([\d.]+)", r.stdout)
+            if r.returncode != 0 or not m:
+                raise RuntimeError(f"wake_rtt {cpus}: {r.stdout} {r.stderr}")
+            out[key] = float(m.group(1))
+        return out
 
     def setup(self):
         self.setup_world()
@@ -531,6 +549,7 @@ stream {{
     def ttfb(self):
         a = self.args
         res = {p: [] for p in PATHS}
+        self.wake = self.wake_latency()
         for rnd in range(a.ttfb_rounds):
             for path in self.order(rnd):
                 res[path].append(self.tls(path, a.ttfb_conns, 1))
@@ -605,6 +624,15 @@ def report(b, mem, tp, rates, ttfb, wall):
                      f"{hs['sluice']:.3f} / {hs['nginx']:.3f}, then to the first response "
                      "byte " + " / ".join(f"{med(v[p]) - hs[p]:.3f}" for p in PATHS)
                      + " (direct / sluice / nginx)")
+        wk = b.wake
+        if wk["two"] is not None:
+            # a relay hop adds one wake-up to each of the 4 flights (hello, server
+            # flight, Finished + request, response): the floor of any proxy's extra
+            where.append(f"waking a sleeping process: {wk['one']:.0f} us round trip on one "
+                         f"CPU, {wk['two']:.0f} us across two (a round trip is two wake-ups); "
+                         f"4 flights x 1 extra wake-up = {2 * wk['two'] / 1000:.3f} ms, "
+                         f"measured extra: sluice {med(v['sluice']) - med(v['direct']):.3f}, "
+                         f"nginx {med(v['nginx']) - med(v['direct']):.3f} ms")
     if mem:
         held, idle = mem["held"]["VmRSS"], mem["idle"]["VmRSS"]
         s_held = mem["s_held"]["VmRSS"]

@@ -31,6 +31,7 @@
 #define HTTP_BUF_MAX (HTTP_HEAD_MAX + 4096) /* user-space window of an HTTP direction */
 #define ADDR_STR 64
 #define DRAINED_MAX 16384               /* a short read below this emptied the socket */
+#define STATUS_101_LEN 12               /* "HTTP/1.1 101": what an upgrade's answer says */
 
 enum conn_state { CONN_SNIFF, CONN_RESOLVE, CONN_CONNECT, CONN_RELAY };
 
@@ -759,21 +760,40 @@ static bool http_check(struct dir *d)
 /*
  * The down direction's first bytes after a websocket upgrade request: a 101
  * makes the client's side a blind relay (frames, not requests); any other
- * status keeps every later request checked. Peeked, so the splice path still
- * moves them. Returns 1 when decided, 0 while the status line is incomplete,
- * -1 when the flow was closed (a held request was denied).
+ * status keeps every later request checked. The first STATUS_101_LEN bytes
+ * are read into the down direction's window (they are sent on from there, the
+ * rest by the splice path); a server that sends them a few at a time is
+ * waited for, not polled. Returns 1 when decided (or at the source's EOF or
+ * error, which the pump's next read reports), 0 while the bytes are not all
+ * here, -1 when the flow was closed.
  */
 static int upgrade_answered(struct conn *c)
 {
-    uint8_t line[12];
-    ssize_t n = recv(c->ufd, line, sizeof(line), MSG_PEEK | MSG_DONTWAIT);
+    struct dir *d = &c->down;
+    ssize_t n;
 
-    if (n >= 0 && n < (ssize_t)sizeof(line))
-        return n == 0;                      /* EOF decides nothing: the flow ends */
-    if (n < 0)
-        return errno == EAGAIN ? 0 : 1;     /* an error: the read below reports it */
+    if (!d->buf) {
+        d->buf = malloc(STATUS_101_LEN);
+        if (!d->buf) {
+            conn_close(c);
+            return -1;
+        }
+        d->cap = STATUS_101_LEN;
+        d->off = d->len = d->checked = 0;
+    }
+    n = recv(d->from, d->buf + d->len, STATUS_101_LEN - d->len, 0);
+    if (n < 0 && errno == EAGAIN)
+        return 0;
+    if (n <= 0) {
+        d->checked = d->len;                /* what came before the end goes on */
+        return 1;
+    }
+    d->len += (size_t)n;
+    if (d->len < STATUS_101_LEN)
+        return 0;
+    d->checked = d->len;                    /* the status line goes on to the client */
     c->up.await_upgrade = false;
-    if (memcmp(line, "HTTP/1.1 101", 12) == 0) {
+    if (memcmp(d->buf, "HTTP/1.1 101", STATUS_101_LEN) == 0) {
         c->up.http = false;
         c->up.checked = c->up.len;          /* what the client sent since: frames */
     } else if (!http_check(&c->up)) {
@@ -875,10 +895,10 @@ static void dir_pump(struct dir *d, bool drained)
 
             if (answered < 0)
                 return;
-            if (answered == 0) {
-                event_add(d->rev, NULL);    /* the status line is not all here yet */
-                return;
-            }
+            if (answered == 0)
+                goto wait_read;             /* the status line is not all here yet */
+            if (d->off < d->checked)
+                continue;                   /* it goes first */
         }
         if (d->use_splice && !d->http && d->off == d->len) {
             size_t budget = dir_budget(d, SPLICE_CHUNK);

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from testworld import ADDR, PYTHON, wait_for
 from test_netsetup import Netsetup
-from test_proxy import Proxy, check_log, curl, stop_and_check
+from test_proxy import Proxy, check_log, curl, proc_cpu_seconds, stop_and_check
 
 MIB = 1 << 20
 METRICS_PORT = 15090
@@ -501,11 +501,6 @@ time.sleep(hold)
 """
 
 
-def cpu_seconds(pid):
-    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) / 100.0
-
-
 def test_descriptor_exhaustion_pauses_accepting_and_recovers(world, sluice, capture):
     # 40 descriptors: enough for the listeners, the loop and a few flows
     px = sluice(policy(sniff="30s"), wrap=("prlimit", "--nofile=40:40", "--"))
@@ -513,9 +508,9 @@ def test_descriptor_exhaustion_pauses_accepting_and_recovers(world, sluice, capt
     try:
         wait_for(lambda: '"held"' in client.log(), 15, what="80 connections")
         wait_for(lambda: "pausing new connections" in px.proc.log(), 5, what="EMFILE backoff")
-        before = cpu_seconds(px.proc.pid)
+        before = proc_cpu_seconds(px.proc.pid)
         time.sleep(2.0)
-        spent = cpu_seconds(px.proc.pid) - before
+        spent = proc_cpu_seconds(px.proc.pid) - before
         assert spent < 0.5, f"{spent:.2f} CPU-s in 2 s while out of descriptors: a busy loop"
         assert px.proc.alive()
     finally:

@@ -438,6 +438,12 @@ def run_in(world, sb, argv, timeout=10, input=None):
     return world.run(sb.name, argv, timeout=timeout, input=input, env=env)
 
 
+def proc_cpu_seconds(pid):
+    """User and system CPU time PID has used, in seconds."""
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def py(world, sb, script, *args, timeout=10):
     """A python script in the sandbox; its last output line, parsed as JSON."""
     r = world.run(sb.name, [PYTHON, "-c", script, *map(str, args)], timeout=timeout,
@@ -990,7 +996,8 @@ def recv_frame(s):
 s = socket.create_connection((sys.argv[1], 8080), 3)
 s.settimeout(5)
 key = base64.b64encode(os.urandom(16)).decode()
-s.sendall(("GET /chat HTTP/1.1\r\nHost: www.example.test:8080\r\nUpgrade: websocket\r\n"
+path = sys.argv[2] if len(sys.argv) > 2 else "/chat"
+s.sendall((f"GET {path} HTTP/1.1\r\nHost: www.example.test:8080\r\nUpgrade: websocket\r\n"
            "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
            f"Sec-WebSocket-Key: {key}\r\n\r\n").encode())
 head = b""
@@ -1038,6 +1045,19 @@ def test_websocket_upgrade_becomes_a_blind_relay(world, sb6, sluice, ws_server, 
     assert end["bytes_up"] > 1024 and end["bytes_down"] > 1024
     assert not px.records(event="deny")
     assert world.capture_records() == []
+
+
+def test_a_101_status_line_in_pieces_is_waited_for_not_polled(world, sb6, sluice, ws_server):
+    """The upgrade's answer is judged on its first 12 bytes; a server that sends
+    10, then the rest 1.5 s later, must not make the proxy spin meanwhile."""
+    px = sluice()
+    before = proc_cpu_seconds(px.proc.pid)
+    got = py(world, sb6, WS_CLIENT, ADDR.CAPTURE4, "/slow")
+    spent = proc_cpu_seconds(px.proc.pid) - before
+    assert got["head"].startswith("HTTP/1.1 101 Switching Protocols\r\n"), got
+    assert got["echoes"] == [True, True, True, True]
+    assert spent < 0.5, f"the proxy used {spent:.2f} CPU-s waiting 1.5 s for a status line"
+    assert not px.records(event="deny")
 
 
 def test_h2c_upgrade_is_refused(world, sb6, sluice, capture):

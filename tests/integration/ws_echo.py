@@ -1,7 +1,8 @@
 """A minimal WebSocket echo server for the test world (RFC 6455, enough for
 tests): answers an `Upgrade: websocket` request with 101 and echoes every
 frame it receives (unmasked, as a server must); any other request gets a 200
-`no upgrade`. Every request head it reads is appended to --log as a JSON line
+`no upgrade`. A request for /slow gets its 101 status line in two pieces,
+1.5 s apart (a relay must wait for the rest, not spin). Every request head it reads is appended to --log as a JSON line
 ({"peer", "head"}), so tests can prove what arrived.
 
     ws_echo.py --addr 203.0.113.10 --addr 2001:db8:113::10 --port 8080 --log FILE
@@ -14,6 +15,7 @@ import json
 import socket
 import struct
 import threading
+import time
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -68,8 +70,13 @@ def serve(s, peer, log, lock):
             return
         key = fields.get("sec-websocket-key", "")
         accept = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
-        s.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                   f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").encode())
+        answer = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").encode()
+        if head.split(" ", 2)[1] == "/slow":
+            s.sendall(answer[:10])
+            time.sleep(1.5)
+            answer = answer[10:]
+        s.sendall(answer)
         echo_frames(s)
     except (OSError, EOFError):
         pass

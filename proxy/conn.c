@@ -86,7 +86,6 @@ struct conn {
     uint64_t last_active_ms;
 };
 
-
 static void addr_str(const struct sockaddr_storage *ss, char out[ADDR_STR])
 {
     char a[INET6_ADDRSTRLEN] = "?";

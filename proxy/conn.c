@@ -75,7 +75,8 @@ struct conn {
     char rule[128];
     enum flow_verdict verdict;
     bool started;               /* flow_start written: flow_end is owed */
-    struct event *cev;          /* client readable, while sniffing */
+    struct event *cev;          /* client readable, while sniffing; then the up
+                                   direction's read event (see dir_init()) */
     struct event *timer;        /* sniff, connect or idle deadline */
     struct resolver_query *rq;
     struct resolver_addr *addrs;    /* where to connect, until connected */
@@ -476,13 +477,13 @@ static void conn_resolve(struct conn *c)
     char cname[RESOLVER_NAME_MAX + 1];
 
     c->state = CONN_RESOLVE;
-    if (c->cev)
-        event_del(c->cev);
     evtimer_add(c->timer, &tv);             /* resolving counts against the connect time */
     if (resolver_cached(c->px->resolver, c->host, &res, cname)) {
         on_resolved(&res, c);               /* a name seen before: connect at once */
         return;
     }
+    if (c->cev)
+        event_del(c->cev);                  /* what the client sends next waits */
     c->rq = resolver_lookup(c->px->resolver, c->host, on_resolved, c);
     if (!c->rq)
         conn_deny(c, REASON_RESOLVE_FAILED);
@@ -570,6 +571,8 @@ static void conn_connect_next(struct conn *c)
                 conn_connected(c);
                 return;
             }
+            if (c->cev)
+                event_del(c->cev);          /* what the client sends next waits */
             if (c->timer)
                 event_free(c->timer);
             c->timer = event_new(c->px->base, c->ufd, EV_WRITE, on_connected, c);
@@ -587,12 +590,27 @@ static void conn_connect_next(struct conn *c)
 /* ---- the relay ---- */
 
 static void dir_pump(struct dir *d, bool drained);
+static bool sniff_read(struct conn *c);
 
 static void on_dir(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     dir_pump(arg, false);
+}
+
+/* The client's socket is readable: while sniffing, more of the first bytes;
+ * then (the same event) the up direction's. */
+static void on_client(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+
+    (void)fd;
+    (void)what;
+    if (c->state == CONN_RELAY)
+        dir_pump(&c->up, false);
+    else
+        sniff_read(c);
 }
 
 static void on_idle(evutil_socket_t fd, short what, void *arg)
@@ -624,8 +642,18 @@ static int dir_init(struct dir *d, struct conn *c, int way)
     d->to = to;
     d->pipe[0] = d->pipe[1] = -1;
     d->use_splice = true;
-    /* persistent: a direction's wish (read or write) changes epoll only when it changes */
-    d->rev = event_new(c->px->base, from, EV_READ | EV_PERSIST, on_dir, d);
+    /* persistent: a direction's wish (read or write) changes epoll only when it
+     * changes. The up direction reads with the sniffing event: when resolving
+     * and connecting took no loop turn it is still registered, and moving from
+     * sniffing to relaying costs no epoll_ctl at all. */
+    if (way == PROXY_UP && c->cev) {
+        d->rev = c->cev;
+        c->cev = NULL;
+    } else {
+        d->rev = way == PROXY_UP
+                     ? event_new(c->px->base, from, EV_READ | EV_PERSIST, on_client, c)
+                     : event_new(c->px->base, from, EV_READ | EV_PERSIST, on_dir, d);
+    }
     d->wev = event_new(c->px->base, to, EV_WRITE | EV_PERSIST, on_dir, d);
     return d->rev && d->wev ? 0 : -ENOMEM;
 }
@@ -873,13 +901,13 @@ static void dir_pump(struct dir *d, bool drained)
             return;
         }
         if (d->eof) {
+            if (other->shut) {
+                conn_close(c);          /* close() sends this side's FIN itself */
+                return;
+            }
             if (!d->shut) {
                 shutdown(d->to, SHUT_WR);
                 d->shut = true;
-            }
-            if (other->shut) {
-                conn_close(c);
-                return;
             }
             event_del(d->rev);
             event_del(d->wev);
@@ -988,9 +1016,6 @@ static void conn_start_relay(struct conn *c)
     /* a relay must not add Nagle's wait to the endpoints' own (the client's
      * side inherited TCP_NODELAY from the listener) */
     setsockopt(c->ufd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (c->cev)
-        event_free(c->cev);             /* sniffing is over; the relay has its own events */
-    c->cev = NULL;
     free(c->addrs);                     /* the answer is spent once connected */
     c->addrs = NULL;
     if (dir_init(&c->down, c, PROXY_DOWN) < 0 || dir_init(&c->up, c, PROXY_UP) < 0) {
@@ -1143,13 +1168,6 @@ static bool sniff_read(struct conn *c)
     return sniff_decide(c, c->up.len == CONN_SNIFF_MAX);
 }
 
-static void on_sniff(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    sniff_read(arg);
-}
-
 /* Connects to the address the sandbox dialled (cidr rules, audit mode without a name). */
 static void conn_connect_orig(struct conn *c)
 {
@@ -1170,7 +1188,6 @@ static void conn_connect_orig(struct conn *c)
     c->n_addrs = 1;
     c->next_addr = 0;
     c->state = CONN_CONNECT;
-    event_del(c->cev);
     conn_connect_next(c);
 }
 
@@ -1282,7 +1299,7 @@ void conn_accept(struct proxy *px, int fd, const struct sockaddr_storage *peer)
     addr_str(&c->dst, c->dst_s);
     c->port = ss_port(&c->dst);
 
-    c->cev = event_new(px->base, fd, EV_READ | EV_PERSIST, on_sniff, c);
+    c->cev = event_new(px->base, fd, EV_READ | EV_PERSIST, on_client, c);
     c->timer = evtimer_new(px->base, on_sniff_timeout, c);
     c->up.buf = malloc(CONN_SNIFF_MAX);
     if (!c->cev || !c->timer || !c->up.buf) {

@@ -31,7 +31,7 @@
 #define HTTP_BUF_MAX (HTTP_HEAD_MAX + 4096) /* user-space window of an HTTP direction */
 #define ADDR_STR 64
 #define DRAINED_MAX 16384               /* a short read below this emptied the socket */
-#define STATUS_101_LEN 12               /* "HTTP/1.1 101": what an upgrade's answer says */
+#define STATUS_101_LEN 13               /* "HTTP/1.1 101 ": an accepted upgrade's answer */
 
 enum conn_state { CONN_SNIFF, CONN_RESOLVE, CONN_CONNECT, CONN_RELAY };
 
@@ -50,6 +50,7 @@ struct dir {
     bool http;                  /* check each request head (client to server, plain HTTP) */
     bool await_upgrade;         /* a websocket upgrade went out: hold the rest until the
                                    server's status line says whether it was accepted */
+    uint32_t requests;          /* heads let through to this upstream connection */
     bool rehost;                /* a request for another allowed host is held at checked:
                                    it gets its own upstream once this one is done */
     struct http_framing fr;
@@ -701,6 +702,7 @@ static void conn_rehost(struct conn *c)
     up->len -= up->off;
     up->off = up->checked = 0;
     up->eof = up->shut = up->rehost = up->limit_logged = false;
+    up->requests = 0;                       /* the held request is the new upstream's first */
     up->bytes = 0;
     close(c->ufd);
     c->ufd = -1;
@@ -770,6 +772,16 @@ static bool http_check(struct dir *d)
             conn_deny(c, h.connect ? REASON_METHOD_NOT_ALLOWED : REASON_UNKNOWN_PROTOCOL);
             return false;
         }
+        if (h.upgrade_websocket && d->requests > 0) {
+            /* the answer to an upgrade is judged by the first bytes the server
+             * sends for it; behind other requests those would be where their
+             * answers end, which the proxy does not parse, and a client could
+             * make them read "HTTP/1.1 101 " (e.g. a file it uploaded) to turn
+             * the connection into a blind relay. Clients open a connection for a
+             * websocket, so the upgrade must be its first request. */
+            conn_deny(c, REASON_UNKNOWN_PROTOCOL);
+            return false;
+        }
         memcpy(path, h.path, h.path_len);
         path[h.path_len] = '\0';
         if (!conn_decide(c, h.host, h.host_len, h.method, path, false, &why)) {
@@ -777,6 +789,7 @@ static bool http_check(struct dir *d)
             return false;
         }
         d->checked += h.head_len;
+        d->requests++;
         http_framing_start(&d->fr, &h);
         if (h.upgrade_websocket)
             d->await_upgrade = true;        /* see upgrade_answered() */
@@ -820,7 +833,7 @@ static int upgrade_answered(struct conn *c)
         return 0;
     d->checked = d->len;                    /* the status line goes on to the client */
     c->up.await_upgrade = false;
-    if (memcmp(d->buf, "HTTP/1.1 101", STATUS_101_LEN) == 0) {
+    if (memcmp(d->buf, "HTTP/1.1 101 ", STATUS_101_LEN) == 0) {
         c->up.http = false;
         c->up.checked = c->up.len;          /* what the client sent since: frames */
     } else if (!http_check(&c->up)) {

@@ -57,7 +57,6 @@ struct dns_server {
     size_t n_pending;
 };
 
-
 static bool rate_ok(struct dns_server *s)
 {
     uint32_t qps = s->px->policy->settings.dns.queries_per_second;

@@ -1048,7 +1048,7 @@ def test_websocket_upgrade_becomes_a_blind_relay(world, sb6, sluice, ws_server, 
 
 
 def test_a_101_status_line_in_pieces_is_waited_for_not_polled(world, sb6, sluice, ws_server):
-    """The upgrade's answer is judged on its first 12 bytes; a server that sends
+    """The upgrade's answer is judged on its first 13 bytes; a server that sends
     10, then the rest 1.5 s later, must not make the proxy spin meanwhile."""
     px = sluice()
     before = proc_cpu_seconds(px.proc.pid)
@@ -1058,6 +1058,44 @@ def test_a_101_status_line_in_pieces_is_waited_for_not_polled(world, sb6, sluice
     assert got["echoes"] == [True, True, True, True]
     assert spent < 0.5, f"the proxy used {spent:.2f} CPU-s waiting 1.5 s for a status line"
     assert not px.records(event="deny")
+
+
+PIPELINED_UPGRADE = r"""
+import json, socket, sys
+s = socket.create_connection((sys.argv[1], 8080), 3)
+s.settimeout(5)
+s.sendall(b"GET /first HTTP/1.1\r\nHost: www.example.test:8080\r\n\r\n"
+          b"GET /chat HTTP/1.1\r\nHost: www.example.test:8080\r\nUpgrade: websocket\r\n"
+          b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+          b"Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n\r\n"
+          b"GET /secret HTTP/1.1\r\nHost: other.example.test:8080\r\n\r\n")
+out = b""
+try:
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        out += b
+except OSError:
+    pass
+print(json.dumps({"out": out.decode("latin-1")}))
+"""
+
+
+def test_an_upgrade_behind_other_requests_is_refused(world, sb6, sluice, ws_server):
+    """The answer to an upgrade pipelined behind another request would be judged
+    on bytes of the earlier answer, which the client can shape (the proxy does
+    not parse responses): such an upgrade is refused, and nothing after it is
+    relayed, so no blind relay can carry a request for another host."""
+    px = sluice()
+    got = py(world, sb6, PIPELINED_UPGRADE, ADDR.CAPTURE4)
+    assert "X-Sluice-Reason: unknown_protocol" in got["out"], got
+    deny = px.wait_record(event="deny", port=8080)
+    assert deny["reason"] == "unknown_protocol" and deny["host"] == "www.example.test"
+    # the first request may have gone out before the second was read; the
+    # upgrade and what follows it never do
+    heads = [h["head"].split("\r\n")[0] for h in ws_server()]
+    assert heads in ([], ["GET /first HTTP/1.1"]), heads
 
 
 def test_h2c_upgrade_is_refused(world, sb6, sluice, capture):

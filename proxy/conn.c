@@ -1169,10 +1169,10 @@ static bool sniff_read(struct conn *c)
         return false;
     if (n <= 0) {
         /* the client gave up: decide on what there is. A connection that closed
-         * without a byte (a port scan) is an attempt too: it is logged as a
-         * denial no protocol could be read from */
+         * without a byte (a port scan) is an attempt too: it is logged as one no
+         * protocol could be read from (and in audit mode let through as such) */
         if (c->up.len == 0)
-            conn_deny(c, REASON_UNKNOWN_PROTOCOL);
+            conn_deny_or_audit(c, REASON_UNKNOWN_PROTOCOL);
         else if (!sniff_decide(c, true))
             conn_close(c);
         return true;

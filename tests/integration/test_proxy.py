@@ -715,6 +715,11 @@ def test_audit_mode_lets_denied_flows_through_and_marks_them(world, sb6, sluice,
     assert s["verdict"] == "audit" and s["upstream"] == f"{ADDR.CAPTURE4}:443"
     got = wait_for(lambda: world.capture_bytes(443), 3.0, what="hello at the capture server")
     assert got.startswith(b"\x16\x03")
+    # a connection closed without a byte: the same, unknown_protocol
+    world.run(sb6.name, [PYTHON, "-c", "import socket; socket.create_connection("
+                         f"('{ADDR.CAPTURE4}', 8443), 3).close()"], timeout=10, nsenter=True)
+    d = px.wait_record(event="deny", reason="unknown_protocol")
+    assert d["verdict"] == "audit" and d["orig_dst"] == f"{ADDR.CAPTURE4}:8443"
 
 
 def test_audit_mode_records_why_for_tls(world, sb6, sluice):

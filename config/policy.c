@@ -398,20 +398,21 @@ void policy_match_addr(const struct policy *p, int family, const uint8_t *addr,
 }
 
 /* '*' matches any run of bytes (slashes included); everything else literally. */
-static bool glob_match(const char *pat, const char *s)
+static bool glob_match(const char *pat, const char *s, size_t n)
 {
-    const char *star = NULL, *resume = NULL;
+    const char *star = NULL;
+    size_t i = 0, resume = 0;
 
-    while (*s) {
+    while (i < n) {
         if (*pat == '*') {
             star = pat++;
-            resume = s;
-        } else if (*pat == *s) {
+            resume = i;
+        } else if (*pat != '\0' && *pat == s[i]) {
             pat++;
-            s++;
+            i++;
         } else if (star) {
             pat = star + 1;
-            s = ++resume;
+            i = ++resume;
         } else {
             return false;
         }
@@ -419,6 +420,60 @@ static bool glob_match(const char *pat, const char *s)
     while (*pat == '*')
         pat++;
     return *pat == '\0';
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+bool policy_path_canonical(const char *path, size_t len)
+{
+    size_t i = 0;
+
+    if (len == 0 || path[0] != '/')
+        return false;
+    while (i < len) {
+        size_t dots = 0, other = 0;
+        bool params = false;
+
+        for (i++; i < len && path[i] != '/'; i++) {
+            unsigned char c = (unsigned char)path[i];
+
+            if (c <= 0x20 || c >= 0x7f || c == '\\' || c == '#')
+                return false;
+            if (c == '%') {
+                int hi = i + 2 < len ? hex_value(path[i + 1]) : -1;
+                int lo = hi >= 0 ? hex_value(path[i + 2]) : -1;
+
+                if (lo < 0)
+                    return false;
+                c = (unsigned char)(hi * 16 + lo);
+                if (c == '/' || c == '\\' || c == '%' || c == 0)
+                    return false;
+                i += 2;
+            }
+            if (params)
+                continue;
+            if (c == ';')
+                params = true;
+            else if (c == '.')
+                dots++;
+            else
+                other++;
+        }
+        if (other == 0 && (dots == 1 || dots == 2))
+            return false;                   /* "." or ".." */
+        if (other == 0 && dots == 0 && i < len)
+            return false;                   /* "//" (or "/;p/") */
+    }
+    return true;
 }
 
 static bool strv_has(char *const *v, size_t n, const char *s)
@@ -431,20 +486,21 @@ static bool strv_has(char *const *v, size_t n, const char *s)
     return false;
 }
 
-static bool paths_match(char *const *v, size_t n, const char *path)
+static bool paths_match(char *const *v, size_t n, const char *path, size_t len)
 {
     size_t i;
 
     for (i = 0; i < n; i++)
-        if (glob_match(v[i], path))
+        if (glob_match(v[i], path, len))
             return true;
     return false;
 }
 
 void policy_match_http(const struct policy_rule *rule, const char *method,
-                       const char *path, struct policy_verdict *v)
+                       const char *target, struct policy_verdict *v)
 {
-    bool method_seen = false;
+    size_t len = strcspn(target, "?");      /* the path: a query is not matched */
+    bool canonical = policy_path_canonical(target, len), method_seen = false;
     size_t i;
 
     v->rule = rule;
@@ -454,7 +510,8 @@ void policy_match_http(const struct policy_rule *rule, const char *method,
         if (h->n_methods > 0 && !strv_has(h->methods, h->n_methods, method))
             continue;
         method_seen = true;
-        if (h->n_paths == 0 || paths_match(h->paths, h->n_paths, path)) {
+        if (h->n_paths == 0 ||
+            (canonical && paths_match(h->paths, h->n_paths, target, len))) {
             v->allow = true;
             v->reason = REASON_NONE;
             return;

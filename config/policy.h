@@ -127,10 +127,23 @@ void policy_match_addr(const struct policy *p, int family, const uint8_t *addr,
 
 /*
  * Applies RULE's http section to one request. Allows when the rule has no
- * http section, or when one of its entries allows both METHOD and PATH.
+ * http section, or when one of its entries allows both METHOD and TARGET.
+ * Paths are matched on TARGET's path, the query cut off, and only when that
+ * path is canonical (policy_path_canonical()): any other never satisfies a
+ * `paths` entry, since origins would not agree on what it names.
  */
 void policy_match_http(const struct policy_rule *rule, const char *method,
-                       const char *path, struct policy_verdict *v);
+                       const char *target, struct policy_verdict *v);
+
+/*
+ * Whether the LEN bytes of PATH name the same resource for every origin: it
+ * starts with '/'; no segment is "." or ".." (an escaped dot counted as a dot,
+ * ";parameters" ignored); no segment is empty but a trailing one ("//"); no
+ * '\', '#', space or control byte; no escape of '/', '\', '%' or NUL, and no
+ * malformed escape. Origins resolve, merge and decode such paths each their
+ * own way, so a rule matched on the bytes could pass "/allowed/../secret".
+ */
+bool policy_path_canonical(const char *path, size_t len);
 
 /* True when destinations.allow_ranges covers ADDR. */
 bool policy_range_allowed(const struct policy *p, int family, const uint8_t *addr);

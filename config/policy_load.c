@@ -451,16 +451,22 @@ static bool http_token_ok(const char *s)
     return true;
 }
 
+/*
+ * A paths entry: a glob over canonical request paths (policy_path_canonical()),
+ * so it must be one itself, '*' taken literally (after a leading '*', as if a
+ * '/' came first); no '?': the query is never matched.
+ */
 static bool http_path_ok(const char *s)
 {
-    size_t i, len = strlen(s);
+    char probe[HTTP_PATH_MAX + 2] = "/";
+    size_t len = strlen(s);
 
-    if (len == 0 || len > HTTP_PATH_MAX || (s[0] != '/' && s[0] != '*'))
+    if (len == 0 || len > HTTP_PATH_MAX || (s[0] != '/' && s[0] != '*') || strchr(s, '?'))
         return false;
-    for (i = 0; i < len; i++)
-        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
-            return false;
-    return true;
+    if (s[0] == '/')
+        return policy_path_canonical(s, len);
+    memcpy(probe + 1, s, len + 1);
+    return policy_path_canonical(probe, len + 1);
 }
 
 /* A list of strings under KEY, each accepted by OK; BAD says why one is not. */
@@ -499,7 +505,9 @@ static void http_paths(struct loader *ld, yaml_node_t *n, void *ctx)
     struct policy_http_rule *h = ctx;
 
     load_strings(ld, n, "paths", "a path", http_path_ok,
-                 "must start with '/' and hold no spaces or control characters", &h->paths,
+                 "must start with '/' (or '*') and be a canonical path: no '?' (the query "
+                 "is not matched), no '.' or '..' segment, no '//', no '\\', no escaped '/', "
+                 "'\\' or '%', no spaces or control characters", &h->paths,
                  &h->n_paths);
 }
 

@@ -118,12 +118,16 @@ static void ask_rule(const struct policy *p, const struct policy_rule *r)
         policy_match_http(r, fixed_requests[i].method, fixed_requests[i].path, &v);
         CHECK(v.rule == r);
     }
-    /* Each http entry allows its own first method and a path equal to its first glob. */
+    /* Each http entry allows its own first method and a path equal to its first glob
+     * ('*' taken literally; after a leading '*', with a '/' before it): a glob that
+     * loads is a canonical path itself. */
     for (i = 0; i < r->n_http; i++) {
         const struct policy_http_rule *h = &r->http[i];
+        char path[4096];
 
-        policy_match_http(r, h->n_methods ? h->methods[0] : "GET",
-                          h->n_paths ? h->paths[0] : "/", &v);
+        snprintf(path, sizeof(path), "%s%s", h->n_paths && h->paths[0][0] == '*' ? "/" : "",
+                 h->n_paths ? h->paths[0] : "/");
+        policy_match_http(r, h->n_methods ? h->methods[0] : "GET", path, &v);
         CHECK(v.allow);
     }
     if (r->n_http == 0) {

@@ -312,6 +312,48 @@ def test_http_rules_apply_per_request(env):
     assert "X-Sluice-Reason: method_not_allowed" in post.stdout
 
 
+# targets whose bytes start with /allowed but which nginx resolves to /whoami
+PATH_TRICKS = ("/allowed/../whoami", "/allowed/%2e%2e/whoami", "/allowed/.%2E/whoami",
+               "/allowed/..%2fwhoami", "/allowed%2f..%2fwhoami", "/allowed//../whoami",
+               "/allowed/./../whoami", "/allowed/x/..;/../whoami",
+               "http://api.example.test/allowed/../whoami")
+
+RAW_GET = r"""
+import json, socket, sys
+out = []
+for target in sys.argv[2:]:
+    s = socket.create_connection((sys.argv[1], 80), 3)
+    s.settimeout(3)
+    s.sendall(("GET %s HTTP/1.1\r\nHost: api.example.test\r\nConnection: close\r\n\r\n"
+               % target).encode())
+    got = b""
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            got += b
+    except OSError:
+        pass
+    out.append(got.decode("latin-1"))
+print(json.dumps(out))
+"""
+
+
+def test_path_rules_see_the_path_the_origin_serves(env):
+    """A path rule is matched on the bytes of the path, so a path an origin would
+    resolve (dot segments, escaped separators, '//') never satisfies one, and the
+    query is not part of what it matches."""
+    world, sb, px = env
+    world.nginx_reset()
+    answers = py(world, sb, RAW_GET, ADDR.CAPTURE4, *PATH_TRICKS, "/whoami?x=/allowed")
+    for target, answer in zip(PATH_TRICKS + ("/whoami?x=/allowed",), answers):
+        assert "X-Sluice-Reason: path_not_allowed" in answer, (target, answer[:300])
+    assert [r for r in world.nginx_requests() if "whoami" in r["request"]] == []
+    ok = py(world, sb, RAW_GET, ADDR.CAPTURE4, "/allowed/x?next=/whoami")
+    assert "X-Sluice-Reason" not in ok[0], ok[0][:300]
+
+
 def test_reload_adds_and_removes_names_and_rejects_bad_files(env):
     world, sb, px = env
     assert curl(world, sb, "https://other.example.test/").returncode != 0

@@ -352,6 +352,12 @@ static const struct error_row error_rows[] = {
      "method 'get' is not an uppercase HTTP method", "lowercase method"},
     {"version: 1\negress:\n  - domain: a.test\n    http:\n      - paths: [repos]\n", 5, 17,
      "path 'repos' must start with '/'", "relative path"},
+    {"version: 1\negress:\n  - domain: a.test\n    http:\n      - paths: [\"/a/../b\"]\n", 5,
+     17, "be a canonical path", "dot segment in a path"},
+    {"version: 1\negress:\n  - domain: a.test\n    http:\n      - paths: [\"/s?q=*\"]\n", 5,
+     17, "no '?' (the query is not matched)", "query in a path"},
+    {"version: 1\negress:\n  - domain: a.test\n    http:\n      - paths: [\"*/%2e%2E/*\"]\n",
+     5, 17, "no '.' or '..' segment", "escaped dot segment after a star"},
     {"version: 1\negress:\n  - &r {domain: a.test}\n  - *r\n", 3, 5,
      "YAML aliases are not supported", "alias to a rule"},
     {"version: 1\negress: [\n", 3, 1, "YAML syntax error", "unterminated flow list"},
@@ -520,6 +526,23 @@ static void test_http(void **state)
         {"POST", "/repos/a/pulls", false, REASON_PATH_NOT_ALLOWED},
         {"DELETE", "/repos/a", false, REASON_METHOD_NOT_ALLOWED},
         {"get", "/repos/a", false, REASON_METHOD_NOT_ALLOWED}, /* methods are case-sensitive */
+        {"GET", "/meta?x=1", true, REASON_NONE},              /* the query is not matched */
+        {"GET", "/meta/?", false, REASON_PATH_NOT_ALLOWED},
+        {"GET", "/other?/repos/x", false, REASON_PATH_NOT_ALLOWED},  /* nor matches */
+        {"GET", "/repos/a%20b", true, REASON_NONE},
+        /* paths origins would resolve or decode to something else: never matched */
+        {"GET", "/repos/../admin", false, REASON_PATH_NOT_ALLOWED},
+        {"GET", "/repos/%2e%2E/admin", false, REASON_PATH_NOT_ALLOWED},
+        {"GET", "/repos/..%2fadmin", false, REASON_PATH_NOT_ALLOWED},
+        {"GET", "/repos%2F../admin", false, REASON_PATH_NOT_ALLOWED},
+        {"GET", "/repos//../admin", false, REASON_PATH_NOT_ALLOWED},
+        {"GET", "/repos/x/..;/admin", false, REASON_PATH_NOT_ALLOWED},
+        {"GET", "/repos/./x", false, REASON_PATH_NOT_ALLOWED},
+        {"GET", "/repos/x\\..\\admin", false, REASON_PATH_NOT_ALLOWED},
+        {"GET", "/repos/%252e%252e/admin", false, REASON_PATH_NOT_ALLOWED},
+        {"GET", "/repos/%zz", false, REASON_PATH_NOT_ALLOWED},
+        {"GET", "/repos/%2", false, REASON_PATH_NOT_ALLOWED},
+        {"GET", "*", false, REASON_PATH_NOT_ALLOWED},
     };
     struct policy_verdict v;
     size_t i;
@@ -535,6 +558,32 @@ static void test_http(void **state)
     assert_true(v.allow);
     policy_free(p);
     diag_clear(&d);
+}
+
+static void test_path_canonical(void **state)
+{
+    static const struct {
+        const char *path;
+        bool ok;
+    } rows[] = {
+        {"/", true}, {"/a", true}, {"/a/", true}, {"/a/b.c", true}, {"/.well-known/x", true},
+        {"/a/...", true}, {"/a/..b", true}, {"/a/b..", true}, {"/a;v=1/b", true},
+        {"/caf%C3%A9", true}, {"/a%20b", true}, {"/a/;p", true}, {"/a/%41", true},
+        {"", false}, {"a", false}, {"*", false}, {"//", false}, {"/a//b", false},
+        {"/.", false}, {"/..", false}, {"/a/.", false}, {"/a/..", false}, {"/a/./b", false},
+        {"/a/../b", false}, {"/%2e", false}, {"/%2E%2e/b", false}, {"/.%2e/b", false},
+        {"/..;x/b", false}, {"/.;/b", false}, {"/;p/b", false}, {"/a%2fb", false},
+        {"/a%2Fb", false}, {"/a%5cb", false}, {"/a%25b", false}, {"/a%00b", false},
+        {"/a\\b", false}, {"/a#b", false}, {"/a b", false}, {"/a\tb", false},
+        {"/a%", false}, {"/a%4", false}, {"/a%g0", false}, {"/a\x7f", false},
+        {"/a\xc3\xa9", false},
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+        if (policy_path_canonical(rows[i].path, strlen(rows[i].path)) != rows[i].ok)
+            fail_msg("'%s': expected %s", rows[i].path, rows[i].ok ? "canonical" : "not");
 }
 
 static void test_generation(void **state)
@@ -597,6 +646,7 @@ int main(void)
         cmocka_unit_test(test_many_errors_reported),
         cmocka_unit_test(test_settings),
         cmocka_unit_test(test_http),
+        cmocka_unit_test(test_path_canonical),
         cmocka_unit_test(test_generation),
         cmocka_unit_test(test_load_file),
     };

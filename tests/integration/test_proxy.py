@@ -312,13 +312,28 @@ def test_http_rules_apply_per_request(env):
     assert "X-Sluice-Reason: method_not_allowed" in post.stdout
 
 
+# for the sandbox's scripts: what a socket sends until UNTIL, EOF or its timeout
+DRAIN_PY = r"""
+def drain(s, until=None):
+    out = b""
+    try:
+        while until is None or until not in out:
+            b = s.recv(65536)
+            if not b:
+                break
+            out += b
+    except OSError:
+        pass
+    return out.decode("latin-1")
+"""
+
 # targets whose bytes start with /allowed but which nginx resolves to /whoami
 PATH_TRICKS = ("/allowed/../whoami", "/allowed/%2e%2e/whoami", "/allowed/.%2E/whoami",
                "/allowed/..%2fwhoami", "/allowed%2f..%2fwhoami", "/allowed//../whoami",
                "/allowed/./../whoami", "/allowed/x/..;/../whoami",
                "http://api.example.test/allowed/../whoami")
 
-RAW_GET = r"""
+RAW_GET = DRAIN_PY + r"""
 import json, socket, sys
 out = []
 for target in sys.argv[2:]:
@@ -326,16 +341,7 @@ for target in sys.argv[2:]:
     s.settimeout(3)
     s.sendall(("GET %s HTTP/1.1\r\nHost: api.example.test\r\nConnection: close\r\n\r\n"
                % target).encode())
-    got = b""
-    try:
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            got += b
-    except OSError:
-        pass
-    out.append(got.decode("latin-1"))
+    out.append(drain(s))
 print(json.dumps(out))
 """
 
@@ -1107,7 +1113,7 @@ def test_a_101_status_line_in_pieces_is_waited_for_not_polled(world, sb6, sluice
     assert not px.records(event="deny")
 
 
-PIPELINED_UPGRADE = r"""
+PIPELINED_UPGRADE = DRAIN_PY + r"""
 import json, socket, sys
 s = socket.create_connection((sys.argv[1], 8080), 3)
 s.settimeout(5)
@@ -1116,16 +1122,7 @@ s.sendall(b"GET /first HTTP/1.1\r\nHost: www.example.test:8080\r\n\r\n"
           b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
           b"Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n\r\n"
           b"GET /secret HTTP/1.1\r\nHost: other.example.test:8080\r\n\r\n")
-out = b""
-try:
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        out += b
-except OSError:
-    pass
-print(json.dumps({"out": out.decode("latin-1")}))
+print(json.dumps({"out": drain(s)}))
 """
 
 
@@ -1287,23 +1284,12 @@ def test_chunked_upload_then_a_pipelined_request(world, sb6, sluice, tmp_path):
 
 # ------------------------------------------------------------------ 9. pipelining
 
-PIPELINE = r"""
+PIPELINE = DRAIN_PY + r"""
 import json, socket, sys, time
 def conn():
     s = socket.create_connection((sys.argv[1], 80), 3)
     s.settimeout(3)
     return s
-def drain(s, until=None):
-    out = b""
-    try:
-        while until is None or until not in out:
-            b = s.recv(65536)
-            if not b:
-                break
-            out += b
-    except OSError:
-        pass
-    return out.decode("latin-1")
 smuggled = b"GET /smuggled HTTP/1.1\r\nHost: other.example.test\r\n\r\n"
 post = (b"POST /post HTTP/1.1\r\nHost: plain.example.test\r\nTransfer-Encoding: chunked\r\n\r\n"
         + b"%x\r\n%s\r\n0\r\n\r\n" % (len(smuggled), smuggled))

@@ -649,6 +649,39 @@ static void sandbox_family_rules(struct nft_batch *b, const struct nft_sandbox *
     }
 }
 
+/*
+ * First in the sandbox's prerouting chain: a packet whose source is not the
+ * sandbox's own address is dropped. Otherwise a sandbox with a raw socket could
+ * name another host as the source of a DNS query or a SYN, and the proxy's
+ * answer (the echoed question, a SYN-ACK, an ICMP error quoting the packet)
+ * would carry its bytes there. ICMPv6 is let on to the neighbour-discovery
+ * rules below, whose sources are link-local (or unspecified) addresses.
+ */
+static void sandbox_source_rules(struct nft_batch *b, const struct nft_sandbox *s,
+                                 const char *pre)
+{
+    struct rb rb;
+
+    rb_start(&rb, pre);
+    match_u8(&rb, NFT_META_NFPROTO, NFPROTO_IPV4);
+    payload(&rb, NFT_PAYLOAD_NETWORK_HEADER, 12, 4);
+    cmp(&rb, NFT_CMP_NEQ, s->addr4, 4);
+    counter(&rb);
+    verdict(&rb, NF_DROP);
+    rb_end(b, &rb, C_DROP);
+    rb_start(&rb, pre);                     /* a sandbox without IPv6: none at all */
+    match_u8(&rb, NFT_META_NFPROTO, NFPROTO_IPV6);
+    if (s->v6) {
+        meta_load(&rb, NFT_META_L4PROTO);
+        cmp(&rb, NFT_CMP_NEQ, (const uint8_t[]){IPPROTO_ICMPV6}, 1);
+        payload(&rb, NFT_PAYLOAD_NETWORK_HEADER, 8, 16);
+        cmp(&rb, NFT_CMP_NEQ, s->addr6, 16);
+    }
+    counter(&rb);
+    verdict(&rb, NF_DROP);
+    rb_end(b, &rb, C_DROP);
+}
+
 int nft_build_sandbox_add(struct nft_batch *b, const struct nft_sandbox *s)
 {
     char pre[64], nat[64];
@@ -660,6 +693,7 @@ int nft_build_sandbox_add(struct nft_batch *b, const struct nft_sandbox *s)
     put_flush(b, pre);
     put_flush(b, nat);
 
+    sandbox_source_rules(b, s, pre);
     sandbox_family_rules(b, s, pre, nat, NFPROTO_IPV4);
     if (s->v6)
         sandbox_family_rules(b, s, pre, nat, NFPROTO_IPV6);

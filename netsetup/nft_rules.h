@@ -30,8 +30,10 @@ struct nft_sandbox {
     const char *name;
     const char *ifname;         /* where the sandbox's packets arrive */
     uint8_t gw4[4];
+    uint8_t addr4[4];           /* the sandbox's own address: the only source accepted */
     bool v6;
     uint8_t gw6[16];
+    uint8_t addr6[16];
     uint16_t proxy_port;
     uint16_t dns_port;
 };

@@ -171,9 +171,13 @@ static void nft_view(const struct sandbox *s, struct nft_sandbox *n)
     n->ifname = s->host_if;
     sandbox_gateway(&s->subnet, gw);
     memcpy(n->gw4, gw, 4);
+    sandbox_address(&s->subnet, gw);
+    memcpy(n->addr4, gw, 4);
     n->v6 = s->v6;
-    if (s->v6)
+    if (s->v6) {
         sandbox_gateway(&s->subnet6, n->gw6);
+        sandbox_address(&s->subnet6, n->addr6);
+    }
     n->proxy_port = s->proxy_port;
     n->dns_port = s->dns_port;
 }

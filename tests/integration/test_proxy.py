@@ -711,6 +711,24 @@ def test_git_over_https(world, sb6, sluice, capture, tmp_path):
 
 # ------------------------------------------------------------------ 2. IPv6
 
+def test_a_spoofed_ipv6_source_gets_no_answer_anywhere(world, sb6, sluice, capture):
+    """P1 over IPv6 (see test_dns's IPv4 test): a SYN to the proxy, a DNS query and
+    a QUIC packet naming the capture server as their source are dropped, so no
+    SYN-ACK, answer or ICMP error goes there; the sandbox itself still connects."""
+    from test_dns import spoof
+    px = sluice()
+    world.capture_reset()
+    assert curl(world, sb6, "https://www.example.test/",
+                resolve_to=f"[{ADDR.CAPTURE6}]").returncode == 0   # v6 is up
+    spoof(world, sb6, "tcp", ADDR.CAPTURE6, ADDR.WWW6, 443, "syn")
+    spoof(world, sb6, "udp", ADDR.CAPTURE6, sb6.gw6, 53, "dns6secret")
+    spoof(world, sb6, "udp", ADDR.CAPTURE6, ADDR.WWW6, 443, "quic")
+    time.sleep(1.0)
+    assert world.capture_records() == []
+    assert world.inet_counters()["to_capture"] == 0
+    assert [r for r in px.records(event="flow_start") if ADDR.CAPTURE6 in r["src"]] == []
+
+
 def test_ipv6_client_allowed_and_denied(world, sb6, sluice, capture):
     px = sluice()
     world.nginx_reset()

@@ -107,7 +107,7 @@ static size_t count(const char *hay, const char *needle)
 }
 
 static const struct nft_sandbox sb = {
-    .name = "a1", .ifname = "sl-a1", .gw4 = {10, 200, 0, 1},
+    .name = "a1", .ifname = "sl-a1", .gw4 = {10, 200, 0, 1}, .addr4 = {10, 200, 0, 2},
     .proxy_port = 15001, .dns_port = 15053,
 };
 
@@ -126,8 +126,15 @@ static void test_base_and_sandbox(void **state)
     assert_int_equal(p->n_chains, 4 + 2);      /* base chains, then pre-a1 and nat-a1 */
     assert_int_equal(p->n_flush, 4 + 2);       /* rewritten, so a rerun never duplicates */
     assert_int_equal(p->n_elems, 3);
+    /* first, any source but the sandbox's own address is dropped (IPv6: all of it) */
+    assert_int_equal(count(p->text, "pre-a1: "), 8);
+    assert_non_null(strstr(p->text, "pre-a1: inet sluice pre-a1\n"
+                                    "  [ meta load nfproto => reg 1 ]\n"
+                                    "  [ cmp eq reg 1 0x00000002 ]\n"
+                                    "  [ payload load 4b @ network header + 12 => reg 1 ]\n"
+                                    "  [ cmp neq reg 1 0x0200c80a ]\n"
+                                    "  [ counter"));
     /* TPROXY to the gateway, once, with the mark */
-    assert_int_equal(count(p->text, "pre-a1: "), 6);
     assert_int_equal(count(p->text, "[ reject type 1 code 0 ]"), 1);   /* no proxy: RST */
     assert_int_equal(count(p->text, "tproxy ip addr reg 1 port reg 2"), 1);
     assert_int_equal(count(p->text, "[ meta set mark with reg 1 ]"), 1);
@@ -159,6 +166,9 @@ static void test_sandbox_v6(void **state)
     assert_int_equal(count(p->text, "tproxy ip6 addr reg 1 port reg 2"), 1);
     assert_int_equal(count(p->text, "nat dnat ip6"), 2);
     assert_int_equal(count(p->text, "[ reject type 1 code 0 ]"), 2);
+    /* an IPv6 source other than the sandbox's: dropped unless ICMPv6 (neighbours) */
+    assert_int_equal(count(p->text, "[ payload load 16b @ network header + 8 => reg 1 ]"), 1);
+    assert_int_equal(count(p->text, "[ cmp neq reg 1 0x0000003a ]"), 1);
     free(p);
     nft_batch_free(b);
 }
@@ -252,7 +262,7 @@ static void test_expect_text(void **state)
 
     (void)state;
     assert_int_equal(nft_expect_text(&sb, "pre-a1", text, sizeof(text)), 0);
-    assert_int_equal(count(text, "\n"), 6);
+    assert_int_equal(count(text, "\n"), 8);
     assert_non_null(strstr(text, "[ counter ]"));
     assert_null(strstr(text, "packets"));      /* counter values never enter comparisons */
     assert_int_equal(nft_expect_text(&sb, "nat-a1", text, sizeof(text)), 0);

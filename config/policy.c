@@ -379,6 +379,13 @@ void policy_match_host(const struct policy *p, const uint8_t *host, size_t len,
     if (p->broad_rule >= 0)
         cands[n++] = &p->broad_ref;
     decide(p, cands, n, port, v);
+    /* a long name under a wildcard is the shape of data carried in labels (P6):
+     * refused alike whether it comes as a DNS query, an SNI or a Host, since
+     * the proxy resolving it would carry it upstream just the same */
+    if (v->allow && v->rule->kind == RULE_WILDCARD && nlen > p->settings.dns.max_name_length) {
+        v->allow = false;
+        v->reason = REASON_NOT_ALLOWLISTED;
+    }
 }
 
 void policy_match_addr(const struct policy *p, int family, const uint8_t *addr,

@@ -116,6 +116,8 @@ void policy_free(struct policy *p);
  * on PORT. The most specific rule naming the host decides: an exact rule,
  * then wildcards from the longest suffix, then "*"; the first of them that
  * lists PORT allows. POLICY_ANY_PORT asks whether any rule names the host.
+ * A name longer than dns.max_name_length is allowed by an exact rule only,
+ * never by a wildcard (not_allowlisted, V->rule the wildcard).
  * The policy mode is not applied here: audit is the caller's business.
  */
 void policy_match_host(const struct policy *p, const uint8_t *host, size_t len,

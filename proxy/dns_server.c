@@ -225,10 +225,8 @@ static void handle(struct dns_server *s, struct dns_tcp *tcp, const uint8_t *msg
 
     /* any rule, any port: an exact rule allows only its name, a wildcard its subdomains */
     if (q.qname_valid) {
+        /* long names under a wildcard are refused by the engine (max_name_length) */
         policy_match_host(pol, (const uint8_t *)q.qname, q.qname_len, POLICY_ANY_PORT, &v);
-        if (v.allow && v.rule->kind == RULE_WILDCARD &&
-            q.qname_len > pol->settings.dns.max_name_length)
-            v.allow = false;        /* long names under a wildcard: the exfiltration shape */
     } else {
         v.allow = false;
         v.reason = REASON_INVALID_HOSTNAME;

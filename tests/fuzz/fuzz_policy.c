@@ -104,7 +104,9 @@ static void ask_rule(const struct policy *p, const struct policy_rule *r)
                                                                          : "example");
         if (n > 0 && (size_t)n <= HOSTNAME_MAX) {
             policy_match_host(p, (const uint8_t *)host, (size_t)n, r->ports[0], &v);
-            CHECK(v.allow);
+            /* a wildcard allows names up to dns.max_name_length only */
+            CHECK(v.allow == ((size_t)n <= p->settings.dns.max_name_length) ||
+                  (v.allow && v.rule->kind == RULE_EXACT));
         }
         break;
     case RULE_CIDR:

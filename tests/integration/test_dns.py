@@ -134,6 +134,42 @@ def test_wildcard_subdomains_and_their_length_limit(env):
         world.dns_remove("a.wild.example.test")
 
 
+LONG_NAME_CLIENTS = r"""
+import socket, ssl, sys
+name, addr = sys.argv[1], sys.argv[2]
+ctx = ssl.create_default_context()
+ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+try:
+    with socket.create_connection((addr, 443), 3) as s:
+        ctx.wrap_socket(s, server_hostname=name).close()
+except OSError as e:
+    print("tls:", e)
+with socket.create_connection((addr, 80), 3) as s:
+    s.sendall(("GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % name).encode())
+    s.settimeout(3)
+    print(s.recv(200).decode("latin-1").splitlines()[0])
+"""
+
+
+def test_a_long_name_under_a_wildcard_is_refused_on_the_tcp_path_too(env):
+    """dns.max_name_length bounds names under a wildcard as an SNI or a Host
+    too: the proxy would otherwise resolve the name upstream and carry the
+    labels out as surely as the DNS service would have."""
+    world, sb, proxy, log, _ = env
+    world.dns_reset()
+    long_name = "s" * 30 + ".wild.example.test"     # 48 > max_name_length 40
+    r = world.run(sb.name, [PYTHON, "-c", LONG_NAME_CLIENTS, long_name, ADDR.CAPTURE4],
+                  timeout=15, nsenter=True)
+    assert r.returncode == 0, r.stderr
+    assert "HTTP/1.1 403" in r.stdout, r.stdout
+    denies = wait_for(lambda: len(records(log, event="deny", host=long_name)) == 2 and
+                      records(log, event="deny", host=long_name), 5.0, what="two denials")
+    # (the wildcard lists port 443 only: on 80 the port decides first)
+    assert {(d["proto"], d["reason"]) for d in denies} == {("tls", "not_allowlisted"),
+                                                           ("http", "port_not_allowed")}
+    assert forwarded(world, long_name) == []
+
+
 def test_curl_by_name_end_to_end(env):
     world, sb, proxy, log, _ = env
     # resolv.conf (written by netsetup) points at the gateway: no --resolve needed

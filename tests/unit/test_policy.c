@@ -560,6 +560,39 @@ static void test_http(void **state)
     diag_clear(&d);
 }
 
+/* dns.max_name_length bounds what a wildcard allows, on every path (P6). */
+static void test_wildcard_name_length(void **state)
+{
+    struct diag_list d;
+    struct policy *p = load_str("version: 1\negress:\n"
+                                "  - domain: \"*.w.test\"\n"
+                                "  - domain: a-long-but-exact-name.w.test\n"
+                                "dns:\n  max_name_length: 20\n", &d);
+    static const struct {
+        const char *host;
+        bool allow;
+    } rows[] = {
+        {"abcdefghijkl.w.test", true},          /* 19 */
+        {"abcdefghijklm.w.test", true},         /* 20 */
+        {"abcdefghijklmn.w.test", false},       /* 21: under a wildcard, too long */
+        {"a-long-but-exact-name.w.test", true}, /* an exact rule: any length */
+    };
+    struct policy_verdict v;
+    size_t i;
+
+    (void)state;
+    assert_non_null(p);
+    for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        policy_match_host(p, (const uint8_t *)rows[i].host, strlen(rows[i].host), 443, &v);
+        if (v.allow != rows[i].allow)
+            fail_msg("%s: got %s", rows[i].host, v.allow ? "allow" : reason_name(v.reason));
+        if (!v.allow)
+            assert_int_equal(v.reason, REASON_NOT_ALLOWLISTED);
+    }
+    policy_free(p);
+    diag_clear(&d);
+}
+
 static void test_path_canonical(void **state)
 {
     static const struct {
@@ -647,6 +680,7 @@ int main(void)
         cmocka_unit_test(test_settings),
         cmocka_unit_test(test_http),
         cmocka_unit_test(test_path_canonical),
+        cmocka_unit_test(test_wildcard_name_length),
         cmocka_unit_test(test_generation),
         cmocka_unit_test(test_load_file),
     };

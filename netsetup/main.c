@@ -65,7 +65,7 @@ static void usage(FILE *out)
             "\nexit codes: 0 ok, 1 runtime failure (the message names the netlink call,\n"
             "the object and the error), 2 usage, 3 missing privilege (CAP_NET_ADMIN; up,\n"
             "down and verify also CAP_SYS_ADMIN for namespaces, verify CAP_NET_RAW for its\n"
-            "ICMP probe).\n",
+            "raw-socket probes: ICMP, and DNS from a spoofed source).\n",
             "10.200.0.0/16", DEFAULT_PROXY_PORT, DEFAULT_DNS_PORT, DEFAULT_METRICS_PORT,
             DEFAULT_PROXY_UID, STATE_DEFAULT_DIR);
 }

@@ -865,7 +865,9 @@ static uint64_t counter_of(const char *name, int which)
 /*
  * Probes from inside the namespace, proving by the rules' own counters that
  * each packet was handled as P1 says: TCP to a port of the gateway is taken
- * by TPROXY, QUIC is refused at once, other UDP and ICMP are dropped.
+ * by TPROXY, QUIC is refused at once, other UDP and ICMP are dropped, and a
+ * DNS query with another host's source address is dropped before anything
+ * could answer that host.
  */
 /* Whether an echo reply arrives on raw ICMP socket FD within MS (other ICMP, such
  * as the port-unreachable the QUIC probe earned, is skipped). */
@@ -889,11 +891,26 @@ static bool echo_answered(int fd, int ms)
     }
 }
 
+/* An IPv4 UDP datagram to DST:53 from 192.0.2.2 (TEST-NET-1: not the sandbox);
+ * the kernel fills in the IP checksum, length and id; the UDP checksum is 0. */
+static size_t spoofed_dns(uint8_t pkt[33], const struct in_addr *dst)
+{
+    static const uint8_t head[20] = {0x45, 0, 0, 0, 0, 0, 0, 0, 64, IPPROTO_UDP, 0, 0,
+                                     192, 0, 2, 2};
+    static const uint8_t udp[13] = {0x9c, 0x40, 0, 53, 0, 13, 0, 0, 'p', 'r', 'o', 'b', 'e'};
+
+    memcpy(pkt, head, sizeof(head));
+    memcpy(pkt + 16, &dst->s_addr, 4);
+    memcpy(pkt + 20, udp, sizeof(udp));
+    return 33;
+}
+
 static void probe(const struct sandbox *s, FILE *out, int *n)
 {
     struct sockaddr_in gw = {.sin_family = AF_INET}, far = {.sin_family = AF_INET};
     static const uint8_t echo[8] = {8, 0, 0xf7, 0xff, 0, 0, 0, 0};   /* checksum set */
-    int tcp = -1, quic = -1, udp = -1, icmp = -1, nsfd, saved;
+    int tcp = -1, quic = -1, udp = -1, icmp = -1, raw = -1, nsfd, saved;
+    uint8_t spoof[33];
     uint64_t before;
     uint8_t a[16];
     char buf[64];
@@ -915,10 +932,11 @@ static void probe(const struct sandbox *s, FILE *out, int *n)
     quic = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     icmp = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMP);
+    raw = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
     if (netns_leave(saved) < 0)
         problem(out, n, "cannot return to the host's network namespace");
     close(nsfd);
-    if (tcp < 0 || quic < 0 || udp < 0 || icmp < 0) {
+    if (tcp < 0 || quic < 0 || udp < 0 || icmp < 0 || raw < 0) {
         problem(out, n, "cannot open probe sockets in %s: %s", s->name, strerror(errno));
         goto out;
     }
@@ -958,6 +976,12 @@ static void probe(const struct sandbox *s, FILE *out, int *n)
         problem(out, n, "ICMP echo to the gateway was answered");
     if (counter_of(s->name, 2) < before + 2)
         problem(out, n, "UDP to port 9 and ICMP were not both dropped by the sandbox chain");
+
+    before = counter_of(s->name, 2);                 /* another host's source: dropped */
+    sendto(raw, spoof, spoofed_dns(spoof, &gw.sin_addr), 0, (struct sockaddr *)&gw,
+           sizeof(gw));
+    if (counter_of(s->name, 2) < before + 1)
+        problem(out, n, "a DNS query with a source other than the sandbox's was not dropped");
 out:
     if (tcp >= 0)
         close(tcp);
@@ -967,6 +991,8 @@ out:
         close(udp);
     if (icmp >= 0)
         close(icmp);
+    if (raw >= 0)
+        close(raw);
 }
 
 int sandbox_verify(const char *name, FILE *out)

@@ -1008,18 +1008,43 @@ def test_verify_healthy_sandbox_with_listener(ns_tool, sandbox):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def _nft_handle(world, chain, comment):
+def _nft_handle(world, chain, comment, last=False):
+    """The handle of the first (or LAST) rule of CHAIN commented COMMENT."""
     out = world.run(world.host, ["nft", "-a", "list", "chain", "inet", "sluice", chain],
                     check=True).stdout
-    for line in out.splitlines():
-        if f'comment "{comment}"' in line:
-            return line.rsplit("# handle ", 1)[1].strip()
-    raise AssertionError(f"no rule commented {comment} in {chain}:\n{out}")
+    handles = [line.rsplit("# handle ", 1)[1].strip() for line in out.splitlines()
+               if f'comment "{comment}"' in line]
+    assert handles, f"no rule commented {comment} in {chain}:\n{out}"
+    return handles[-1] if last else handles[0]
 
 
 def test_verify_finds_a_deleted_drop_rule(world, ns_tool):
     sb = ns_tool.up()
     chain = f"pre-{sb.name}"
+    world.run(world.host, ["nft", "delete", "rule", "inet", "sluice", chain, "handle",
+                           _nft_handle(world, chain, "dropped", last=True)], check=True)
+    r = ns_tool.run("verify", sb.name)
+    assert r.returncode == 1
+    assert chain in r.stdout + r.stderr
+
+
+def test_verify_probes_the_source_rule_and_finds_it_deleted(world, ns_tool):
+    """The first rule of pre-NAME drops other sources than the sandbox's. verify's
+    spoofed DNS probe is what that rule counts; without the rule, verify finds
+    the chain changed."""
+    sb = ns_tool.up()
+    chain = f"pre-{sb.name}"
+
+    def source_rule():
+        rules = world.run(world.host, ["nft", "-a", "list", "chain", "inet", "sluice", chain],
+                          check=True).stdout
+        return [l for l in rules.splitlines() if "# handle" in l and "chain " not in l][0]
+
+    assert f"ip saddr != {sb.addr}" in source_rule() and "drop" in source_rule()
+    assert "counter packets 0 " in source_rule()
+    r = ns_tool.run("verify", sb.name)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "counter packets 1 " in source_rule()        # the spoofed probe, dropped
     world.run(world.host, ["nft", "delete", "rule", "inet", "sluice", chain, "handle",
                            _nft_handle(world, chain, "dropped")], check=True)
     r = ns_tool.run("verify", sb.name)

@@ -843,6 +843,17 @@ static int upgrade_answered(struct conn *c)
     return 1;
 }
 
+/* D has sent all it will: the half-close goes on to its destination, it waits no more. */
+static void dir_finish(struct dir *d)
+{
+    if (!d->shut) {
+        shutdown(d->to, SHUT_WR);
+        d->shut = true;
+    }
+    event_del(d->rev);
+    event_del(d->wev);
+}
+
 /*
  * Whether a read of N bytes out of WANT left the socket empty, so that asking
  * again would only earn an EAGAIN: a short read of a few messages (a
@@ -885,13 +896,7 @@ static void dir_pump(struct dir *d, bool drained)
             d->cap = d->off = d->len = d->checked = 0;
         }
         if (d->rehost) {
-            /* everything for the old host is out: the server may finish and close */
-            if (!d->shut) {
-                shutdown(d->to, SHUT_WR);
-                d->shut = true;
-            }
-            event_del(d->rev);
-            event_del(d->wev);
+            dir_finish(d);      /* all for the old host is out: the server may finish */
             return;
         }
         while (d->in_pipe > 0) {
@@ -918,12 +923,7 @@ static void dir_pump(struct dir *d, bool drained)
                 conn_close(c);          /* close() sends this side's FIN itself */
                 return;
             }
-            if (!d->shut) {
-                shutdown(d->to, SHUT_WR);
-                d->shut = true;
-            }
-            event_del(d->rev);
-            event_del(d->wev);
+            dir_finish(d);
             return;
         }
 

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from testworld import ADDR, PYTHON, wait_for
 from test_netsetup import Netsetup
-from test_proxy import Proxy, check_log, curl, proc_cpu_seconds, stop_and_check
+from test_proxy import DRAIN_PY, Proxy, check_log, curl, proc_cpu_seconds, stop_and_check
 
 MIB = 1 << 20
 METRICS_PORT = 15090
@@ -255,7 +255,7 @@ def test_bandwidth_caps_each_way(world, sluice, tmp_path):
 
 # ------------------------------------------------------------------ isolation
 
-REQUESTS = r"""
+REQUESTS = DRAIN_PY + r"""
 import json, socket, statistics, sys, time
 addr, n = sys.argv[1], int(sys.argv[2])
 times = []
@@ -264,13 +264,8 @@ for i in range(n):
     s = socket.create_connection((addr, 80), 5)
     s.settimeout(5)
     s.sendall(b"GET / HTTP/1.1\r\nHost: plain.example.test\r\nConnection: close\r\n\r\n")
-    got = b""
-    while True:
-        b = s.recv(4096)
-        if not b:
-            break
-        got += b
-    assert got.startswith(b"HTTP/1.1 200"), got[:40]
+    got = drain(s)
+    assert got.startswith("HTTP/1.1 200"), got[:40]
     times.append(time.monotonic() - t)
     time.sleep(0.06)    # under the 20 connections a second both sandboxes are allowed
 print(json.dumps({"median": statistics.median(times), "n": len(times)}))

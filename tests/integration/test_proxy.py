@@ -1252,7 +1252,7 @@ def test_large_upload_is_forwarded_byte_for_byte(world, sb6, sluice, tmp_path):
         stored.unlink(missing_ok=True)
 
 
-CHUNKED_PUT = r"""
+CHUNKED_PUT = DRAIN_PY + r"""
 import json, random, socket, sys
 data = open(sys.argv[2], "rb").read()
 rnd = random.Random(7)
@@ -1266,13 +1266,7 @@ s.settimeout(10)
 s.sendall(b"PUT /uploads/" + sys.argv[3].encode() + b" HTTP/1.1\r\nHost: plain.example.test\r\n"
           b"Transfer-Encoding: chunked\r\n\r\n" + b"".join(chunks) + b"0\r\nX-T: 1\r\n\r\n"
           b"GET /after HTTP/1.1\r\nHost: plain.example.test\r\nConnection: close\r\n\r\n")
-out = b""
-while True:
-    b = s.recv(65536)
-    if not b:
-        break
-    out += b
-print(json.dumps(out.decode("latin-1")))
+print(json.dumps(drain(s)))
 """
 
 

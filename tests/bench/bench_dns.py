@@ -12,7 +12,6 @@ tests/bench/README.md.
 usage: bench_dns.py [--quick] [--proxy PATH] [--netsetup PATH]
 """
 
-import argparse
 import json
 import os
 import re
@@ -356,10 +355,7 @@ def report(b, tp, lat, wall):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="smoke run, under 40 s")
-    ap.add_argument("--proxy", default=str(REPO / "build/proxy/sluice-proxy"))
-    ap.add_argument("--netsetup", default=str(REPO / "build/netsetup/sluice-netsetup"))
+    ap = benchlib.parser(__doc__, "smoke run, under 40 s")
     ap.add_argument("--rounds", type=int, help="throughput rounds (default 3; quick: 1)")
     ap.add_argument("--seconds", type=int, help="dnsperf -l per throughput run (default 5; "
                     "quick: 3)")

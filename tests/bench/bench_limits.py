@@ -14,7 +14,6 @@ proxy are bench_proxy.py's (imported, not copied). See tests/bench/README.md.
 usage: bench_limits.py [--quick] [--rounds N] [--proxy PATH] [--netsetup PATH]
 """
 
-import argparse
 import hashlib
 import json
 import math
@@ -24,7 +23,7 @@ import sys
 import time
 
 import benchlib  # noqa: E402
-from bench_proxy import (BIG, BIG_BYTES, NAME, NO_LIMITS, PROXY_TOOLS, REPO, Bench,  # noqa: E402
+from bench_proxy import (BIG, BIG_BYTES, NAME, NO_LIMITS, PROXY_TOOLS, Bench,  # noqa: E402
                          cpu_seconds, log, med, policy_yaml, verdict, wait_for)
 
 GOAL = 0.95                 # limits configured, not reached / no limits, every metric
@@ -240,10 +239,7 @@ def report(b, val, cpu, loads, wall):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="smoke run, under a minute")
-    ap.add_argument("--proxy", default=str(REPO / "build/proxy/sluice-proxy"))
-    ap.add_argument("--netsetup", default=str(REPO / "build/netsetup/sluice-netsetup"))
+    ap = benchlib.parser(__doc__, "smoke run, under a minute")
     ap.add_argument("--rounds", type=int, help="rounds, each one pair per metric "
                     "(default 12; quick: 2)")
     ap.add_argument("--conns", type=int, help="TLS connections per measurement (default "

@@ -13,7 +13,6 @@ on Ctrl-C or SIGTERM. See tests/bench/README.md.
 usage: bench_proxy.py [--quick] [--proxy PATH] [--netsetup PATH]
 """
 
-import argparse
 import json
 import os
 import re
@@ -677,10 +676,7 @@ def report(b, mem, tp, rates, ttfb, wall):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="smoke run, under a minute")
-    ap.add_argument("--proxy", default=str(REPO / "build/proxy/sluice-proxy"))
-    ap.add_argument("--netsetup", default=str(REPO / "build/netsetup/sluice-netsetup"))
+    ap = benchlib.parser(__doc__, "smoke run, under a minute")
     ap.add_argument("--tp-rounds", type=int, help="256 MiB downloads per path and kind "
                     "(default 7; quick: 1)")
     ap.add_argument("--conns", type=int, help="TLS connections per round (default 2000; "

@@ -3,12 +3,26 @@ tools and the built programs are there, and run the body so that its
 namespaces, processes and temp dirs are removed whatever happens (a failure,
 Ctrl-C, SIGTERM, SIGHUP), then report the failed checks."""
 
+import argparse
 import atexit
 import os
 import shutil
 import signal
 import sys
 import time
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def parser(doc, quick_help):
+    """The command line the proxy benchmarks share: --quick, --proxy, --netsetup
+    (the programs of this checkout's build by default)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help=quick_help)
+    ap.add_argument("--proxy", default=os.path.join(REPO, "build/proxy/sluice-proxy"))
+    ap.add_argument("--netsetup", default=os.path.join(REPO, "build/netsetup/sluice-netsetup"))
+    return ap
 
 
 def log(msg=""):

@@ -529,6 +529,29 @@ void policy_match_http(const struct policy_rule *rule, const char *method,
               : method_seen ? REASON_PATH_NOT_ALLOWED : REASON_METHOD_NOT_ALLOWED;
 }
 
+void policy_decide(const struct policy *p, const struct policy_query *q,
+                   struct policy_decision *d)
+{
+    struct policy_verdict v = {.allow = false, .reason = q->refused, .rule = NULL};
+
+    if (q->refused == REASON_NONE) {
+        if (q->host)
+            policy_match_host(p, q->host, q->host_len, q->port, &v);
+        else if (q->addr)
+            policy_match_addr(p, q->family, q->addr, q->port, &v);
+        else
+            v.reason = REASON_NOT_ALLOWLISTED;
+        if (v.allow && q->method)
+            policy_match_http(v.rule, q->method, q->target, &v);
+    }
+    d->reason = v.reason;
+    d->rule = v.rule;
+    if (v.allow)
+        d->outcome = DECISION_ALLOW;
+    else
+        d->outcome = p->settings.mode == POLICY_AUDIT ? DECISION_AUDIT : DECISION_DENY;
+}
+
 bool policy_range_allowed(const struct policy *p, int family, const uint8_t *addr)
 {
     int32_t one;

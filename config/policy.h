@@ -147,6 +147,41 @@ void policy_match_http(const struct policy_rule *rule, const char *method,
  */
 bool policy_path_canonical(const char *path, size_t len);
 
+/*
+ * One decision of the policy, with its mode applied: the one place where
+ * audit turns a denial into a pass, so that the proxy's TCP path, its DNS
+ * service, a reload's revalidation and `sluicectl explain` cannot drift.
+ */
+enum policy_outcome { DECISION_ALLOW, DECISION_DENY, DECISION_AUDIT };
+
+struct policy_query {
+    const uint8_t *host;        /* an SNI, a Host, a DNS name (untrusted bytes); or NULL */
+    size_t host_len;
+    int family;                 /* without a host: the destination address (cidr rules) */
+    const uint8_t *addr;
+    uint16_t port;              /* POLICY_ANY_PORT: any port a rule lists (DNS) */
+    const char *method;         /* an HTTP request's method and target, or NULL */
+    const char *target;
+    enum reason refused;        /* the caller already refused the flow for this
+                                   protocol-level reason (no_sni, unknown_protocol...):
+                                   no rule is consulted, only the mode */
+};
+
+struct policy_decision {
+    enum policy_outcome outcome;
+    enum reason reason;         /* what enforce says: REASON_NONE when allowed */
+    const struct policy_rule *rule; /* the deciding rule; NULL when none matched */
+};
+
+/*
+ * Decides Q: the host (or, without one, the address) with its port, then the
+ * deciding rule's http section when Q carries a request. A denial is
+ * DECISION_AUDIT under `mode: audit` (the flow goes on, logged as what
+ * enforce would say), DECISION_DENY otherwise.
+ */
+void policy_decide(const struct policy *p, const struct policy_query *q,
+                   struct policy_decision *d);
+
 /* True when destinations.allow_ranges covers ADDR. */
 bool policy_range_allowed(const struct policy *p, int family, const uint8_t *addr);
 

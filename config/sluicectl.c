@@ -155,7 +155,9 @@ static int cmd_explain(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *method = NULL, *path = NULL;
-    struct policy_verdict v;
+    struct policy_query q = {0};
+    struct policy_decision v;
+    bool allow;
     struct policy *p;
     uint8_t addr[16];
     char *host;
@@ -189,33 +191,40 @@ static int cmd_explain(int argc, char **argv)
         family = AF_INET;
     else if (inet_pton(AF_INET6, host, addr) == 1)
         family = AF_INET6;
-    if (family)
-        policy_match_addr(p, family, addr, port, &v);
-    else
-        policy_match_host(p, (const uint8_t *)host, strlen(host), port, &v);
-    if (v.allow && method)
-        policy_match_http(v.rule, method, path, &v);
+    if (family) {
+        q.family = family;
+        q.addr = addr;
+    } else {
+        q.host = (const uint8_t *)host;
+        q.host_len = strlen(host);
+    }
+    q.port = port;
+    q.method = method;
+    q.target = path;
+    policy_decide(p, &q, &v);
+    allow = v.outcome == DECISION_ALLOW;
 
-    printf("%s: %s%s%s:%u", v.allow ? "allow" : "deny", family == AF_INET6 ? "[" : "",
+    printf("%s: %s%s%s:%u", allow ? "allow" : "deny", family == AF_INET6 ? "[" : "",
            host, family == AF_INET6 ? "]" : "", port);
     if (method)
         printf(" %s %s", method, path);
-    printf(v.allow ? "\n" : " (%s)\n", reason_name(v.reason));
-    if (!v.allow)
+    printf(allow ? "\n" : " (%s)\n", reason_name(v.reason));
+    if (!allow)
         printf("  %s\n", reason_describe(v.reason));
     if (v.rule)
         print_rule(p, v.rule);
-    if (v.allow && v.rule->n_http && !method)
+    if (allow && v.rule->n_http && !method)
         printf("  http rules apply to each request: pass --method and --path to check one\n");
-    if (v.allow && family)
-        printf("  the address must also be public or in destinations.allow_ranges\n");
-    else if (v.allow)
+    if (allow && family)
+        printf("  the address must also be public or in destinations.allow_ranges, and not "
+               "the proxy host's own\n");
+    else if (allow)
         printf("  the name must also resolve to a public address or one in "
-               "destinations.allow_ranges\n");
-    if (!v.allow && p->settings.mode == POLICY_AUDIT)
+               "destinations.allow_ranges, never one of the proxy host's own\n");
+    if (v.outcome == DECISION_AUDIT)
         printf("  mode is audit: the flow would pass and be logged with verdict audit\n");
     printf("  policy %s generation %llu\n", p->hash, (unsigned long long)p->generation);
-    rc = v.allow ? 0 : 1;
+    rc = allow ? 0 : 1;
     policy_free(p);
     return rc;
 }

@@ -20,7 +20,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "addr_class.h"
 #include "deny.h"
 #include "http_head.h"
 #include "resolver.h"
@@ -69,12 +68,16 @@ struct conn {
     enum conn_state state;
     int cfd, ufd;
     struct sockaddr_storage src, dst;
+    struct sockaddr_storage upstream;   /* connected to (or trying), once CONNECT */
     char src_s[ADDR_STR], dst_s[ADDR_STR], up_s[ADDR_STR];
     enum flow_proto proto;      /* tls, http, tcp */
     char host[HOSTNAME_MAX + 1];
     uint16_t port;
     char rule[128];
+    char policy[POLICY_HASH_HEX + 1];   /* the policy that decided; records carry it */
     enum flow_verdict verdict;
+    enum reason refused;        /* a protocol-level refusal audit mode let through */
+    enum reason end_reason;     /* why flow_end came early (revoked), or none */
     bool started;               /* flow_start written: flow_end is owed */
     struct event *cev;          /* client readable, while sniffing; then the up
                                    direction's read event (see dir_init()) */
@@ -132,6 +135,7 @@ static void record_base(const struct conn *c, struct flow_record *r, enum flow_e
     r->port = c->port;
     r->rule = c->rule[0] ? c->rule : NULL;
     r->upstream = c->up_s[0] ? c->up_s : NULL;
+    r->policy = c->policy[0] ? c->policy : NULL;
 }
 
 /*
@@ -327,6 +331,7 @@ static void conn_end_record(struct conn *c)
     record_base(c, &r, EV_FLOW_END);
     clock_gettime(CLOCK_MONOTONIC, &t);
     r.verdict = c->verdict;
+    r.reason = c->end_reason;
     r.has_bytes = true;
     r.bytes_up = c->up.bytes;
     r.bytes_down = c->down.bytes;
@@ -395,53 +400,52 @@ static void conn_deny(struct conn *c, enum reason why)
 
 /* ---- the decision ---- */
 
+/* Keeps what decided the flow: the rule (as FILE:LINE), the policy's hash, the verdict. */
+static void conn_note(struct conn *c, const struct policy_decision *d)
+{
+    const struct policy *p = c->px->policy;
+
+    if (d->rule)
+        snprintf(c->rule, sizeof(c->rule), "%s:%u", p->file, d->rule->line);
+    memcpy(c->policy, p->hash, sizeof(c->policy));
+    if (d->outcome != DECISION_DENY)    /* a denied flow ends: its records say deny */
+        c->verdict = d->outcome == DECISION_ALLOW ? VERDICT_ALLOW : VERDICT_AUDIT;
+}
+
 /*
  * Applies the policy to HOST on the flow's port (and to METHOD/PATH when
- * given). Returns true when the flow may go on; in audit mode a denial
- * becomes verdict "audit" and goes on.
+ * given). Returns true when the flow may go on: allowed, or audited (then,
+ * unless QUIET, with a deny record of verdict audit saying what enforce
+ * would have done).
  */
 static bool conn_decide(struct conn *c, const char *host, size_t len, const char *method,
                         const char *path, bool quiet, enum reason *why)
 {
-    const struct policy *p = c->px->policy;
-    struct policy_verdict v;
+    struct policy_query q = {.host = (const uint8_t *)host, .host_len = len, .port = c->port,
+                             .method = method, .target = path};
+    struct policy_decision d;
     struct flow_record r;
 
-    policy_match_host(p, (const uint8_t *)host, len, c->port, &v);
-    if (v.allow && method)
-        policy_match_http(v.rule, method, path, &v);
-    if (v.rule)
-        snprintf(c->rule, sizeof(c->rule), "%s:%u", p->file, v.rule->line);
-    *why = v.reason;
-    if (v.allow) {
-        c->verdict = VERDICT_ALLOW;
-        return true;
+    policy_decide(c->px->policy, &q, &d);
+    *why = d.reason;
+    conn_note(c, &d);
+    if (d.outcome == DECISION_DENY)
+        return false;
+    if (d.outcome == DECISION_AUDIT && !quiet) {
+        record_base(c, &r, EV_DENY);
+        r.host = host;
+        r.host_len = len;
+        r.verdict = VERDICT_AUDIT;
+        r.reason = d.reason;
+        proxy_log(c->px, &r);
     }
-    if (p->settings.mode == POLICY_AUDIT) {
-        /* what enforce would have said, with its reason; then the flow goes on */
-        c->verdict = VERDICT_AUDIT;
-        if (!quiet) {
-            record_base(c, &r, EV_DENY);
-            r.host = host;
-            r.host_len = len;
-            r.verdict = VERDICT_AUDIT;
-            r.reason = v.reason;
-            proxy_log(c->px, &r);
-        }
-        return true;
-    }
-    return false;
+    return true;
 }
 
 static void conn_connect_next(struct conn *c);
 static void conn_start_relay(struct conn *c);
 static void on_sniff_timeout(evutil_socket_t fd, short what, void *arg);
 static void conn_deny_or_audit(struct conn *c, enum reason why);
-
-static bool addr_allowed(const struct proxy *px, int family, const uint8_t *a)
-{
-    return !addr_is_special(family, a, NULL) || policy_range_allowed(px->policy, family, a);
-}
 
 static void on_resolved(const struct resolver_result *res, void *arg)
 {
@@ -454,7 +458,7 @@ static void on_resolved(const struct resolver_result *res, void *arg)
     for (i = 0; c->addrs && res->status == 0 && i < res->n; i++) {
         const struct resolver_addr *a = &res->addrs[i];
 
-        if (addr_allowed(c->px, a->family, a->addr))
+        if (proxy_dest_allowed(c->px, a->family, a->addr))
             c->addrs[c->n_addrs++] = *a;
         else
             refused++;
@@ -566,6 +570,7 @@ static void conn_connect_next(struct conn *c)
         if (c->ufd < 0)
             continue;
         addr_str(&ss, c->up_s);
+        c->upstream = ss;
         clock_gettime(CLOCK_MONOTONIC, &c->connect_start);
         if (connect(c->ufd, (struct sockaddr *)&ss, len) == 0 || errno == EINPROGRESS) {
             if (connect_done(c->ufd)) {
@@ -662,17 +667,15 @@ static int dir_init(struct dir *d, struct conn *c, int way)
 /* Whether a request for another host than the flow's may have a flow of its own. */
 static bool other_host_allowed(const struct conn *c, const struct http_head *h)
 {
-    const struct policy *p = c->px->policy;
     char path[HTTP_HEAD_MAX + 1];
-    struct policy_verdict v;
+    struct policy_query q = {.host = (const uint8_t *)h->host, .host_len = h->host_len,
+                             .port = c->port, .method = h->method, .target = path};
+    struct policy_decision d;
 
-    policy_match_host(p, (const uint8_t *)h->host, h->host_len, c->port, &v);
-    if (v.allow) {
-        memcpy(path, h->path, h->path_len);
-        path[h->path_len] = '\0';
-        policy_match_http(v.rule, h->method, path, &v);
-    }
-    return v.allow || p->settings.mode == POLICY_AUDIT;
+    memcpy(path, h->path, h->path_len);
+    path[h->path_len] = '\0';
+    policy_decide(c->px->policy, &q, &d);
+    return d.outcome != DECISION_DENY;
 }
 
 /*
@@ -708,6 +711,7 @@ static void conn_rehost(struct conn *c)
     c->ufd = -1;
     memcpy(c->host, h.host, h.host_len + 1);
     c->up_s[0] = c->rule[0] = '\0';
+    c->refused = REASON_NONE;
     c->id = ++c->px->last_flow;
     clock_gettime(CLOCK_MONOTONIC, &c->start);
     event_free(c->timer);
@@ -1031,6 +1035,7 @@ static void conn_start_relay(struct conn *c)
     setsockopt(c->ufd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     free(c->addrs);                     /* the answer is spent once connected */
     c->addrs = NULL;
+    c->n_addrs = c->next_addr = 0;
     if (dir_init(&c->down, c, PROXY_DOWN) < 0 || dir_init(&c->up, c, PROXY_UP) < 0) {
         conn_close(c);
         return;
@@ -1112,13 +1117,12 @@ static bool sniff_decide(struct conn *c, bool full)
             why = REASON_ECH_REJECTED;
         if (ts == TLS_HELLO_OK && hello.sni_state == TLS_SNI_OK)
             memcpy(c->host, hello.sni, hello.sni_len + 1);
-        if (why == REASON_NONE &&
-            !conn_decide(c, hello.sni, hello.sni_len, NULL, NULL, false, &why)) {
-            conn_deny(c, why);
+        if (why != REASON_NONE) {
+            conn_deny_or_audit(c, why);     /* refused before any rule is asked */
             return true;
         }
-        if (why != REASON_NONE) {
-            conn_deny_or_audit(c, why);
+        if (!conn_decide(c, hello.sni, hello.sni_len, NULL, NULL, false, &why)) {
+            conn_deny(c, why);
             return true;
         }
         conn_resolve(c);
@@ -1187,7 +1191,7 @@ static void conn_connect_orig(struct conn *c)
     const uint8_t *a = ss_addr(&c->dst);
     int family = c->dst.ss_family;
 
-    if (!addr_allowed(c->px, family, a)) {
+    if (!proxy_dest_allowed(c->px, family, a)) {
         conn_deny(c, REASON_PRIVATE_DESTINATION);
         return;
     }
@@ -1207,17 +1211,21 @@ static void conn_connect_orig(struct conn *c)
 /* A denial in audit mode: logged as what enforce would have said, then let through. */
 static void conn_deny_or_audit(struct conn *c, enum reason why)
 {
+    struct policy_query q = {.refused = why};
+    struct policy_decision d;
     struct flow_record r;
 
-    if (c->px->policy->settings.mode != POLICY_AUDIT) {
+    policy_decide(c->px->policy, &q, &d);
+    conn_note(c, &d);
+    if (d.outcome == DECISION_DENY) {
         conn_deny(c, why);
         return;
     }
+    c->refused = why;                   /* a reload to enforce revokes the flow */
     record_base(c, &r, EV_DENY);
     r.verdict = VERDICT_AUDIT;
     r.reason = why;
     proxy_log(c->px, &r);
-    c->verdict = VERDICT_AUDIT;
     if (c->host[0])
         conn_resolve(c);
     else
@@ -1227,16 +1235,15 @@ static void conn_deny_or_audit(struct conn *c, enum reason why)
 /* Raw TCP to an address a cidr rule allows: no name, no sniffing. */
 static bool try_cidr(struct conn *c)
 {
-    struct policy_verdict v;
-    const uint8_t *a = ss_addr(&c->dst);
-    int family = c->dst.ss_family;
+    struct policy_query q = {.family = c->dst.ss_family, .addr = ss_addr(&c->dst),
+                             .port = c->port};
+    struct policy_decision d;
 
-    policy_match_addr(c->px->policy, family, a, c->port, &v);
-    if (!v.allow)
-        return false;
+    policy_decide(c->px->policy, &q, &d);
+    if (d.outcome != DECISION_ALLOW)
+        return false;               /* sniffed for a name instead (audit included) */
     c->proto = PROTO_TCP;
-    c->verdict = VERDICT_ALLOW;
-    snprintf(c->rule, sizeof(c->rule), "%s:%u", c->px->policy->file, v.rule->line);
+    conn_note(c, &d);
     conn_connect_orig(c);
     return true;
 }
@@ -1334,6 +1341,46 @@ void conn_accept(struct proxy *px, int fd, const struct sockaddr_storage *peer)
         conn_close(c);
 }
 
+/*
+ * Whether the policy now in force still lets C go on; either way it becomes
+ * the flow's deciding policy (the records name it). Asked again: its host (or, without one, the address it
+ * dialled), what audit let through, and the address it is connected to or
+ * still to try (P5; the addresses not yet tried that the new policy refuses
+ * are dropped).
+ */
+static bool conn_recheck(struct conn *c)
+{
+    struct policy_query q = {.port = c->port, .refused = c->refused};
+    struct policy_decision d;
+    size_t i, n;
+
+    if (c->host[0]) {
+        q.host = (const uint8_t *)c->host;
+        q.host_len = strlen(c->host);
+    } else {
+        q.family = c->dst.ss_family;    /* a cidr rule, or audit without a name */
+        q.addr = ss_addr(&c->dst);
+        q.refused = REASON_NONE;        /* enforce asks cidr rules before sniffing */
+    }
+    policy_decide(c->px->policy, &q, &d);
+    if (d.outcome == DECISION_DENY && !c->host[0] && c->refused != REASON_NONE) {
+        q.refused = c->refused;         /* no cidr rule: what audit let through decides */
+        policy_decide(c->px->policy, &q, &d);
+    }
+    c->rule[0] = '\0';                  /* the old policy's rule names nothing now */
+    conn_note(c, &d);
+    if (d.outcome == DECISION_DENY)
+        return false;
+    if (c->ufd >= 0 &&
+        !proxy_dest_allowed(c->px, c->upstream.ss_family, ss_addr(&c->upstream)))
+        return false;
+    for (i = n = c->next_addr; i < c->n_addrs; i++)
+        if (proxy_dest_allowed(c->px, c->addrs[i].family, c->addrs[i].addr))
+            c->addrs[n++] = c->addrs[i];
+    c->n_addrs = n;
+    return true;
+}
+
 void conn_revalidate(struct proxy *px)
 {
     struct list *n, *next;
@@ -1344,21 +1391,22 @@ void conn_revalidate(struct proxy *px)
 
     for (n = px->conns.next; n != &px->conns; n = next) {
         struct conn *c = list_entry(n, struct conn, link);
-        struct policy_verdict v;
+        struct flow_record r;
 
         next = n->next;
-        if (c->state != CONN_RELAY || !c->host[0] || c->verdict == VERDICT_AUDIT)
+        /* a flow still sniffing is decided by the new policy when its bytes are in */
+        if (c->state == CONN_SNIFF || conn_recheck(c))
             continue;
-        policy_match_host(px->policy, (const uint8_t *)c->host, strlen(c->host), c->port, &v);
-        if (!v.allow && px->policy->settings.mode != POLICY_AUDIT) {
-            struct flow_record r;
-
-            record_base(c, &r, EV_DENY);
-            r.verdict = VERDICT_DENY;
-            r.reason = REASON_REVOKED;
-            proxy_log(px, &r);
-            conn_close(c);
+        if (c->state != CONN_RELAY) {
+            conn_deny(c, REASON_REVOKED);   /* nothing relayed yet: the protocol's refusal */
+            continue;
         }
+        record_base(c, &r, EV_DENY);
+        r.verdict = VERDICT_DENY;
+        r.reason = REASON_REVOKED;
+        proxy_log(px, &r);
+        c->end_reason = REASON_REVOKED;
+        conn_close(c);
     }
 }
 

@@ -148,8 +148,7 @@ static void answer(struct dns_server *s, struct dns_tcp *tcp,
         if (a->family != family)
             continue;
         /* the sandbox learns only what the proxy would connect to (P5) */
-        if (addr_is_special(a->family, a->addr, NULL) &&
-            !policy_range_allowed(pol, a->family, a->addr)) {
+        if (!proxy_dest_allowed(s->px, a->family, a->addr)) {
             removed++;
             continue;
         }
@@ -180,7 +179,8 @@ static void handle(struct dns_server *s, struct dns_tcp *tcp, const uint8_t *msg
     const struct policy *pol = s->px->policy;
     int unlisted = pol->settings.dns.unlisted == DNS_UNLISTED_REFUSED ? DNS_RCODE_REFUSED
                                                                        : DNS_RCODE_NXDOMAIN;
-    struct policy_verdict v;
+    struct policy_query pq = {.port = POLICY_ANY_PORT};
+    struct policy_decision d;
     struct dns_pending *p;
     struct dns_query q;
     enum flow_verdict verdict = VERDICT_ALLOW;
@@ -224,22 +224,18 @@ static void handle(struct dns_server *s, struct dns_tcp *tcp, const uint8_t *msg
     }
 
     /* any rule, any port: an exact rule allows only its name, a wildcard its subdomains */
-    if (q.qname_valid) {
-        /* long names under a wildcard are refused by the engine (max_name_length) */
-        policy_match_host(pol, (const uint8_t *)q.qname, q.qname_len, POLICY_ANY_PORT, &v);
-    } else {
-        v.allow = false;
-        v.reason = REASON_INVALID_HOSTNAME;
+    /* long names under a wildcard are refused by the engine (max_name_length) */
+    pq.host = (const uint8_t *)q.qname;
+    pq.host_len = q.qname_len;
+    pq.refused = q.qname_valid ? REASON_NONE : REASON_INVALID_HOSTNAME;
+    policy_decide(pol, &pq, &d);
+    if (d.outcome == DECISION_DENY) {
+        send_response(s, tcp, peer, peer_len, &q, unlisted, NULL, 0);
+        dns_log(s, &q, unlisted, VERDICT_DENY, d.reason);
+        return;
     }
-    if (!v.allow) {
-        if (pol->settings.mode != POLICY_AUDIT) {
-            send_response(s, tcp, peer, peer_len, &q, unlisted, NULL, 0);
-            dns_log(s, &q, unlisted, VERDICT_DENY,
-                    v.reason == REASON_NONE ? REASON_NOT_ALLOWLISTED : v.reason);
-            return;
-        }
+    if (d.outcome == DECISION_AUDIT)
         verdict = VERDICT_AUDIT;
-    }
     if (q.qtype != DNS_TYPE_A && q.qtype != DNS_TYPE_AAAA) {
         /* TXT, MX, SRV, HTTPS...: the name exists for the sandbox, its data does not */
         send_response(s, tcp, peer, peer_len, &q, DNS_RCODE_NOERROR, NULL, 0);

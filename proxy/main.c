@@ -22,12 +22,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "addr_class.h"
 #include "admin.h"
 #include "conn.h"
 #include "dns_server.h"
 #include "privdrop.h"
 #include "proxy.h"
 #include "resolver.h"
+#include "route.h"
 
 #define MAX_LISTENERS 8
 #define MAX_DNS_LISTENERS 4
@@ -74,7 +76,8 @@ void proxy_log(struct proxy *px, struct flow_record *r)
 {
     clock_gettime(CLOCK_REALTIME, &r->ts);
     r->sandbox = px->id;
-    r->policy = px->policy ? px->policy->hash : NULL;
+    if (!r->policy)                 /* a flow's records name the policy that decided it */
+        r->policy = px->policy ? px->policy->hash : NULL;
     metrics_count(&px->metrics, r);
     if ((r->event == EV_DNS || r->event == EV_LIMIT) &&
         !log_gate_pass(&px->gate, PROXY_LOG_PER_SECOND,
@@ -83,6 +86,13 @@ void proxy_log(struct proxy *px, struct flow_record *r)
         return;
     if (px->log)
         flowlog_write(px->log, r);
+}
+
+bool proxy_dest_allowed(const struct proxy *px, int family, const uint8_t *addr)
+{
+    if (addr_is_special(family, addr, NULL) && !policy_range_allowed(px->policy, family, addr))
+        return false;
+    return !px->route || route_is_local(px->route, family, addr) == 0;
 }
 
 /* ---- listeners ---- */
@@ -534,6 +544,13 @@ int main(int argc, char **argv)
         rc = EXIT_USAGE;
         goto out;
     }
+    rc = route_probe_open(&g.px.route);
+    if (rc < 0) {
+        log_warnx("opening the rtnetlink socket (the host's own addresses are refused as "
+                  "destinations): %s", strerror(-rc));
+        rc = 1;
+        goto out;
+    }
     g.reload_timer = evtimer_new(g.px.base, on_reload_timer, NULL);
     g.drain_timer = evtimer_new(g.px.base, on_drain, NULL);
     g.backoff_timer = evtimer_new(g.px.base, on_backoff, NULL);
@@ -608,6 +625,7 @@ out:
     if (g.trim_timer)
         event_free(g.trim_timer);
     resolver_free(g.px.resolver);
+    route_probe_free(g.px.route);
     flowlog_close(g.px.log);
     policy_free(g.px.policy);
     if (g.px.base)

@@ -70,7 +70,8 @@ static const struct sc_row steady[] = {
     ANY(openat), ANY(fstat), ANY(newfstatat), ANY(getdents64),
     /* the control socket's path, removed at exit */
     ANY(unlink), ANY(unlinkat),
-    /* sockets of three families only: no packet, netlink or raw sockets */
+    /* sockets of three families only: no packet, netlink or raw sockets (the
+     * one rtnetlink socket, for route lookups, is opened before the filter) */
     ARG_IS(socket, 0, AF_INET), ARG_IS(socket, 0, AF_INET6), ARG_IS(socket, 0, AF_UNIX),
     ANY(connect), ANY(accept4), ANY(shutdown),
     ANY(sendto), ANY(recvfrom), ANY(sendmsg), ANY(recvmsg),

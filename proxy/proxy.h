@@ -21,6 +21,7 @@
 struct event_base;
 struct event;
 struct resolver;
+struct route_probe;
 struct conn;
 struct dir;
 
@@ -35,6 +36,7 @@ struct proxy {
     const char *policy_path;
     struct policy *policy;          /* in force; replaced whole on reload */
     struct resolver *resolver;
+    struct route_probe *route;      /* asks whether an address is the host's own */
     struct flowlog *log;
     uint64_t last_flow;             /* flow ids: 1, 2, ... */
     struct list conns;              /* live flows (struct conn), newest first */
@@ -69,6 +71,15 @@ void proxy_log(struct proxy *px, struct flow_record *r);
  * A swap and a rejection each write a reload record.
  */
 int proxy_reload(struct proxy *px, const char *why, char *msg, size_t cap);
+
+/*
+ * Whether the proxy may connect to ADDR, or tell the sandbox about it (P5):
+ * not in a special-purpose range unless destinations.allow_ranges lists it,
+ * and never one of the host's own addresses, whatever its range (the host's
+ * services are no sandbox's destination; an answer the kernel cannot check
+ * is refused).
+ */
+bool proxy_dest_allowed(const struct proxy *px, int family, const uint8_t *addr);
 
 /* "ADDR:PORT" or "[V6]:PORT" into a socket address; false if it is neither. */
 bool proxy_parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len);

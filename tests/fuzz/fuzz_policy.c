@@ -63,14 +63,33 @@ static void check_verdict(const struct policy *p, const struct policy_verdict *v
         CHECK(v->rule >= p->rules && v->rule < p->rules + p->n_rules);
 }
 
+/* policy_decide() agrees with the match it wraps; audit only ever turns a denial
+ * into a pass, with the same reason and rule. */
+static void check_decision(const struct policy *p, const struct policy_query *q,
+                           const struct policy_verdict *v)
+{
+    struct policy_decision d;
+
+    policy_decide(p, q, &d);
+    CHECK(d.reason == v->reason && d.rule == v->rule);
+    if (v->allow)
+        CHECK(d.outcome == DECISION_ALLOW);
+    else
+        CHECK(d.outcome == (p->settings.mode == POLICY_AUDIT ? DECISION_AUDIT
+                                                             : DECISION_DENY));
+}
+
 static void ask_host(const struct policy *p, const uint8_t *host, size_t len)
 {
     struct policy_verdict v;
     size_t i;
 
     for (i = 0; i < sizeof(fixed_ports) / sizeof(fixed_ports[0]); i++) {
+        struct policy_query q = {.host = host, .host_len = len, .port = fixed_ports[i]};
+
         policy_match_host(p, host, len, fixed_ports[i], &v);
         check_verdict(p, &v);
+        check_decision(p, &q, &v);
     }
 }
 
@@ -80,8 +99,11 @@ static void ask_addr(const struct policy *p, int family, const uint8_t *addr)
     size_t i;
 
     for (i = 0; i < sizeof(fixed_ports) / sizeof(fixed_ports[0]); i++) {
+        struct policy_query q = {.family = family, .addr = addr, .port = fixed_ports[i]};
+
         policy_match_addr(p, family, addr, fixed_ports[i], &v);
         check_verdict(p, &v);
+        check_decision(p, &q, &v);
     }
     (void)policy_range_allowed(p, family, addr);
 }

@@ -856,7 +856,7 @@ def test_unit_files_have_the_sandboxing(installed):
     assert s["AmbientCapabilities"] == "CAP_NET_ADMIN"
     assert s["CapabilityBoundingSet"] == "CAP_NET_ADMIN"
     assert s["ProtectSystem"] == "strict" and s["NoNewPrivileges"] == "yes"
-    assert s["RestrictAddressFamilies"].split() == ["AF_INET", "AF_INET6", "AF_UNIX"]
+    assert s["RestrictAddressFamilies"].split() == ["AF_INET", "AF_INET6", "AF_UNIX", "AF_NETLINK"]
     assert s["SystemCallFilter"].split()[0] == "@system-service"
     assert s["ExecReload"] == "/bin/kill -HUP $MAINPID"
     assert "/run/sluice-%i.env" in unit_get(px, "Service", "EnvironmentFile")

@@ -966,12 +966,13 @@ def test_idle_timeout_closes_a_silent_tls_flow_but_not_a_busy_one(world, sb6, sl
 
 KEEPALIVE = r"""
 import json, os, socket, ssl, sys, time
-ctx = ssl.create_default_context(cafile=sys.argv[2])
+# ADDR HOST CAFILE READY GO: one request to HOST over TLS, READY, wait for GO, another
+ctx = ssl.create_default_context(cafile=sys.argv[3])
 s = ctx.wrap_socket(socket.create_connection((sys.argv[1], 443), 3),
-                    server_hostname="www.example.test")
+                    server_hostname=sys.argv[2])
 s.settimeout(5)
 def get():
-    s.sendall(b"GET / HTTP/1.1\r\nHost: www.example.test\r\n\r\n")
+    s.sendall(f"GET / HTTP/1.1\r\nHost: {sys.argv[2]}\r\n\r\n".encode())
     out = b""
     while b"hello from" not in out:
         b = s.recv(65536)
@@ -980,9 +981,9 @@ def get():
         out += b
     return out.decode()
 out = {"first": get()}
-open(sys.argv[3], "w").close()          # ready: the first answer is in
+open(sys.argv[4], "w").close()          # ready: the first answer is in
 deadline = time.time() + 8
-while not os.path.exists(sys.argv[4]) and time.time() < deadline:
+while not os.path.exists(sys.argv[5]) and time.time() < deadline:
     time.sleep(0.05)
 try:
     out["second"] = get()
@@ -1001,8 +1002,9 @@ def test_reload_revokes_established_flows_of_removed_names(world, sb6, sluice, t
     request does.)"""
     px = sluice()
     go = tmp_path / "go"
-    ka = world.spawn(sb6.name, [PYTHON, "-c", KEEPALIVE, ADDR.CAPTURE4, world.ca_cert,
-                                tmp_path / "ka.ready", go], name="keepalive", nsenter=True)
+    ka = world.spawn(sb6.name, [PYTHON, "-c", KEEPALIVE, ADDR.CAPTURE4, "www.example.test",
+                                world.ca_cert, tmp_path / "ka.ready", go], name="keepalive",
+                     nsenter=True)
     dls = {scheme: paused_download(world, sb6, scheme, host, tmp_path / f"{scheme}.ready", go)
            for scheme, host in (("https", "www.example.test"), ("http", "plain.example.test"))}
     try:

@@ -593,6 +593,104 @@ static void test_wildcard_name_length(void **state)
     diag_clear(&d);
 }
 
+/*
+ * policy_decide(): every reason the engine gives or is handed, under enforce
+ * and under audit. Audit turns each denial into a pass with the same reason
+ * and rule; nothing else about the decision changes.
+ */
+static const char decide_policy[] =
+    "version: 1\n"                                  /* 1 */
+    "mode: %s\n"                                    /* 2 */
+    "egress:\n"                                     /* 3 */
+    "  - domain: api.test\n"                        /* 4 */
+    "    http:\n"                                   /* 5 */
+    "      - methods: [GET]\n"                      /* 6 */
+    "        paths: [\"/ok/*\"]\n"                  /* 7 */
+    "  - domain: \"*.w.test\"\n"                    /* 8 */
+    "  - cidr: 192.0.2.0/24\n"                      /* 9 */
+    "    ports: [5432]\n"                           /* 10 */
+    "dns:\n  max_name_length: 20\n";
+
+static void test_decide(void **state)
+{
+    static const struct {
+        const char *host;       /* a name, an address (cidr rules), or NULL */
+        uint16_t port;
+        const char *method, *target;
+        enum reason refused;
+        enum reason reason;     /* what enforce says */
+        unsigned rule_line;
+        const char *why;
+    } rows[] = {
+        {"api.test", 443, NULL, NULL, REASON_NONE, REASON_NONE, 4, "exact name"},
+        {"api.test", 443, "GET", "/ok/1", REASON_NONE, REASON_NONE, 4, "request allowed"},
+        {"api.test", 443, "POST", "/ok/1", REASON_NONE, REASON_METHOD_NOT_ALLOWED, 4,
+         "http rules apply to the request"},
+        {"api.test", 443, "GET", "/no", REASON_NONE, REASON_PATH_NOT_ALLOWED, 4, "path"},
+        {"api.test", 80, "GET", "/ok/1", REASON_NONE, REASON_PORT_NOT_ALLOWED, 4,
+         "the port decides before the request"},
+        {"x.w.test", 0, NULL, NULL, REASON_NONE, REASON_NONE, 8, "any port (DNS)"},
+        {"abcdefghijklmn.w.test", 443, NULL, NULL, REASON_NONE, REASON_NOT_ALLOWLISTED, 8,
+         "over max_name_length under a wildcard"},
+        {"other.test", 443, NULL, NULL, REASON_NONE, REASON_NOT_ALLOWLISTED, 0, "no rule"},
+        {"bad_name.test", 443, NULL, NULL, REASON_NONE, REASON_INVALID_HOSTNAME, 0, "syntax"},
+        {"192.0.2.9", 5432, NULL, NULL, REASON_NONE, REASON_NONE, 9, "cidr rule"},
+        {"192.0.2.9", 22, NULL, NULL, REASON_NONE, REASON_PORT_NOT_ALLOWED, 9, "cidr port"},
+        {"198.51.100.1", 5432, NULL, NULL, REASON_NONE, REASON_NOT_ALLOWLISTED, 0,
+         "no cidr rule"},
+        {NULL, 443, NULL, NULL, REASON_NONE, REASON_NOT_ALLOWLISTED, 0, "nothing to match"},
+        /* refusals the caller found before the policy: only the mode applies */
+        {"api.test", 443, NULL, NULL, REASON_NO_SNI, REASON_NO_SNI, 0, "no SNI"},
+        {NULL, 443, NULL, NULL, REASON_UNKNOWN_PROTOCOL, REASON_UNKNOWN_PROTOCOL, 0,
+         "unknown protocol"},
+        {NULL, 443, NULL, NULL, REASON_SNIFF_TIMEOUT, REASON_SNIFF_TIMEOUT, 0, "timeout"},
+        {"api.test", 443, NULL, NULL, REASON_ECH_REJECTED, REASON_ECH_REJECTED, 0, "ECH"},
+        {"api.test", 443, NULL, NULL, REASON_HOST_MISMATCH, REASON_HOST_MISMATCH, 0,
+         "Host names another port"},
+        {"api.test", 443, NULL, NULL, REASON_INVALID_HOSTNAME, REASON_INVALID_HOSTNAME, 0,
+         "an SNI that is no hostname"},
+    };
+    static const char *const modes[] = {"enforce", "audit"};
+    size_t m, i;
+
+    (void)state;
+    for (m = 0; m < 2; m++) {
+        char text[sizeof(decide_policy) + 16];
+        struct diag_list d;
+        struct policy *p;
+
+        snprintf(text, sizeof(text), decide_policy, modes[m]);
+        p = load_str(text, &d);
+        assert_non_null(p);
+        for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+            struct policy_query q = {.port = rows[i].port, .method = rows[i].method,
+                                     .target = rows[i].target, .refused = rows[i].refused};
+            struct policy_decision dec;
+            enum policy_outcome want;
+            uint8_t a[16];
+
+            if (rows[i].host && inet_pton(AF_INET, rows[i].host, a) == 1) {
+                q.family = AF_INET;
+                q.addr = a;
+            } else if (rows[i].host) {
+                q.host = (const uint8_t *)rows[i].host;
+                q.host_len = strlen(rows[i].host);
+            }
+            policy_decide(p, &q, &dec);
+            want = rows[i].reason == REASON_NONE ? DECISION_ALLOW
+                   : m == 1                     ? DECISION_AUDIT
+                                                : DECISION_DENY;
+            if (dec.outcome != want || dec.reason != rows[i].reason ||
+                (dec.rule ? dec.rule->line : 0) != rows[i].rule_line)
+                fail_msg("%s, row %zu (%s): outcome %d reason %s line %u", modes[m], i,
+                         rows[i].why, (int)dec.outcome, reason_name(dec.reason),
+                         dec.rule ? dec.rule->line : 0);
+        }
+        policy_free(p);
+        diag_clear(&d);
+    }
+}
+
 static void test_path_canonical(void **state)
 {
     static const struct {
@@ -679,6 +777,7 @@ int main(void)
         cmocka_unit_test(test_many_errors_reported),
         cmocka_unit_test(test_settings),
         cmocka_unit_test(test_http),
+        cmocka_unit_test(test_decide),
         cmocka_unit_test(test_path_canonical),
         cmocka_unit_test(test_wildcard_name_length),
         cmocka_unit_test(test_generation),

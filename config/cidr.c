@@ -73,22 +73,6 @@ enum cidr_status cidr_parse(const char *s, struct cidr *out)
     return memcmp(out->addr, raw, nbytes) == 0 ? CIDR_OK : CIDR_HOST_BITS;
 }
 
-bool port_parse(const char *s, uint16_t *out)
-{
-    unsigned v = 0;
-    size_t i;
-
-    for (i = 0; s[i]; i++) {
-        if (i == 5 || s[i] < '0' || s[i] > '9')
-            return false;
-        v = v * 10 + (unsigned)(s[i] - '0');
-    }
-    if (i == 0 || v < 1 || v > 65535)
-        return false;
-    *out = (uint16_t)v;
-    return true;
-}
-
 void cidr_format(const struct cidr *c, char buf[CIDR_STRLEN])
 {
     char a[INET6_ADDRSTRLEN];

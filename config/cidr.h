@@ -32,9 +32,6 @@ enum cidr_status {
  */
 enum cidr_status cidr_parse(const char *s, struct cidr *out);
 
-/* A port: 1-5 decimal digits, 1-65535, nothing else (no sign, no space). */
-bool port_parse(const char *s, uint16_t *out);
-
 /* Writes the canonical text form ("192.0.2.0/24") to BUF. */
 void cidr_format(const struct cidr *c, char buf[CIDR_STRLEN]);
 

@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "hostport.h"
 #include "policy.h"
 
 #define EXIT_USAGE 2
@@ -119,34 +120,6 @@ static void print_rule(const struct policy *p, const struct policy_rule *r)
     printf("%s\n", r->inspect ? " inspect" : "");
 }
 
-/* Splits HOST[:PORT] and [V6]:PORT; returns false on a malformed port. */
-static bool split_target(char *arg, char **host, uint16_t *port)
-{
-    char *colon;
-
-    *port = 443;
-    if (arg[0] == '[') {
-        char *close = strchr(arg, ']');
-
-        if (!close)
-            return false;
-        *close = '\0';
-        *host = arg + 1;
-        colon = close[1] == ':' ? close + 1 : NULL;
-        if (!colon && close[1] != '\0')
-            return false;
-    } else {
-        *host = arg;
-        colon = strchr(arg, ':');
-        if (colon && strchr(colon + 1, ':'))
-            colon = NULL;       /* a bare IPv6 address */
-    }
-    if (!colon)
-        return true;
-    *colon = '\0';
-    return port_parse(colon + 1, port);
-}
-
 static int cmd_explain(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -175,7 +148,7 @@ static int cmd_explain(int argc, char **argv)
     }
     if (argc - optind != 2)
         return usage_error("explain takes POLICY and HOST[:PORT]");
-    if (!split_target(argv[optind + 1], &host, &port))
+    if (!hostport_split(argv[optind + 1], 443, &host, &port))
         return usage_error("'%s' is not HOST[:PORT] with a port in 1-65535",
                            argv[optind + 1]);
     if ((method == NULL) != (path == NULL))

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "hostport.h"
+
 #define NAME_RULE "must be 1-15 characters of [a-z0-9-]"
 
 __attribute__((format(printf, 2, 3)))

@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hostport.h"
+
 const char *state_dir(void)
 {
     const char *d = getenv("SLUICE_RUN_DIR");

@@ -26,6 +26,7 @@
 
 #include "conn.h"
 #include "json.h"
+#include "sock.h"
 
 struct admin {
     struct proxy *px;
@@ -115,7 +116,7 @@ static int metrics_bind(struct admin *a, const char *spec)
     socklen_t len;
     int one = 1, fd = -1;
 
-    if (!proxy_parse_hostport(spec, &ss, &len)) {
+    if (!sock_parse(spec, &ss, &len)) {
         fprintf(stderr, "sluice-proxy: --metrics %s: not ADDR:PORT or [ADDR]:PORT\n", spec);
         return -EINVAL;
     }

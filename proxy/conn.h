@@ -20,11 +20,12 @@ void conn_revalidate(struct proxy *px);
 /* Closes every flow (shutdown after the drain period). */
 void conn_close_all(struct proxy *px);
 
-/* Sets up what flows share in PX (the list of flows, the bandwidth queues); first. */
-void conn_shared_init(struct proxy *px);
+/* What the relay keeps across flows: idle splice pipes, one bandwidth queue per
+ * direction. NULL on failure. */
+struct relay_pool *relay_pool_new(struct proxy *px);
 
-/* Frees what flows share in PX: the idle splice pipes, the bandwidth timers (at exit). */
-void conn_shared_free(struct proxy *px);
+/* Frees the pool (after every flow is closed); accepts NULL. */
+void relay_pool_free(struct relay_pool *pool);
 
 /* A live flow as the control socket shows it; the strings live as long as the flow. */
 struct conn_info {

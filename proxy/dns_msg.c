@@ -13,66 +13,72 @@
 #define FLAG_RA 0x0080
 #define FLAG_CD 0x0010
 #define OPCODE(f) (((f) >> 11) & 0xf)
-#define CLASS_IN 1
 
-/*
- * Reads the name at OFF of MSG into WIRE (uncompressed) and TEXT (dotted).
- * Pointers may only go backwards, at most DNS_POINTER_HOPS of them; *END
- * gets the offset after the name where it was first read. False if malformed.
- */
-static bool read_name(const uint8_t *msg, size_t len, size_t off, uint8_t *wire,
-                      size_t *wire_len, char *text, size_t *text_len, size_t *end)
+bool dns_name_read(const uint8_t *msg, size_t len, size_t *off, uint8_t *wire,
+                   size_t *wire_len)
 {
-    size_t w = 0, t = 0, hops = 0, limit = off;
+    size_t pos = *off, run = *off, w = 0, hops = 0;
     bool jumped = false;
 
     for (;;) {
         uint8_t l;
 
-        if (off >= len)
+        if (pos >= len)
             return false;
-        l = msg[off];
+        l = msg[pos];
         if ((l & 0xc0) == 0xc0) {
             size_t to;
 
-            if (off + 1 >= len || ++hops > DNS_POINTER_HOPS)
+            if (pos + 1 >= len || ++hops > DNS_POINTER_HOPS)
                 return false;
-            to = (size_t)(l & 0x3f) << 8 | msg[off + 1];
-            if (to >= limit)
+            to = (size_t)(l & 0x3f) << 8 | msg[pos + 1];
+            if (to >= run)
                 return false;       /* forward or self pointers: refused */
             if (!jumped)
-                *end = off + 2;
+                *off = pos + 2;
             jumped = true;
-            limit = to;
-            off = to;
+            pos = run = to;
             continue;
         }
         if (l & 0xc0)
-            return false;           /* 0x40 and 0x80: extended label types */
-        if (w + 1 + l > DNS_NAME_WIRE_MAX || off + 1 + l > len)
+            return false;           /* 0x40 and 0x80: the obsolete extended label types */
+        if (w + 1 + l > DNS_NAME_WIRE_MAX || pos + 1 + l > len)
             return false;
         wire[w++] = l;
         if (l == 0)
             break;
-        memcpy(wire + w, msg + off + 1, l);
+        memcpy(wire + w, msg + pos + 1, l);
         w += l;
-        if (t)
-            text[t++] = '.';
-        for (size_t i = 0; i < l; i++) {
-            uint8_t c = msg[off + 1 + i];
-
-            /* any byte survives the wire form; the text form is for the policy,
-             * and a dot inside a label must not pass there for a separator */
-            text[t++] = (char)(c == '.' ? '\\' : c >= 'A' && c <= 'Z' ? c + 32 : c);
-        }
-        off += 1 + l;
+        pos += 1 + l;
     }
     if (!jumped)
-        *end = off + 1;
-    text[t] = '\0';
+        *off = pos + 1;
     *wire_len = w;
-    *text_len = t;
     return true;
+}
+
+/*
+ * WIRE as dotted, lowercase text for the policy (HOSTNAME_MAX + 2 bytes): any
+ * byte survives the wire form, but a dot inside a label must not pass there
+ * for a separator.
+ */
+static size_t wire_text(const uint8_t *wire, char *text)
+{
+    size_t i = 0, t = 0;
+
+    while (wire[i]) {
+        uint8_t l = wire[i++];
+
+        if (t)
+            text[t++] = '.';
+        for (; l; l--, i++) {
+            uint8_t c = wire[i];
+
+            text[t++] = (char)(c == '.' ? '\\' : c >= 'A' && c <= 'Z' ? c + 32 : c);
+        }
+    }
+    text[t] = '\0';
+    return t;
 }
 
 enum dns_parse_status dns_query_parse(const uint8_t *msg, size_t len, struct dns_query *q)
@@ -98,9 +104,10 @@ enum dns_parse_status dns_query_parse(const uint8_t *msg, size_t len, struct dns
         return DNS_PARSE_NOTIMP;
     if (qd != 1 || an != 0 || ns != 0 || ar > 1)
         return DNS_PARSE_FORMERR;
-    if (!read_name(msg, len, DNS_HEADER_LEN, q->qname_wire, &q->qname_wire_len, q->qname,
-                   &q->qname_len, &off) || off + 4 > len)
+    off = DNS_HEADER_LEN;
+    if (!dns_name_read(msg, len, &off, q->qname_wire, &q->qname_wire_len) || off + 4 > len)
         return DNS_PARSE_FORMERR;
+    q->qname_len = wire_text(q->qname_wire, q->qname);
     q->qtype = (uint16_t)(msg[off] << 8 | msg[off + 1]);
     q->qclass = (uint16_t)(msg[off + 2] << 8 | msg[off + 3]);
     off += 4;
@@ -164,7 +171,7 @@ size_t dns_build_response(uint8_t *out, size_t cap, size_t limit, const struct d
         }
         put16(out + off, 0xc000 | DNS_HEADER_LEN);     /* owner: the question's name */
         put16(out + off + 2, ans[i].type);
-        put16(out + off + 4, CLASS_IN);
+        put16(out + off + 4, DNS_CLASS_IN);
         put16(out + off + 6, ans[i].ttl >> 16);
         put16(out + off + 8, ans[i].ttl & 0xffff);
         put16(out + off + 10, rdlen);

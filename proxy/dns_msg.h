@@ -18,7 +18,9 @@
 #define DNS_EDNS_MAX 1232           /* the largest UDP response we send (DNS flag day 2020) */
 #define DNS_TCP_MAX 65535
 #define DNS_NAME_WIRE_MAX 255
-#define DNS_POINTER_HOPS 16         /* compression pointers followed per name */
+#define DNS_POINTER_HOPS 127        /* compression pointers per name: no name needs more
+                                       than it can have labels */
+#define DNS_CLASS_IN 1
 
 enum {
     DNS_TYPE_A = 1, DNS_TYPE_NS = 2, DNS_TYPE_CNAME = 5, DNS_TYPE_SOA = 6,
@@ -70,6 +72,16 @@ struct dns_answer {
  */
 size_t dns_build_response(uint8_t *out, size_t cap, size_t limit, const struct dns_query *q,
                           int rcode, const struct dns_answer *ans, size_t n);
+
+/*
+ * Reads the name at *OFF of MSG into WIRE (DNS_NAME_WIRE_MAX bytes:
+ * uncompressed, bytes as sent) and moves *OFF past it. A compression pointer
+ * must point before the labels that led to it, so pointers cannot loop, and
+ * at most DNS_POINTER_HOPS are followed. False when malformed. The DNS
+ * service's questions and the resolver's answers are read with it.
+ */
+bool dns_name_read(const uint8_t *msg, size_t len, size_t *off, uint8_t *wire,
+                   size_t *wire_len);
 
 const char *dns_type_name(uint16_t type, char buf[8]);
 const char *dns_rcode_name(int rcode);

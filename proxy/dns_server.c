@@ -17,11 +17,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "addr_class.h"
+#include "clock.h"
 #include "dns_msg.h"
+#include "log.h"
 #include "resolver.h"
+#include "sock.h"
 
 #define TCP_BUF (2 + 4096)          /* a query over TCP: length and message */
+#define DNS_TCP_BACKLOG 64
 
 struct dns_server;
 
@@ -62,7 +65,7 @@ static bool rate_ok(struct dns_server *s)
     uint32_t qps = s->px->policy->settings.dns.queries_per_second;
 
     /* one second deep; shared by all DNS listeners: the limit is the sandbox's */
-    return qps == 0 || limit_bucket_take(&s->px->dns_queries, qps, qps, 1, limit_now_ms()) == 1;
+    return qps == 0 || limit_bucket_take(&s->px->dns_queries, qps, qps, 1, clock_now_ms()) == 1;
 }
 
 static void dns_log(struct dns_server *s, const struct dns_query *q, int rcode,
@@ -379,24 +382,6 @@ static void on_tcp_accept(evutil_socket_t fd, short what, void *arg)
         tcp_close(c);
 }
 
-static int bind_socket(const struct sockaddr_storage *ss, socklen_t len, int type)
-{
-    int one = 1, fd = socket(ss->ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-
-    if (fd < 0)
-        return -1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-        bind(fd, (const struct sockaddr *)ss, len) < 0 ||
-        (type == SOCK_STREAM && listen(fd, 64) < 0)) {
-        int e = errno;
-
-        close(fd);
-        errno = e;
-        return -1;
-    }
-    return fd;
-}
-
 struct dns_server *dns_server_new(struct proxy *px, const char *spec)
 {
     struct dns_server *s = calloc(1, sizeof(*s));
@@ -409,15 +394,15 @@ struct dns_server *dns_server_new(struct proxy *px, const char *spec)
     s->udp = s->tcp = -1;
     list_init(&s->clients);
     list_init(&s->pending);
-    if (!proxy_parse_hostport(spec, &ss, &len)) {
-        fprintf(stderr, "sluice-proxy: --dns-listen %s: not ADDR:PORT or [ADDR]:PORT\n", spec);
+    if (!sock_parse(spec, &ss, &len)) {
+        log_warnx("--dns-listen %s: not ADDR:PORT or [ADDR]:PORT", spec);
         goto fail;
     }
-    s->udp = bind_socket(&ss, len, SOCK_DGRAM);
-    s->tcp = s->udp < 0 ? -1 : bind_socket(&ss, len, SOCK_STREAM);
+    s->udp = sock_bind(&ss, len, SOCK_DGRAM, 0, 0);
+    s->tcp = s->udp < 0 ? -1 : sock_bind(&ss, len, SOCK_STREAM, 0, DNS_TCP_BACKLOG);
     if (s->udp < 0 || s->tcp < 0) {
-        fprintf(stderr, "sluice-proxy: --dns-listen %s: %s (the address must be local, e.g. "
-                "the dns_listen address sluice-netsetup printed)\n", spec, strerror(errno));
+        log_warnx("--dns-listen %s: %s (the address must be local, e.g. the dns_listen "
+                  "address sluice-netsetup printed)", spec, strerror(errno));
         goto fail;
     }
     s->uev = event_new(px->base, s->udp, EV_READ | EV_PERSIST, on_udp, s);

@@ -1,16 +1,6 @@
 /* Token buckets and the log gate (see limit.h). */
 #include "limit.h"
 
-#include <time.h>
-
-uint64_t limit_now_ms(void)
-{
-    struct timespec t;
-
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
-    return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
-
 void limit_bucket_init(struct limit_bucket *b, uint64_t depth, uint64_t now_ms)
 {
     b->tokens = (double)depth;

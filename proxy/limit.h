@@ -1,6 +1,6 @@
 /*
  * The arithmetic of P7's limits, pure (callers pass the time, which tests
- * invent and the proxy reads with limit_now_ms()): token buckets for
+ * invent and the proxy reads with clock_now_ms()): token buckets for
  * connections, bytes and DNS queries a second, and the gate that keeps the
  * flow log bounded under a flood.
  */
@@ -9,10 +9,6 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-
-/* The clock the limits (and idle timeouts) run on: monotonic, in milliseconds,
- * coarse (a tick of a few ms: cheap, and fine for buckets a tenth of a second deep). */
-uint64_t limit_now_ms(void);
 
 struct limit_bucket {
     double tokens;

@@ -1,7 +1,8 @@
 /*
- * The state one sluice-proxy process shares between its connections: the
- * event loop, the policy in force, the resolver, the flow log and the list
- * of live flows. One process serves one sandbox.
+ * One sluice-proxy process, which serves one sandbox: the state its flows,
+ * its DNS service and its admin endpoints share (the event loop, the policy
+ * in force, the resolver, the flow log, the live flows), and the process
+ * core that binds the listeners, reloads the policy and drains on SIGTERM.
  */
 #ifndef SLUICE_PROXY_H
 #define SLUICE_PROXY_H
@@ -19,16 +20,15 @@
 #include "policy.h"
 
 struct event_base;
-struct event;
 struct resolver;
 struct route_probe;
-struct conn;
-struct dir;
+struct relay_pool;
+struct proxy_core;
 
-#define PROXY_PIPE_POOL 64          /* idle splice pipes kept for the next busy flow */
 #define PROXY_LOG_PER_SECOND 100    /* dns and limit records a second; the rest are counted */
-
-enum { PROXY_UP, PROXY_DOWN };      /* directions: sandbox to server, server to sandbox */
+#define PROXY_MAX_LISTENERS 8       /* --listen */
+#define PROXY_MAX_DNS 4             /* --dns-listen */
+#define PROXY_DRAIN_GRACE_MS 10000  /* SIGTERM: how long flows may finish */
 
 struct proxy {
     struct event_base *base;
@@ -43,24 +43,45 @@ struct proxy {
     size_t n_conns;
     bool draining;                  /* SIGTERM: no new flows */
     struct timespec started;        /* CLOCK_REALTIME at start */
-    int pipes[PROXY_PIPE_POOL][2];  /* empty splice pipes, lent by conn.c */
-    size_t n_pipes;
+    struct relay_pool *relay;       /* the relay's own: idle splice pipes, bandwidth queues */
     struct metrics metrics;
     struct log_gate gate;           /* bounds dns and limit records under a flood */
     struct limit_bucket new_conns;  /* limits.new_connections_per_second */
     struct limit_bucket dns_queries;    /* dns.queries_per_second */
-    struct proxy_bandwidth {        /* limits.{upload,download}_bytes_per_second */
-        struct proxy *px;
-        int way;
-        struct limit_bucket bucket;
-        struct list waiting;        /* directions (struct dir) out of budget, oldest first */
-        struct event *timer;        /* wakes them; made on first use */
-    } bandwidth[2];
+    struct proxy_core *core;        /* the process core's own (proxy.c) */
+};
+
+/* What the command line asks of a process (sluice-proxy --help says each). */
+struct proxy_options {
+    const char *policy_path;
+    const char *listens[PROXY_MAX_LISTENERS];
+    size_t n_listens;
+    const char *dns[PROXY_MAX_DNS];
+    size_t n_dns;
+    const char *upstream, *id, *log_path, *metrics, *control, *user;
+    bool seccomp;
 };
 
 /*
- * Fills the fields every record has (time, sandbox, policy), counts R in the
- * metrics and writes it; dns and limit records pass the log gate first.
+ * Takes POLICY (loaded from opt->policy_path) and opens everything OPT names:
+ * the flow log, the resolver, the listeners, the DNS service, the admin
+ * endpoints, signals and the policy file's watch. Returns 0, or an exit code
+ * (1 runtime, 2 usage) after saying why on standard error; proxy_close() is
+ * owed either way, and frees POLICY.
+ */
+int proxy_open(struct proxy *px, const struct proxy_options *opt, struct policy *policy);
+
+/* Drops privileges for good, then serves until a SIGTERM's drain ends. Returns
+ * the exit code. */
+int proxy_run(struct proxy *px, const struct proxy_options *opt);
+
+/* Closes every flow and frees everything proxy_open() made. */
+void proxy_close(struct proxy *px);
+
+/*
+ * Fills the fields every record has (time, sandbox, and the policy in force
+ * unless R names the one that decided), counts R in the metrics and writes it;
+ * dns and limit records pass the log gate first.
  */
 void proxy_log(struct proxy *px, struct flow_record *r);
 
@@ -80,8 +101,5 @@ int proxy_reload(struct proxy *px, const char *why, char *msg, size_t cap);
  * is refused).
  */
 bool proxy_dest_allowed(const struct proxy *px, int family, const uint8_t *addr);
-
-/* "ADDR:PORT" or "[V6]:PORT" into a socket address; false if it is neither. */
-bool proxy_parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len);
 
 #endif

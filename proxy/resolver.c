@@ -6,8 +6,6 @@
  */
 #include "resolver.h"
 
-#include "cidr.h"
-
 #include <ares.h>
 #include <arpa/inet.h>
 #include <endian.h>
@@ -21,21 +19,19 @@
 #include <time.h>
 
 #include "cursor.h"
+#include "dns_msg.h"
+#include "hostport.h"
 #include "list.h"
 
 #define TRY_MS 1000             /* c-ares: first try per server; a retry waits twice as long */
 #define TRIES 2                 /* one server: 1 s + 2 s, inside RESOLVER_TIMEOUT_MS */
-#define EDNS_SIZE 1232          /* the DNS flag day's UDP size: no fragments, rare TCP */
 #define CHAIN_MAX 8             /* CNAME links followed before the answer is refused */
-#define WIRE_MAX 255            /* a name on the wire, root label included (RFC 1035) */
 #define BUCKETS 8192            /* power of two; cached names plus those in flight */
 #define SERVER_MAX 64           /* one "ADDR:PORT" item of the servers list */
 
 _Static_assert((BUCKETS & (BUCKETS - 1)) == 0, "BUCKETS must be a power of two");
 _Static_assert(BUCKETS >= 2 * RESOLVER_CACHE_MAX, "hash chains must stay short");
 
-enum { TYPE_A = 1, TYPE_CNAME = 5, TYPE_AAAA = 28, CLASS_IN = 1 };
-enum { RCODE_NOERROR = 0, RCODE_NXDOMAIN = 3 };
 enum { ANSWER_PENDING = -1 };
 
 struct resolver_query;
@@ -159,52 +155,15 @@ static int name_to_wire(const char *name, uint8_t *wire, size_t *wlen)
     return 0;
 }
 
-/*
- * Reads the name at *OFF into WIRE, uncompressed and lowercase, and moves
- * *OFF past it. A compression pointer must point before the labels that led
- * to it, so pointers can never loop; and no name needs more of them than it
- * can have labels, which bounds the work one hostile name can cause.
- */
+/* The name at *OFF, lowercase (compared with the asked name byte for byte). */
 static int name_read(const uint8_t *msg, size_t len, size_t *off, uint8_t *wire, size_t *wlen)
 {
-    size_t pos = *off, run = *off, n = 0, jumps = 0;
-    bool jumped = false;
+    size_t i;
 
-    for (;;) {
-        uint8_t b;
-
-        if (pos >= len)
-            return -EBADMSG;
-        b = msg[pos];
-        if ((b & 0xc0) == 0xc0) {
-            size_t ptr;
-
-            if (pos + 1 >= len)
-                return -EBADMSG;
-            ptr = (size_t)(b & 0x3f) << 8 | msg[pos + 1];
-            if (ptr >= run || ++jumps > WIRE_MAX / 2)
-                return -EBADMSG;
-            if (!jumped)
-                *off = pos + 2;
-            jumped = true;
-            pos = run = ptr;
-            continue;
-        }
-        if (b & 0xc0)
-            return -EBADMSG;            /* the obsolete extended label types */
-        if (b == 0)
-            break;
-        if (pos + 1 + b > len || n + 1 + b + 1 > WIRE_MAX)
-            return -EBADMSG;
-        wire[n++] = b;
-        for (size_t i = 0; i < b; i++)
-            wire[n++] = lower(msg[pos + 1 + i]);
-        pos += 1 + (size_t)b;
-    }
-    wire[n++] = 0;
-    if (!jumped)
-        *off = pos + 1;
-    *wlen = n;
+    if (!dns_name_read(msg, len, off, wire, wlen))
+        return -EBADMSG;
+    for (i = 0; i < *wlen; i++)
+        wire[i] = lower(wire[i]);
     return 0;
 }
 
@@ -235,7 +194,7 @@ static int wire_to_text(const uint8_t *wire, char *text)
 }
 
 struct rr {
-    uint8_t owner[WIRE_MAX];
+    uint8_t owner[DNS_NAME_WIRE_MAX];
     size_t owner_len;
     uint16_t type, cls;
     uint32_t ttl;
@@ -272,9 +231,9 @@ static bool wire_eq(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen
 int resolver_parse_answer(const uint8_t *msg, size_t len, const char *name, int family,
                           struct resolver_addr *addrs, size_t cap, size_t *n, char *cname)
 {
-    uint8_t want[WIRE_MAX];
+    uint8_t want[DNS_NAME_WIRE_MAX];
     size_t wlen, off, answers, hops;
-    uint16_t qtype = family == AF_INET ? TYPE_A : TYPE_AAAA;
+    uint16_t qtype = family == AF_INET ? DNS_TYPE_A : DNS_TYPE_AAAA;
     size_t alen = family == AF_INET ? 4 : 16;
     uint32_t chain_ttl = UINT32_MAX;
     uint16_t flags, qd, an;
@@ -298,11 +257,11 @@ int resolver_parse_answer(const uint8_t *msg, size_t len, const char *name, int 
         !wire_eq(rr.owner, rr.owner_len, want, wlen))
         return -EBADMSG;
     c = cur_init(msg + off, len - off);
-    if (cur_u16(&c) != qtype || cur_u16(&c) != CLASS_IN || c.bad)
+    if (cur_u16(&c) != qtype || cur_u16(&c) != DNS_CLASS_IN || c.bad)
         return -EBADMSG;
-    if ((flags & 0xf) == RCODE_NXDOMAIN)
+    if ((flags & 0xf) == DNS_RCODE_NXDOMAIN)
         return RESOLVER_NXDOMAIN;
-    if ((flags & 0xf) != RCODE_NOERROR)
+    if ((flags & 0xf) != DNS_RCODE_NOERROR)
         return RESOLVER_FAILED;
     answers = off + 4;
 
@@ -316,7 +275,7 @@ int resolver_parse_answer(const uint8_t *msg, size_t len, const char *name, int 
 
             if (rr_read(msg, len, &off, &rr) < 0)
                 return -EBADMSG;
-            if (linked || rr.type != TYPE_CNAME || rr.cls != CLASS_IN ||
+            if (linked || rr.type != DNS_TYPE_CNAME || rr.cls != DNS_CLASS_IN ||
                 !wire_eq(rr.owner, rr.owner_len, want, wlen))
                 continue;
             end = rr.rdoff;
@@ -340,7 +299,7 @@ int resolver_parse_answer(const uint8_t *msg, size_t len, const char *name, int 
 
         if (rr_read(msg, len, &off, &rr) < 0)
             return -EBADMSG;
-        if (rr.type != qtype || rr.cls != CLASS_IN || !wire_eq(rr.owner, rr.owner_len, want, wlen))
+        if (rr.type != qtype || rr.cls != DNS_CLASS_IN || !wire_eq(rr.owner, rr.owner_len, want, wlen))
             continue;
         if (rr.rdlen != alen)
             return -EBADMSG;
@@ -681,8 +640,8 @@ static void fetch_send(struct resolver *r, struct fetch *f, const char *name)
 
     evtimer_add(f->deadline, &tv);
     f->pending = 2;
-    ares_query(r->channel, name, CLASS_IN, TYPE_A, on_answer, &f->half[0]);
-    ares_query(r->channel, name, CLASS_IN, TYPE_AAAA, on_answer, &f->half[1]);
+    ares_query(r->channel, name, DNS_CLASS_IN, DNS_TYPE_A, on_answer, &f->half[0]);
+    ares_query(r->channel, name, DNS_CLASS_IN, DNS_TYPE_AAAA, on_answer, &f->half[1]);
     timer_update(r);
 }
 
@@ -755,26 +714,13 @@ static void on_sock_state(void *data, ares_socket_t fd, int readable, int writab
 /* One item: "ADDR", "V4:PORT", "V6", "[V6]" or "[V6]:PORT". */
 static int parse_server(char *s, struct ares_addr_port_node *node)
 {
-    char *host = s, *port = NULL, *colon = strchr(s, ':');
-    uint16_t p = 53;
+    char *host;
+    uint16_t p;
 
-    if (*s == '[') {
-        char *close = strchr(s, ']');
-
-        if (!close || (close[1] && close[1] != ':'))
-            return -EINVAL;
-        *close = '\0';
-        host = s + 1;
-        if (close[1])
-            port = close + 2;
-    } else if (colon && !strchr(colon + 1, ':')) {
-        *colon = '\0';
-        port = colon + 1;
-    }
-    if (port && !port_parse(port, &p))
+    if (!hostport_split(s, 53, &host, &p))
         return -EINVAL;
-    if (*s != '[' && inet_pton(AF_INET, host, &node->addr.addr4) == 1)
-        node->family = AF_INET;
+    if (inet_pton(AF_INET, host, &node->addr.addr4) == 1 && host == s)
+        node->family = AF_INET;         /* "[V4]" is not an address */
     else if (inet_pton(AF_INET6, host, &node->addr.addr6) == 1)
         node->family = AF_INET6;
     else
@@ -837,7 +783,7 @@ struct resolver *resolver_new(struct event_base *base, const char *servers)
         .lookups = lookups,
         .sock_state_cb = on_sock_state,
         .sock_state_cb_data = r,
-        .ednspsz = EDNS_SIZE,
+        .ednspsz = DNS_EDNS_MAX,
         .resolvconf_path = resolvconf,
     };
     int mask = ARES_OPT_FLAGS | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_NDOTS |
@@ -922,7 +868,7 @@ struct resolver_query *resolver_lookup(struct resolver *r, const char *name, res
 {
     struct resolver_query *q = calloc(1, sizeof(*q));
     size_t len = strnlen(name, RESOLVER_NAME_MAX + 1), wlen;
-    uint8_t wire[WIRE_MAX];
+    uint8_t wire[DNS_NAME_WIRE_MAX];
     struct entry *e;
     struct fetch *f;
     uint64_t hash, now;

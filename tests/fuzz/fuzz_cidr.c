@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 
 #include "cidr.h"
+#include "hostport.h"
 #include "fuzz.h"
 
 #define TOKENS_MAX 64           /* strings per input that go into the table */

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "cidr.h"
+#include "hostport.h"
 
 struct parse_row {
     const char *in;

@@ -49,6 +49,7 @@ static bool parse_subnet(const char *s, int family, struct cidr *out)
 
 /* Long options only: every value is above any letter getopt returns. */
 enum { OPT_SUBNET = 256, OPT_IPV6, OPT_PROXY_PORT, OPT_DNS_PORT, OPT_JSON, OPT_IFACE,
+       OPT_MAX_CONNTRACK,
        OPT_PROXY_UID, OPT_METRICS_PORT };
 
 /*
@@ -64,6 +65,20 @@ static int bad_option(const char *cmd, char **argv, char err[NETSETUP_ERR_MAX])
     return fail(err, "%s: unknown or incomplete option '%s'", cmd, argv[optind - 1]);
 }
 
+/* --max-conntrack N: 1 to CONNTRACK_MAX_LIMIT */
+static bool parse_conntrack(const char *arg, uint32_t *out)
+{
+    unsigned long v;
+    char *end;
+
+    errno = 0;
+    v = strtoul(arg, &end, 10);
+    if (*arg < '0' || *arg > '9' || *end || errno || v < 1 || v > CONNTRACK_MAX_LIMIT)
+        return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
 /* up and attach */
 static int parse_up(const char *cmd, int argc, char **argv, struct netsetup_args *a,
                     char err[NETSETUP_ERR_MAX])
@@ -75,6 +90,7 @@ static int parse_up(const char *cmd, int argc, char **argv, struct netsetup_args
         {"dns-port", required_argument, NULL, OPT_DNS_PORT},
         {"json", no_argument, NULL, OPT_JSON},
         {"iface", required_argument, NULL, OPT_IFACE},
+        {"max-conntrack", required_argument, NULL, OPT_MAX_CONNTRACK},
         {NULL, 0, NULL, 0},
     };
     struct up_opts *o = &a->up;
@@ -83,6 +99,7 @@ static int parse_up(const char *cmd, int argc, char **argv, struct netsetup_args
 
     o->proxy_port = DEFAULT_PROXY_PORT;
     o->dns_port = DEFAULT_DNS_PORT;
+    o->max_conntrack = DEFAULT_MAX_CONNTRACK;
     getopt_reset();
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -114,6 +131,11 @@ static int parse_up(const char *cmd, int argc, char **argv, struct netsetup_args
                 return fail(err, "--iface '%s' is not an interface name", optarg);
             o->iface = optarg;
             break;
+        case OPT_MAX_CONNTRACK:
+            if (!parse_conntrack(optarg, &o->max_conntrack))
+                return fail(err, "--max-conntrack '%s' is not a count from 1 to %u",
+                            optarg, CONNTRACK_MAX_LIMIT);
+            break;
         default:
             return bad_option(cmd, argv, err);
         }
@@ -138,6 +160,7 @@ static int parse_pod(int argc, char **argv, struct netsetup_args *a,
         {"proxy-port", required_argument, NULL, OPT_PROXY_PORT},
         {"dns-port", required_argument, NULL, OPT_DNS_PORT},
         {"metrics-port", required_argument, NULL, OPT_METRICS_PORT},
+        {"max-conntrack", required_argument, NULL, OPT_MAX_CONNTRACK},
         {"json", no_argument, NULL, OPT_JSON},
         {NULL, 0, NULL, 0},
     };
@@ -147,7 +170,7 @@ static int parse_pod(int argc, char **argv, struct netsetup_args *a,
     int c;
 
     *o = (struct pod_opts){DEFAULT_PROXY_UID, DEFAULT_PROXY_PORT, DEFAULT_DNS_PORT,
-                           DEFAULT_METRICS_PORT};
+                           DEFAULT_METRICS_PORT, DEFAULT_MAX_CONNTRACK};
     getopt_reset();
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -169,6 +192,11 @@ static int parse_pod(int argc, char **argv, struct netsetup_args *a,
         case OPT_METRICS_PORT:
             if (!port_parse(optarg, &o->metrics_port))
                 return fail(err, "--metrics-port '%s' is not a port (1-65535)", optarg);
+            break;
+        case OPT_MAX_CONNTRACK:
+            if (!parse_conntrack(optarg, &o->max_conntrack))
+                return fail(err, "--max-conntrack '%s' is not a count from 1 to %u",
+                            optarg, CONNTRACK_MAX_LIMIT);
             break;
         case OPT_JSON:
             a->json = true;
@@ -222,8 +250,12 @@ static int parse_status(int argc, char **argv, struct netsetup_args *a,
 static int parse_verify(int argc, char **argv, struct netsetup_args *a,
                         char err[NETSETUP_ERR_MAX])
 {
+    if (argc == 2 && strcmp(argv[1], "--pod") == 0) {
+        a->verify_pod = true;
+        return 0;
+    }
     if (argc != 2 || !sandbox_name_valid(argv[1]))
-        return fail(err, "verify takes one NAME of 1-15 characters of [a-z0-9-]");
+        return fail(err, "verify takes one NAME of 1-15 characters of [a-z0-9-], or --pod");
     a->name = argv[1];
     return 0;
 }

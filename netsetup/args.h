@@ -17,6 +17,7 @@ struct netsetup_args {
     const char *name;           /* the sandbox NAME (points into ARGV), or NULL */
     bool json;                  /* --json */
     bool down_pod;              /* down --pod */
+    bool verify_pod;            /* verify --pod */
     struct up_opts up;          /* up, attach */
     struct pod_opts pod;        /* pod */
 };

@@ -37,15 +37,15 @@ static int cmd_verify(const struct netsetup_args *a);
 
 static const struct command commands[] = {
     {"up", cmd_up, "up NAME [--subnet CIDR] [--ipv6 CIDR] [--proxy-port P] [--dns-port P] "
-     "[--json]", NEEDS_NS},
+     "[--max-conntrack N] [--json]", NEEDS_NS},
     {"attach", cmd_attach, "attach NAME --iface IFACE [--subnet CIDR] [--ipv6 CIDR] "
-     "[--proxy-port P] [--dns-port P] [--json]", CAP(CAP_NET_ADMIN)},
+     "[--proxy-port P] [--dns-port P] [--max-conntrack N] [--json]", CAP(CAP_NET_ADMIN)},
     {"pod", cmd_pod, "pod [--proxy-uid UID] [--proxy-port P] [--dns-port P] "
-     "[--metrics-port P] [--json]", CAP(CAP_NET_ADMIN)},
+     "[--metrics-port P] [--max-conntrack N] [--json]", CAP(CAP_NET_ADMIN)},
     {"down", cmd_down, "down NAME | down --pod", NEEDS_NS},
     {"status", cmd_status, "status [NAME] [--json]", CAP(CAP_NET_ADMIN)},
     /* verify also probes with a raw ICMP socket */
-    {"verify", cmd_verify, "verify NAME", NEEDS_NS | CAP(CAP_NET_RAW)},
+    {"verify", cmd_verify, "verify NAME | verify --pod", NEEDS_NS | CAP(CAP_NET_RAW)},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -61,13 +61,15 @@ static void usage(FILE *out)
     fprintf(out,
             "\nNAME is 1-15 characters of [a-z0-9-]. Subnets come from %s in /30s\n"
             "unless --subnet is given; ports default to proxy %u, DNS %u (pod: metrics %u,\n"
-            "proxy UID %u). State is kept in $SLUICE_RUN_DIR (default %s).\n"
+            "proxy UID %u). --max-conntrack (default %u) bounds the sandbox's entries in\n"
+            "the connection-tracking table all sandboxes share. State is kept in\n"
+            "$SLUICE_RUN_DIR (default %s).\n"
             "\nexit codes: 0 ok, 1 runtime failure (the message names the netlink call,\n"
             "the object and the error), 2 usage, 3 missing privilege (CAP_NET_ADMIN; up,\n"
             "down and verify also CAP_SYS_ADMIN for namespaces, verify CAP_NET_RAW for its\n"
             "raw-socket probes: ICMP, and DNS from a spoofed source).\n",
             "10.200.0.0/16", DEFAULT_PROXY_PORT, DEFAULT_DNS_PORT, DEFAULT_METRICS_PORT,
-            DEFAULT_PROXY_UID, STATE_DEFAULT_DIR);
+            DEFAULT_PROXY_UID, DEFAULT_MAX_CONNTRACK, STATE_DEFAULT_DIR);
 }
 
 __attribute__((format(printf, 1, 2)))
@@ -131,6 +133,10 @@ static int cmd_pod(const struct netsetup_args *a)
     if ((r = pod_up(&a->pod)) < 0)
         return runtime_error(NULL, r);
     pod_print(&a->pod, a->json, stdout);
+    fprintf(stderr, "sluice-netsetup: pod mode exempts UID %u from every rule: the "
+            "workload must never run as root, as UID %u, or with CAP_SETUID, "
+            "CAP_NET_ADMIN or CAP_NET_RAW, or it can bypass the proxy\n",
+            (unsigned)a->pod.proxy_uid, (unsigned)a->pod.proxy_uid);
     return 0;
 }
 
@@ -162,7 +168,7 @@ static int cmd_status(const struct netsetup_args *a)
 
 static int cmd_verify(const struct netsetup_args *a)
 {
-    int r = sandbox_verify(a->name, stdout);
+    int r = a->verify_pod ? pod_verify(stdout) : sandbox_verify(a->name, stdout);
 
     if (r == -ENOENT) {
         fprintf(stderr, "sluice-netsetup: verify: no sandbox named %s\n", a->name);

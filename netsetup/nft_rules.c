@@ -19,6 +19,7 @@
 #include <linux/netfilter/nf_conntrack_tuple_common.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
+#include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -353,6 +354,19 @@ static void match_ct_reply(struct rb *rb)
     cmp(rb, NFT_CMP_EQ, &reply, 1);
 }
 
+/* reg1 = the type of the packet's source address as a route lookup sees it
+ * (RTN_LOCAL: one of this namespace's own) */
+static void fib_saddr_type(struct rb *rb)
+{
+    struct nftnl_expr *e = expr(rb, "fib");
+
+    if (!e)
+        return;
+    nftnl_expr_set_u32(e, NFTNL_EXPR_FIB_FLAGS, NFTA_FIB_F_SADDR);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_FIB_RESULT, NFT_FIB_RESULT_ADDRTYPE);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_FIB_DREG, NFT_REG_1);
+}
+
 /* reg1 = (reg1 & MASK) ^ 0, then compare with V */
 static void masked_cmp(struct rb *rb, const void *mask, const void *v, uint32_t len,
                        uint32_t op)
@@ -368,6 +382,27 @@ static void masked_cmp(struct rb *rb, const void *mask, const void *v, uint32_t 
         nftnl_expr_set(e, NFTNL_EXPR_BITWISE_XOR, zero, len);
     }
     cmp(rb, op, v, len);
+}
+
+/*
+ * A new connection beyond MAX of this rule's own (so: of one sandbox) in the
+ * connection-tracking table, which every sandbox and the host share.
+ */
+static void ct_new_over(struct rb *rb, uint32_t max)
+{
+    struct nftnl_expr *e = expr(rb, "ct");
+    uint32_t new_bit = NF_CT_STATE_BIT(IP_CT_NEW), zero = 0;
+
+    if (e) {
+        nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, NFT_CT_STATE);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
+    }
+    masked_cmp(rb, &new_bit, &zero, 4, NFT_CMP_NEQ);
+    e = expr(rb, "connlimit");
+    if (e) {
+        nftnl_expr_set_u32(e, NFTNL_EXPR_CONNLIMIT_COUNT, max);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_CONNLIMIT_FLAGS, NFT_CONNLIMIT_F_INV);
+    }
 }
 
 static void in_set(struct rb *rb, uint32_t key, const char *set, bool vmap)
@@ -680,6 +715,11 @@ static void sandbox_source_rules(struct nft_batch *b, const struct nft_sandbox *
     counter(&rb);
     verdict(&rb, NF_DROP);
     rb_end(b, &rb, C_DROP);
+    rb_start(&rb, pre);                     /* its share of the shared conntrack table */
+    ct_new_over(&rb, s->max_conntrack);
+    counter(&rb);
+    verdict(&rb, NF_DROP);
+    rb_end(b, &rb, C_DROP);
 }
 
 int nft_build_sandbox_add(struct nft_batch *b, const struct nft_sandbox *s)
@@ -762,6 +802,7 @@ static void match_loopback(struct rb *rb, uint8_t family)
 int nft_build_pod(struct nft_batch *b, const struct nft_pod *p)
 {
     static const uint8_t lo4[4] = {127, 0, 0, 1}, lo6[16] = {[15] = 1};
+    static const char loname[IFNAMSIZ] = "lo";
     static const uint8_t fams[] = {NFPROTO_IPV4, NFPROTO_IPV6};
     static const uint8_t l4[] = {IPPROTO_TCP, IPPROTO_UDP};
     const uint16_t own[] = {p->proxy_port, p->dns_port, p->metrics_port};
@@ -841,11 +882,54 @@ int nft_build_pod(struct nft_batch *b, const struct nft_pod *p)
     }
 
 
-    /* pod_out: what may leave a workload socket at all */
+    /* pod_out: what may leave a workload socket at all. First, IPv6 neighbour
+     * discovery as the kernel sends it: hop limit 255, to a link-local or
+     * multicast address (which no router forwards), nothing else: a raw socket
+     * could put a payload in an "ND" packet to any address. */
+    for (i = 0; i < 3; i++) {
+        static const uint8_t nd[] = {133, 135, 136}, hops = 255;
+        static const uint8_t scope_mask[2][16] = {{0xff, 0xc0}, {0xff}};
+        static const uint8_t scope[2][16] = {{0xfe, 0x80}, {0xff}};   /* fe80::/10, ff00::/8 */
+
+        for (j = 0; j < 2; j++) {
+            rb_start(&rb, "pod_out");
+            match_u8(&rb, NFT_META_L4PROTO, IPPROTO_ICMPV6);
+            payload(&rb, NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1);
+            cmp(&rb, NFT_CMP_EQ, &nd[i], 1);
+            payload(&rb, NFT_PAYLOAD_NETWORK_HEADER, 7, 1);
+            cmp(&rb, NFT_CMP_EQ, &hops, 1);
+            payload(&rb, NFT_PAYLOAD_NETWORK_HEADER, 24, 16);
+            masked_cmp(&rb, scope_mask[j], scope[j], 16, NFT_CMP_EQ);
+            verdict(&rb, NF_ACCEPT);
+            rb_end(b, &rb, NULL);
+        }
+    }
+    /* A packet leaving the pod must carry one of the pod's own addresses as
+     * its source (as a veth sandbox's must): a spoofed one would have the
+     * proxy, or conntrack's idea of a reply, answer another host. On lo,
+     * sources are not the pod's own: the proxy's transparent sockets answer the
+     * workload from the address it dialled. */
+    rb_start(&rb, "pod_out");
+    meta_load(&rb, NFT_META_OIFNAME);
+    cmp(&rb, NFT_CMP_NEQ, loname, IFNAMSIZ);
+    fib_saddr_type(&rb);
+    {
+        uint32_t local = RTN_LOCAL;
+
+        cmp(&rb, NFT_CMP_NEQ, &local, 4);
+    }
+    counter(&rb);
+    verdict(&rb, NF_DROP);
+    rb_end(b, &rb, C_DROP);
     rb_start(&rb, "pod_out");
     match_u32(&rb, NFT_META_SKUID, NFT_CMP_EQ, p->proxy_uid);
     verdict(&rb, NF_ACCEPT);
     rb_end(b, &rb, NULL);
+    rb_start(&rb, "pod_out");           /* the workload's share of conntrack */
+    ct_new_over(&rb, p->max_conntrack);
+    counter(&rb);
+    verdict(&rb, NF_DROP);
+    rb_end(b, &rb, C_DROP);
     rb_start(&rb, "pod_out");
     match_u32(&rb, NFT_META_MARK, NFT_CMP_EQ, NFT_MARK);
     verdict(&rb, NF_ACCEPT);
@@ -864,8 +948,19 @@ int nft_build_pod(struct nft_batch *b, const struct nft_pod *p)
     rb_end(b, &rb, NULL);
     /* The metrics port answers connections from outside the pod (the kubelet's
      * probes, a Prometheus scrape): its SYN-ACK leaves from a request socket,
-     * which has no UID for the first rule to match. Only replies, only that port. */
+     * which has no UID for the proxy-UID rule to match. Only replies, only that
+     * port, and never from another UID's socket: a workload listening there
+     * itself (or writing raw packets) would have a channel both ways. A packet
+     * without a full socket has no UID, so the skuid rule does not match it. */
     if (p->metrics_port) {
+        rb_start(&rb, "pod_out");
+        match_ct_reply(&rb);
+        match_u8(&rb, NFT_META_L4PROTO, IPPROTO_TCP);
+        match_sport(&rb, p->metrics_port);
+        match_u32(&rb, NFT_META_SKUID, NFT_CMP_NEQ, p->proxy_uid);
+        counter(&rb);
+        verdict(&rb, NF_DROP);
+        rb_end(b, &rb, C_DROP);
         rb_start(&rb, "pod_out");
         match_ct_reply(&rb);
         match_u8(&rb, NFT_META_L4PROTO, IPPROTO_TCP);
@@ -891,24 +986,10 @@ int nft_build_pod(struct nft_batch *b, const struct nft_pod *p)
     /* The rest of what stays on this host (loopback, the pod's own address, the
      * ICMP errors pod_tproxy sends back) is local, not egress. */
     rb_start(&rb, "pod_out");
-    {
-        static const char lo[IFNAMSIZ] = "lo";
-
-        meta_load(&rb, NFT_META_OIFNAME);
-        cmp(&rb, NFT_CMP_EQ, lo, IFNAMSIZ);
-    }
+    meta_load(&rb, NFT_META_OIFNAME);
+    cmp(&rb, NFT_CMP_EQ, loname, IFNAMSIZ);
     verdict(&rb, NF_ACCEPT);
     rb_end(b, &rb, NULL);
-    for (i = 0; i < 3; i++) {           /* IPv6 neighbour discovery the kernel sends */
-        static const uint8_t nd[] = {133, 135, 136};
-
-        rb_start(&rb, "pod_out");
-        match_u8(&rb, NFT_META_L4PROTO, IPPROTO_ICMPV6);
-        payload(&rb, NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1);
-        cmp(&rb, NFT_CMP_EQ, &nd[i], 1);
-        verdict(&rb, NF_ACCEPT);
-        rb_end(b, &rb, NULL);
-    }
     /* QUIC: refused, so clients fall back to TCP at once. In OUTPUT that means
      * send() fails with EPERM, and the port-unreachable (local, so accepted
      * above) makes the next receive fail with ECONNREFUSED. */
@@ -1181,6 +1262,11 @@ out:
     return MNL_CB_OK;
 }
 
+int nft_chain_counters(const char *chain, struct nft_counters *c)
+{
+    return nf_get(NFT_MSG_GETRULE, true, build_rule_dump, chain, counters_cb, c);
+}
+
 int nft_sandbox_counters(const char *name, struct nft_counters *c)
 {
     char pre[64], nat[64];
@@ -1188,9 +1274,9 @@ int nft_sandbox_counters(const char *name, struct nft_counters *c)
 
     memset(c, 0, sizeof(*c));
     nft_chain_names(name, pre, nat);
-    r = nf_get(NFT_MSG_GETRULE, true, build_rule_dump, pre, counters_cb, c);
+    r = nft_chain_counters(pre, c);
     if (r == 0)
-        r = nf_get(NFT_MSG_GETRULE, true, build_rule_dump, nat, counters_cb, c);
+        r = nft_chain_counters(nat, c);
     return r;
 }
 

@@ -36,6 +36,7 @@ struct nft_sandbox {
     uint8_t addr6[16];
     uint16_t proxy_port;
     uint16_t dns_port;
+    uint32_t max_conntrack;     /* new connections beyond this many are dropped */
 };
 
 struct nft_pod {
@@ -43,6 +44,7 @@ struct nft_pod {
     uint16_t proxy_port;
     uint16_t dns_port;
     uint16_t metrics_port;
+    uint32_t max_conntrack;     /* the workload's, as for a sandbox */
 };
 
 struct nft_batch;
@@ -98,6 +100,9 @@ struct nft_counters {
 
 /* Per-sandbox counters, read back from the commented rules of its chains. */
 int nft_sandbox_counters(const char *name, struct nft_counters *c);
+
+/* The same for one chain (pod_out, say), added to C. */
+int nft_chain_counters(const char *chain, struct nft_counters *c);
 
 /*
  * The live rules of chain CHAIN printed by libnftnl, one per line, with

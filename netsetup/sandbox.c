@@ -162,6 +162,12 @@ void pod_print(const struct pod_opts *o, bool json, FILE *out)
 
 /* ---- pieces shared by up, attach and down ---- */
 
+/* A record written before --max-conntrack existed holds the default. */
+static uint32_t conntrack_of(const struct sandbox *s)
+{
+    return s->max_conntrack ? s->max_conntrack : DEFAULT_MAX_CONNTRACK;
+}
+
 static void nft_view(const struct sandbox *s, struct nft_sandbox *n)
 {
     uint8_t gw[16];
@@ -180,6 +186,7 @@ static void nft_view(const struct sandbox *s, struct nft_sandbox *n)
     }
     n->proxy_port = s->proxy_port;
     n->dns_port = s->dns_port;
+    n->max_conntrack = conntrack_of(s);
 }
 
 static int nft_commit_keep(struct nft_batch *b, struct nft_socket **keep)
@@ -423,6 +430,7 @@ static bool same_request(const struct sandbox *s, const struct up_opts *o)
            o->v6 == s->v6 &&
            (!o->v6 || memcmp(&o->subnet6, &s->subnet6, sizeof(s->subnet6)) == 0) &&
            o->proxy_port == s->proxy_port && o->dns_port == s->dns_port &&
+           o->max_conntrack == conntrack_of(s) &&
            (!o->iface || strcmp(o->iface, s->host_if) == 0);
 }
 
@@ -596,6 +604,7 @@ static int create(const char *name, const struct up_opts *o, enum sandbox_mode m
     s.subnet6 = o->subnet6;
     s.proxy_port = o->proxy_port;
     s.dns_port = o->dns_port;
+    s.max_conntrack = o->max_conntrack;
     if (mode == SANDBOX_NETNS) {
         sandbox_host_ifname(name, s.host_if);
         snprintf(s.sandbox_if, sizeof(s.sandbox_if), SANDBOX_IF);
@@ -700,7 +709,8 @@ int sandbox_down(const char *name, bool *found)
 
 int pod_up(const struct pod_opts *o)
 {
-    struct nft_pod p = {o->proxy_uid, o->proxy_port, o->dns_port, o->metrics_port};
+    struct nft_pod p = {o->proxy_uid, o->proxy_port, o->dns_port, o->metrics_port,
+                        o->max_conntrack};
     struct nft_batch *b;
     struct rtnl *rt;
     int r;
@@ -1034,5 +1044,163 @@ int sandbox_verify(const char *name, FILE *out)
     }
     if (n == 0)
         fprintf(out, "ok: sandbox %s holds P1 (rules, routing and probes checked)\n", name);
+    return n;
+}
+
+/* ---- verify --pod ---- */
+
+#define POD_METRICS_PROBE_PORT 15090    /* the default --metrics-port */
+
+static void pod_counters(struct nft_counters *c)
+{
+    memset(c, 0, sizeof(*c));
+    nft_chain_counters("pod_mark", c);
+    nft_chain_counters("pod_out", c);
+}
+
+static uint64_t caught(const struct nft_counters *c)
+{
+    return c->proxy + c->rejected + c->dropped;
+}
+
+static uint16_t sum16(const uint8_t *p, size_t n, uint32_t acc)
+{
+    size_t i;
+
+    for (i = 0; i + 1 < n; i += 2)
+        acc += (uint32_t)(p[i] << 8 | p[i + 1]);
+    if (n & 1)
+        acc += (uint32_t)(p[n - 1] << 8);
+    while (acc >> 16)
+        acc = (acc & 0xffff) + (acc >> 16);
+    return (uint16_t)~acc;
+}
+
+/* An IPv4 TCP segment with FLAGS from SRC:SPORT to DST:DPORT and a 5-byte body;
+ * the kernel fills in the IP checksum, length and id. */
+static size_t tcp_segment(uint8_t pkt[45], const struct in_addr *src, uint16_t sport,
+                          const struct in_addr *dst, uint16_t dport, uint8_t flags)
+{
+    uint8_t pseudo[12 + 25];
+    uint16_t c;
+
+    memset(pkt, 0, 45);
+    pkt[0] = 0x45;
+    pkt[8] = 64;
+    pkt[9] = IPPROTO_TCP;
+    memcpy(pkt + 12, &src->s_addr, 4);
+    memcpy(pkt + 16, &dst->s_addr, 4);
+    pkt[20] = (uint8_t)(sport >> 8);
+    pkt[21] = (uint8_t)sport;
+    pkt[22] = (uint8_t)(dport >> 8);
+    pkt[23] = (uint8_t)dport;
+    pkt[27] = pkt[31] = 1;                      /* seq, ack */
+    pkt[32] = 5 << 4;
+    pkt[33] = flags;
+    pkt[34] = pkt[35] = 0xff;                   /* window */
+    memcpy(pkt + 40, "probe", 5);
+    memcpy(pseudo, pkt + 12, 8);
+    pseudo[8] = 0;
+    pseudo[9] = IPPROTO_TCP;
+    pseudo[10] = 0;
+    pseudo[11] = 25;
+    memcpy(pseudo + 12, pkt + 20, 25);
+    c = sum16(pseudo, sizeof(pseudo), 0);
+    pkt[36] = (uint8_t)(c >> 8);
+    pkt[37] = (uint8_t)c;
+    return 45;
+}
+
+/* Neighbour discovery with a body, to a global address: must not leave. */
+static void pod_probe_nd(FILE *out, int *n)
+{
+    struct sockaddr_in6 far = {.sin6_family = AF_INET6};
+    uint8_t ns[8 + 16 + 5] = {135};
+    struct nft_counters before, after;
+    int fd = socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMPV6), hops = 255;
+    ssize_t r;
+
+    if (fd < 0) {
+        fprintf(out, "skipped: neighbour-discovery probe (no IPv6 here: %s)\n",
+                strerror(errno));
+        return;
+    }
+    inet_pton(AF_INET6, "2001:db8::1", &far.sin6_addr);     /* documentation: never ours */
+    memcpy(ns + 8, &far.sin6_addr, 16);
+    memcpy(ns + 24, "probe", 5);
+    setsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &hops, sizeof(hops));
+    pod_counters(&before);
+    r = sendto(fd, ns, sizeof(ns), 0, (struct sockaddr *)&far, sizeof(far));
+    if (r < 0 && errno == ENETUNREACH)
+        fprintf(out, "skipped: neighbour-discovery probe (no IPv6 route out of the pod)\n");
+    else if (pod_counters(&after), r >= 0 || after.dropped == before.dropped)
+        problem(out, n, "neighbour discovery with a body, to a global address, was not "
+                "dropped by pod_out");
+    close(fd);
+}
+
+/* A spoofed ACK to the metrics port, then a forged "reply" from it: the first
+ * is dropped for its source, the second never leaves as a reply. */
+static void pod_probe_spoof(FILE *out, int *n)
+{
+    struct sockaddr_in far = {.sin_family = AF_INET, .sin_port = htons(9)}, self;
+    struct nft_counters before, after;
+    socklen_t len = sizeof(self);
+    uint8_t pkt[45];
+    int fd = -1, u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+    inet_pton(AF_INET, "192.0.2.2", &far.sin_addr);         /* TEST-NET-1: never ours */
+    /* the source the kernel would pick for the outside: the pod's own address */
+    if (u < 0 || connect(u, (struct sockaddr *)&far, sizeof(far)) < 0 ||
+        getsockname(u, (struct sockaddr *)&self, &len) < 0) {
+        fprintf(out, "skipped: spoofed-source probes (no IPv4 route out of the pod)\n");
+        goto out;
+    }
+    fd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+    if (fd < 0) {
+        problem(out, n, "cannot open a raw socket: %s", strerror(errno));
+        goto out;
+    }
+    pod_counters(&before);
+    sendto(fd, pkt, tcp_segment(pkt, &far.sin_addr, 40000, &self.sin_addr,
+                                POD_METRICS_PROBE_PORT, 0x10), 0,
+           (struct sockaddr *)&self, sizeof(self));
+    pod_counters(&after);
+    if (after.dropped == before.dropped)
+        problem(out, n, "a packet with another host's source address was not dropped");
+    before = after;
+    sendto(fd, pkt, tcp_segment(pkt, &self.sin_addr, POD_METRICS_PROBE_PORT, &far.sin_addr,
+                                40000, 0x18), 0, (struct sockaddr *)&far, sizeof(far));
+    pod_counters(&after);
+    if (caught(&after) == caught(&before))
+        problem(out, n, "a forged reply from the metrics port was neither intercepted nor "
+                "dropped");
+out:
+    if (u >= 0)
+        close(u);
+    if (fd >= 0)
+        close(fd);
+}
+
+int pod_verify(FILE *out)
+{
+    static const char *const chains[] = {"pod_mark", "pod_tproxy", "pod_dns", "pod_out"};
+    size_t i;
+    int n = 0;
+
+    for (i = 0; i < sizeof(chains) / sizeof(chains[0]); i++)
+        if (nft_chain_exists(chains[i]) != 1)
+            problem(out, &n, "chain %s is missing from table inet %s (run 'sluice-netsetup "
+                    "pod')", chains[i], NFT_TABLE);
+    if (n == 0) {
+        pod_probe_nd(out, &n);
+        pod_probe_spoof(out, &n);
+    }
+    if (n == 0)
+        fprintf(out, "ok: the pod's rules hold P1 (chains, and probes: neighbour discovery "
+                "to a global address, a spoofed source, a forged metrics reply)\n");
+    fprintf(out, "not checked (not visible from inside the pod): that the workload never "
+            "runs as root, as the proxy's UID, or with CAP_SETUID, CAP_NET_ADMIN or "
+            "CAP_NET_RAW; the pod spec must say so\n");
     return n;
 }

@@ -8,7 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define SANDBOX_NAME_MAX 15     /* [a-z0-9-]{1,15}, as SPEC §4 says */
+#define SANDBOX_NAME_MAX 15     /* [a-z0-9-]{1,15}, as netsetup's usage says */
 #define IFNAME_LEN 16           /* IFNAMSIZ, NUL included */
 
 /* True when S is 1-15 characters of [a-z0-9-]. */

@@ -114,9 +114,9 @@ int state_save(const struct sandbox *s)
         return -errno;
     cidr_format(&s->subnet, net);
     fprintf(f, "name=%s\nmode=%s\nhost_if=%s\nsandbox_if=%s\nsubnet=%s\n"
-            "proxy_port=%u\ndns_port=%u\n", s->name,
+            "proxy_port=%u\ndns_port=%u\nmax_conntrack=%u\n", s->name,
             s->mode == SANDBOX_ATTACH ? "attach" : "netns", s->host_if, s->sandbox_if, net,
-            s->proxy_port, s->dns_port);
+            s->proxy_port, s->dns_port, s->max_conntrack);
     if (s->v6) {
         cidr_format(&s->subnet6, net6);
         fprintf(f, "subnet6=%s\n", net6);
@@ -187,6 +187,8 @@ int state_load(const char *name, struct sandbox *s)
             ok = port_parse(v, &s->proxy_port);
         else if (strcmp(line, "dns_port") == 0)
             ok = port_parse(v, &s->dns_port);
+        else if (strcmp(line, "max_conntrack") == 0)
+            ok = sscanf(v, "%u", &s->max_conntrack) == 1;
     }
     fclose(f);
     return ok && have_net && s->name[0] && s->host_if[0] ? 0 : -EINVAL;

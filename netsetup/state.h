@@ -28,6 +28,7 @@ struct sandbox {
     struct cidr subnet6;
     uint16_t proxy_port;
     uint16_t dns_port;
+    uint32_t max_conntrack;             /* 0 in a record from before it existed: the default */
 };
 
 /* The run directory in use. */

@@ -8,6 +8,7 @@
 #include "admin.h"
 
 #include <dirent.h>
+#include <netinet/in.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -26,7 +27,10 @@
 
 #include "conn.h"
 #include "json.h"
+#include "log.h"
 #include "sock.h"
+
+#define ADMIN_BACKLOG 64
 
 struct admin {
     struct proxy *px;
@@ -110,14 +114,21 @@ static void on_healthz(struct evhttp_request *req, void *arg)
     evbuffer_free(out);
 }
 
+/*
+ * Serves --metrics. The IPv4 wildcard also binds the IPv6 one ([::], v6 only)
+ * where the host has IPv6: in a pod, a port the proxy leaves unbound in one
+ * family is one the workload could listen on itself, behind the pod rules'
+ * allowance for the metrics port's replies.
+ */
 static int metrics_bind(struct admin *a, const char *spec)
 {
+    static const uint8_t any4[4];
     struct sockaddr_storage ss;
     socklen_t len;
-    int one = 1, fd = -1;
+    int fd;
 
     if (!sock_parse(spec, &ss, &len)) {
-        fprintf(stderr, "sluice-proxy: --metrics %s: not ADDR:PORT or [ADDR]:PORT\n", spec);
+        log_warnx("--metrics %s: not ADDR:PORT or [ADDR]:PORT", spec);
         return -EINVAL;
     }
     a->http = evhttp_new(a->px->base);
@@ -129,17 +140,30 @@ static int metrics_bind(struct admin *a, const char *spec)
     evhttp_set_timeout(a->http, ADMIN_TIMEOUT_S);
     evhttp_set_cb(a->http, "/metrics", on_metrics, a);
     evhttp_set_cb(a->http, "/healthz", on_healthz, a);
-    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-        bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 64) < 0 ||
-        !evhttp_accept_socket_with_handle(a->http, fd))
+    fd = sock_bind(&ss, len, SOCK_STREAM, 0, ADMIN_BACKLOG);
+    if (fd < 0)
         goto fail;
+    if (!evhttp_accept_socket_with_handle(a->http, fd)) {
+        close(fd);
+        goto fail;
+    }
+    if (ss.ss_family == AF_INET && memcmp(sock_addr(&ss), any4, 4) == 0) {
+        struct sockaddr_storage ss6 = {.ss_family = AF_INET6};
+
+        ((struct sockaddr_in6 *)&ss6)->sin6_port = htons(sock_port(&ss));
+        fd = sock_bind(&ss6, sizeof(struct sockaddr_in6), SOCK_STREAM, SOCK_V6ONLY,
+                       ADMIN_BACKLOG);
+        if (fd < 0 && errno != EAFNOSUPPORT && errno != EADDRNOTAVAIL)
+            goto fail;
+        if (fd >= 0 && !evhttp_accept_socket_with_handle(a->http, fd)) {
+            close(fd);
+            goto fail;
+        }
+    }
     return 0;
 fail:
-    fprintf(stderr, "sluice-proxy: --metrics %s: %s (is the port in use by another "
-            "proxy? give each sandbox's proxy its own)\n", spec, strerror(errno));
-    if (fd >= 0)
-        close(fd);
+    log_warnx("--metrics %s: %s (is the port in use by another proxy? give each sandbox's "
+              "proxy its own)", spec, strerror(errno));
     return -1;
 }
 
@@ -372,8 +396,8 @@ static int control_bind(struct admin *a, const char *path)
     int fd, rc;
 
     if (strlen(path) >= sizeof(sun.sun_path)) {
-        fprintf(stderr, "sluice-proxy: --control %s: longer than %zu bytes (use a shorter "
-                "path, e.g. /run/sluice/NAME.sock)\n", path, sizeof(sun.sun_path) - 1);
+        log_warnx("--control %s: longer than %zu bytes (use a shorter path, e.g. "
+                  "/run/sluice/NAME.sock)", path, sizeof(sun.sun_path) - 1);
         return -ENAMETOOLONG;
     }
     strcpy(sun.sun_path, path);
@@ -395,8 +419,8 @@ static int control_bind(struct admin *a, const char *path)
         goto fail;
     return 0;
 fail:
-    fprintf(stderr, "sluice-proxy: --control %s: %s (the directory must exist and be "
-            "writable; a non-socket file there is never replaced)\n", path, strerror(errno));
+    log_warnx("--control %s: %s (the directory must exist and be writable; a non-socket "
+              "file there is never replaced)", path, strerror(errno));
     if (fd >= 0 && !a->control)
         close(fd);
     return -1;

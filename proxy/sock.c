@@ -76,6 +76,8 @@ int sock_bind(const struct sockaddr_storage *ss, socklen_t len, int type, int fl
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
         ((flags & SOCK_NODELAY) &&
          setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0) ||
+        ((flags & SOCK_V6ONLY) &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
         ((flags & SOCK_TRANSPARENT) &&
          (ss->ss_family == AF_INET
               ? setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof(one))

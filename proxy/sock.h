@@ -14,6 +14,7 @@
 enum {
     SOCK_TRANSPARENT = 1,           /* IP(V6)_TRANSPARENT: TPROXY hands it any address */
     SOCK_NODELAY = 2,               /* TCP_NODELAY, inherited by accepted sockets */
+    SOCK_V6ONLY = 4,                /* IPV6_V6ONLY: [::] without the IPv4 wildcard */
 };
 
 /* "ADDR:PORT" or "[V6]:PORT" (a port required) into a socket address. */

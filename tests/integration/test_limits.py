@@ -1,4 +1,4 @@
-"""Per-sandbox limits, metrics, the control socket and sluicectl (SPEC P7, P9;
+"""Per-sandbox limits, metrics, the control socket and sluicectl (docs/design.md, P7, P9;
 issue 7), in the test world with real clients.
 
 Two sandboxes made by sluice-netsetup inside `host`, each test running its own
@@ -409,6 +409,38 @@ def test_the_sandbox_cannot_reach_the_metrics(world, sluice_bin, sandboxes, tmp_
         h = world.run(world.host, ["curl", "-sS", "--max-time", "3",
                                    f"http://{sb.gw}:{METRICS_PORT}/metrics"], nsenter=True)
         assert "sluice_flows_total" in h.stdout
+    finally:
+        px.proc.stop()
+
+
+BIND_V6_PY = r"""
+import errno, socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+try:
+    s.bind(("::", int(sys.argv[1])))
+    print("bound")
+except OSError as e:
+    print(errno.errorcode[e.errno])
+"""
+
+
+def test_metrics_on_the_ipv4_wildcard_hold_the_ipv6_one_too(world, sluice_bin, sandboxes,
+                                                            tmp_path):
+    """Issue 14, finding 2: in a pod, a metrics port the proxy holds in one
+    family only is one the workload could listen on in the other. --metrics
+    0.0.0.0:PORT serves [::]:PORT as well, so nobody else can bind it."""
+    port = METRICS_PORT + 100
+    d = tmp_path / "wild"
+    d.mkdir(mode=0o755)
+    px = Proxy(world, sluice_bin, sandboxes[0], d, policy=policy(),
+               args=["--metrics", f"0.0.0.0:{port}"])
+    try:
+        h = world.run(world.host, ["curl", "-sS", "--max-time", "3",
+                                   f"http://[::1]:{port}/healthz"], nsenter=True)
+        assert h.stdout.startswith("ok "), (h.stdout, h.stderr)
+        squat = world.run(world.host, [PYTHON, "-c", BIND_V6_PY, str(port)], uid=65534)
+        assert squat.stdout.strip() == "EADDRINUSE", squat
     finally:
         px.proc.stop()
 

@@ -1,4 +1,4 @@
-"""sluice-netsetup in the test world (SPEC §2 P1/P2, §4; issue 4).
+"""sluice-netsetup in the test world (docs/design.md P1/P2; issue 4).
 
 Every sluice-netsetup command runs inside the world's `host` namespace
 (nsenter --net, so the namespaces it makes persist) with SLUICE_RUN_DIR in the
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from testworld import ADDR, PYTHON, RUN_NETNS, wait_for
+from testworld import ADDR, PYTHON, RUN_NETNS, open_path_to, wait_for
 
 HERE = Path(__file__).resolve().parent
 PROXY_PORT = 15001
@@ -446,6 +446,51 @@ def test_tcp_to_any_address_arrives_at_the_listener(world, sandbox_pair):
     assert_nothing_reached_inet(world)
 
 
+DNS_BURST_PY = r"""
+import json, select, socket, struct, sys, time
+n, server = int(sys.argv[1]), sys.argv[2]
+q = struct.pack("!HHHHHH", 7, 0x0100, 1, 0, 0, 0) + b"\x03www\x07example\x04test\x00" + \
+    struct.pack("!HH", 1, 1)
+socks = []
+for i in range(n):                      # one new conntrack entry each: its own source port
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.sendto(q, (server, 53))
+    except OSError:
+        pass
+    socks.append(s)
+answered, deadline = set(), time.monotonic() + 2.0
+while time.monotonic() < deadline and len(answered) < n:
+    ready, _, _ = select.select([s for s in socks if s not in answered], [], [], 0.2)
+    for s in ready:
+        try:
+            s.recv(512)
+            answered.add(s)
+        except OSError:
+            pass
+print(json.dumps({"answered": len(answered)}))
+"""
+
+
+def test_one_sandbox_cannot_fill_the_shared_conntrack_table(world, ns_tool, listener, capture):
+    """Issue 14 (suspected): every sandbox shares the host's connection-tracking
+    table. A bounded flood of 60 new flows (DNS queries from 60 source ports)
+    from a sandbox made with --max-conntrack 20 gets 20 through; its
+    neighbour, flooding at the same time, is not held back by it."""
+    a = ns_tool.up("--max-conntrack", "20")
+    b = ns_tool.up()
+    a.listener = listener(capture.host, [a.gw])
+    b.listener = listener(capture.host, [b.gw])
+    before = ns_tool.counters(a.name)["dropped"]
+    res_a = world.run(a.name, [PYTHON, "-c", DNS_BURST_PY, "60", ADDR.DNS4], timeout=20)
+    res_b = world.run(b.name, [PYTHON, "-c", DNS_BURST_PY, "60", ADDR.DNS4], timeout=20)
+    got_a, got_b = (json.loads(r.stdout)["answered"] for r in (res_a, res_b))
+    assert got_a == 20, res_a
+    assert got_b == 60, res_b
+    assert ns_tool.counters(a.name)["dropped"] - before >= 40
+    assert_nothing_reached_inet(world)
+
+
 # ------------------------------------------------------------------ 3. fail closed
 
 def test_without_listener_tcp_reaches_nothing(world, sandbox):
@@ -459,7 +504,7 @@ def test_without_listener_tcp_reaches_nothing(world, sandbox):
 
 
 def test_without_listener_tcp_fails_fast(world, sandbox):
-    """SPEC §7: with no proxy the SYN is answered with a reset, so clients fail at
+    """docs/design.md P2: with no proxy the SYN is answered with a reset, so clients fail at
     once instead of hanging until their timeout."""
     sandbox.listener.stop()
     res = probe(world, sandbox.name, tcp(ADDR.CAPTURE4, 443, timeout=1.5),
@@ -791,7 +836,7 @@ def pod(world, ns_tool, netns, listener, capture):
     assert r.returncode == 0, r.stderr
 
     yield types.SimpleNamespace(
-        name=name, info=json.loads(r.stdout), addr=world.links[name].addr4,
+        name=name, info=json.loads(r.stdout), stderr=r.stderr, addr=world.links[name].addr4,
         addr6=world.links[name].addr6,
         listener=listener(name, ["127.0.0.1", "::1"], uid=PROXY_UID))
     ns_tool.run("down", "--pod", ns=name)
@@ -801,6 +846,25 @@ def test_pod_prints_what_the_proxy_needs(pod):
     assert pod.info == {"mode": "pod", "proxy_uid": PROXY_UID,
                         "proxy_listen": f"127.0.0.1:{PROXY_PORT}",
                         "dns_listen": f"127.0.0.1:{DNS_PORT}", "metrics_port": 15090}
+    # the deployment rule it rests on, said every time (issue 14, finding 5)
+    assert "must never run as root, as UID 1337" in pod.stderr, pod.stderr
+
+
+def test_pod_verify_probes_what_the_red_team_tried(world, ns_tool, pod):
+    """verify --pod: the chains, then raw-socket probes whose drops the rules'
+    own counters show (ND to a global address, a spoofed source to the metrics
+    port, a forged reply from it); it says what it cannot see from the pod."""
+    r = ns_tool.run("verify", "--pod", ns=pod.name)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.startswith("ok: the pod's rules hold P1"), r.stdout
+    assert "not checked (not visible from inside the pod)" in r.stdout
+    assert_nothing_reached_inet(world)
+    # a pod whose output chain lost its rules is caught
+    world.run(pod.name, ["nft", "flush", "chain", "inet", "sluice", "pod_out"], check=True)
+    r = ns_tool.run("verify", "--pod", ns=pod.name)
+    assert r.returncode == 1, r.stdout
+    assert "FAIL: neighbour discovery with a body" in r.stdout, r.stdout
+    assert "FAIL: a packet with another host's source address was not dropped" in r.stdout
 
 
 def test_pod_workload_tcp_lands_at_the_proxy(world, pod):
@@ -904,6 +968,105 @@ def test_pod_proxy_uid_goes_out_over_ipv6(world, pod):
     req = wait_for(lambda: [q for q in world.nginx_requests() if tok in q["request"]], 3.0,
                    what="nginx request from the proxy UID over IPv6")
     assert req[0]["remote"] == pod.addr6
+
+
+def rawpkt(world, ns, *args):
+    """rawpkt.py ARGS in NS as root (CAP_NET_RAW): hand-made packets."""
+    r = world.run(ns, [PYTHON, str(HERE / "rawpkt.py"), *map(str, args)], timeout=10)
+    assert r.returncode == 0 and r.stdout.startswith("sent"), r.stderr
+    return r.stdout
+
+
+def test_pod_neighbour_discovery_carries_nothing_off_the_link(world, pod):
+    """Issue 14, finding 1: ICMPv6 of the neighbour-discovery types, with a
+    payload, hop limit 255, to a global address, from a raw socket in the pod.
+    Only ND to link-local or multicast addresses may leave; the router would
+    have forwarded these."""
+    tok = token()
+    for typ in (133, 135, 136):
+        rawpkt(world, pod.name, "nd", typ, ADDR.CAPTURE6, f"nd-leak-{tok}")
+    time.sleep(0.5)
+    assert_nothing_reached_inet(world)
+    # neighbour discovery itself still works: the proxy UID reaches inet over IPv6
+    c = world.curl(pod.name, "http://plain.example.test/", "-6", "--resolve",
+                   f"plain.example.test:80:[{ADDR.WWW6}]", uid=PROXY_UID, max_time=3)
+    assert c.returncode == 0, c.stderr
+
+
+METRICS_SQUAT_PY = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+s.bind(("::", 15090))
+s.listen(4)
+open(sys.argv[1], "w").close()
+s.settimeout(8)
+c, _ = s.accept()
+c.settimeout(3)
+try:
+    got = c.recv(100)
+    c.sendall(b"LEAK:" + got)
+except OSError:
+    pass
+"""
+
+OUTSIDE_CLIENT_PY = r"""
+import socket, sys
+out = b""
+try:
+    s = socket.create_connection((sys.argv[1], 15090), 3)
+    s.settimeout(2)
+    s.sendall(b"hello")
+    while True:
+        b = s.recv(100)
+        if not b:
+            break
+        out += b
+except OSError:
+    pass
+print(out.decode(errors="replace"))
+"""
+
+
+def test_pod_workload_on_the_metrics_port_answers_no_one_outside(world, pod, tmp_path):
+    """Issue 14, finding 2 (no capability needed): the workload (UID 1000)
+    listens on the metrics port where the proxy has not bound it (IPv6), and a
+    host outside connects to it. The rule that lets the metrics port's
+    replies out must not carry the workload's bytes."""
+    open_path_to(tmp_path)
+    (tmp_path / "squat").mkdir(mode=0o777)
+    (tmp_path / "squat").chmod(0o777)           # the workload writes its ready file here
+    ready = tmp_path / "squat" / "ready"
+    squat = world.spawn(pod.name, [PYTHON, "-c", METRICS_SQUAT_PY, ready], uid=WORKLOAD,
+                        name="metrics-squatter")
+    try:
+        wait_for(ready.exists, 5.0, what="the workload listening on [::]:15090")
+        r = world.run(world.inet, [PYTHON, "-c", OUTSIDE_CLIENT_PY, pod.addr6], timeout=15)
+        assert "LEAK" not in r.stdout, r.stdout
+    finally:
+        squat.stop()
+
+
+def test_pod_spoofed_sources_never_leave(world, pod):
+    """Issue 14, finding 2 (with CAP_NET_RAW) and the spoofed-SYN suspicion: a
+    spoofed ACK from an outside address to the pod's metrics port would make
+    conntrack take the pod's next packets from that port as replies; a spoofed
+    SYN would make the proxy answer another host. Every packet leaving the pod
+    must carry one of its own addresses; nothing reaches inet either way."""
+    tok = token()
+    rawpkt(world, pod.name, "tcp", ADDR.CAPTURE4, pod.addr, 40000, 15090, "A")
+    out = rawpkt(world, pod.name, "tcp", pod.addr, ADDR.CAPTURE4, 15090, 40000, "PA",
+                 f"metrics-leak-{tok}")
+    rawpkt(world, pod.name, "tcp", ADDR.CAPTURE4, ADDR.WWW4, 40001, 443, "S")
+    rawpkt(world, pod.name, "tcp", ADDR.CAPTURE6, ADDR.WWW6, 40001, 443, "S")
+    time.sleep(1.0)
+    assert_nothing_reached_inet(world)
+    assert not [q for q in world.nginx_requests() if q["remote"] == ADDR.CAPTURE4]
+    assert "sent" in out
+    # and the drop counter says why: the spoofed sources were dropped in pod_out
+    rules = world.run(pod.name, ["nft", "list", "chain", "inet", "sluice", "pod_out"],
+                      check=True).stdout
+    assert re.search(r"fib saddr type != local counter packets [1-9]", rules), rules
 
 
 def test_pod_down_removes_table_and_rules(world, ns_tool, pod):

@@ -32,6 +32,7 @@ static const struct row rows[] = {
     {{"status"}, 0, NULL},
     {{"status", "--json", "a1"}, 0, NULL},
     {{"verify", "a1"}, 0, NULL},
+    {{"verify", "--pod"}, 0, NULL},
     /* Refused, with the message main() prints after "sluice-netsetup: ". */
     {{"up", "a1", "--subnet", "10.0.0.0/31"}, -EINVAL,
      "--subnet '10.0.0.0/31' is not an IPv4 network from /8 to /30 (e.g. 10.201.0.0/30)"},
@@ -69,7 +70,8 @@ static const struct row rows[] = {
     {{"down", ""}, -EINVAL, "NAME '' must be 1-15 characters of [a-z0-9-]"},
     {{"status", "a", "b"}, -EINVAL, "status takes at most one NAME"},
     {{"status", "-"}, -EINVAL, "status: unknown option '-'"},
-    {{"verify", "a", "b"}, -EINVAL, "verify takes one NAME of 1-15 characters of [a-z0-9-]"},
+    {{"verify", "a", "b"}, -EINVAL,
+     "verify takes one NAME of 1-15 characters of [a-z0-9-], or --pod"},
     {{"frobnicate"}, -ENOENT, "unknown command 'frobnicate'"},
 };
 

@@ -23,7 +23,7 @@
 struct parsed {
     size_t n_msgs, n_rules, n_chains, n_sets, n_elems, n_deltable, n_delchain, n_flush;
     bool begin, end;
-    char text[16384];           /* every rule as libnftnl prints it, one per line */
+    char text[32768];           /* every rule as libnftnl prints it, one per line */
 };
 
 static void parse(struct nft_batch *b, struct parsed *p)
@@ -108,7 +108,7 @@ static size_t count(const char *hay, const char *needle)
 
 static const struct nft_sandbox sb = {
     .name = "a1", .ifname = "sl-a1", .gw4 = {10, 200, 0, 1}, .addr4 = {10, 200, 0, 2},
-    .proxy_port = 15001, .dns_port = 15053,
+    .proxy_port = 15001, .dns_port = 15053, .max_conntrack = 300,
 };
 
 static void test_base_and_sandbox(void **state)
@@ -127,13 +127,15 @@ static void test_base_and_sandbox(void **state)
     assert_int_equal(p->n_flush, 4 + 2);       /* rewritten, so a rerun never duplicates */
     assert_int_equal(p->n_elems, 3);
     /* first, any source but the sandbox's own address is dropped (IPv6: all of it) */
-    assert_int_equal(count(p->text, "pre-a1: "), 8);
+    assert_int_equal(count(p->text, "pre-a1: "), 9);
     assert_non_null(strstr(p->text, "pre-a1: inet sluice pre-a1\n"
                                     "  [ meta load nfproto => reg 1 ]\n"
                                     "  [ cmp eq reg 1 0x00000002 ]\n"
                                     "  [ payload load 4b @ network header + 12 => reg 1 ]\n"
                                     "  [ cmp neq reg 1 0x0200c80a ]\n"
                                     "  [ counter"));
+    /* then its new connections beyond --max-conntrack (300 = 0x12c), counted per rule */
+    assert_int_equal(count(p->text, "[ connlimit count 300 flags 1 ]"), 1);
     /* TPROXY to the gateway, once, with the mark */
     assert_int_equal(count(p->text, "[ reject type 1 code 0 ]"), 1);   /* no proxy: RST */
     assert_int_equal(count(p->text, "tproxy ip addr reg 1 port reg 2"), 1);
@@ -204,7 +206,7 @@ static void test_delete(void **state)
 static void test_pod(void **state)
 {
     struct nft_pod pod = {.proxy_uid = 1337, .proxy_port = 15001, .dns_port = 15053,
-                          .metrics_port = 15090};
+                          .metrics_port = 15090, .max_conntrack = 500};
     struct nft_batch *b = nft_batch_new();
     struct parsed *p = malloc(sizeof(*p));
 
@@ -219,11 +221,23 @@ static void test_pod(void **state)
     /* the proxy's own three ports, tcp and udp, v4 and v6, plus QUIC */
     assert_int_equal(count(p->text, "[ reject type 2 code 1 ]"), 3 * 2 * 2 + 1);
     /* replies leave unmarked (pod_mark), and the metrics port may answer
-     * connections from outside the pod, e.g. the kubelet's probes (pod_out) */
-    assert_int_equal(count(p->text, "ct load direction"), 2);
-    /* its source port, matched once; as a destination, in the four rejects */
-    assert_int_equal(count(p->text, "[ payload load 2b @ transport header + 0 => reg 1 ]"), 1);
-    assert_int_equal(count(p->text, "[ cmp eq reg 1 0x0000f23a ]"), 1 + 2 * 2);
+     * connections from outside the pod, e.g. the kubelet's probes (pod_out):
+     * dropped from any other UID's socket, accepted from the proxy's or from a
+     * request socket (no UID) */
+    assert_int_equal(count(p->text, "ct load direction"), 3);
+    /* its source port, matched twice; as a destination, in the four rejects */
+    assert_int_equal(count(p->text, "[ payload load 2b @ transport header + 0 => reg 1 ]"), 2);
+    assert_int_equal(count(p->text, "[ cmp eq reg 1 0x0000f23a ]"), 2 + 2 * 2);
+    /* not the proxy's UID: the workload's DNS (2 x 2) and the metrics port's replies */
+    assert_int_equal(count(p->text, "[ cmp neq reg 1 0x00000539 ]"), 2 * 2 + 1);
+    /* neighbour discovery: 3 types x (link-local, multicast), hop limit 255 each */
+    assert_int_equal(count(p->text, "[ payload load 1b @ network header + 7 => reg 1 ]"), 6);
+    assert_int_equal(count(p->text, "[ cmp eq reg 1 0x000000ff ]"), 6);
+    assert_int_equal(count(p->text, "[ bitwise reg 1 = ( reg 1 & 0x0000c0ff "), 3);
+    /* the workload's new connections beyond --max-conntrack */
+    assert_int_equal(count(p->text, "[ connlimit count 500 flags 1 ]"), 1);
+    /* a source that is not one of the pod's own addresses: dropped */
+    assert_int_equal(count(p->text, "fib saddr type"), 1);
     free(p);
     nft_batch_free(b);
 
@@ -235,6 +249,7 @@ static void test_pod(void **state)
     assert_int_equal(count(p->text, "[ reject type 2 code 1 ]"), 2 * 2 * 2 + 1);
     assert_int_equal(count(p->text, "ct load direction"), 1);
     assert_int_equal(count(p->text, "[ payload load 2b @ transport header + 0 => reg 1 ]"), 0);
+    assert_int_equal(count(p->text, "[ cmp neq reg 1 0x00000539 ]"), 2 * 2);
     free(p);
     nft_batch_free(b);
 }
@@ -262,7 +277,7 @@ static void test_expect_text(void **state)
 
     (void)state;
     assert_int_equal(nft_expect_text(&sb, "pre-a1", text, sizeof(text)), 0);
-    assert_int_equal(count(text, "\n"), 8);
+    assert_int_equal(count(text, "\n"), 9);
     assert_non_null(strstr(text, "[ counter ]"));
     assert_null(strstr(text, "packets"));      /* counter values never enter comparisons */
     assert_int_equal(nft_expect_text(&sb, "nat-a1", text, sizeof(text)), 0);

@@ -1,6 +1,6 @@
 /*
  * The closed set of reason codes that every denial (and every limit) carries,
- * shared by the policy engine, the proxy and the flow log (SPEC §4).
+ * shared by the policy engine, the proxy and the flow log (docs/design.md; names: README).
  */
 #ifndef SLUICE_REASON_H
 #define SLUICE_REASON_H

@@ -1,5 +1,5 @@
 /*
- * Which destination addresses a sandbox may never reach by default (SPEC P5):
+ * Which destination addresses a sandbox may never reach by default (docs/design.md, P5):
  * the IANA special-purpose ranges that are not globally reachable, the
  * documentation and benchmark ranges, and cloud metadata and platform
  * endpoints, also when written in an IPv6 form that embeds an IPv4 address.

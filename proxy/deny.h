@@ -1,5 +1,5 @@
 /*
- * What a denied client is told (SPEC P3), so that agents and people stop
+ * What a denied client is told (docs/design.md, P3), so that agents and people stop
  * retrying instead of waiting on a hang: a fatal TLS alert for TLS, a 403
  * with the reason for HTTP. Pure builders into a caller's buffer.
  */

@@ -1,5 +1,5 @@
 /*
- * The DNS service (SPEC P6): every DNS packet the sandbox sends, to any
+ * The DNS service (docs/design.md, P6): every DNS packet the sandbox sends, to any
  * address, is answered here. Names the policy allows are resolved through
  * the same resolver and cache as the TCP path; any other name is answered
  * NXDOMAIN (or REFUSED) and never forwarded, so no data leaves in names.

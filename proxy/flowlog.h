@@ -1,5 +1,5 @@
 /*
- * The flow log: one JSON object per line for every decision (SPEC §4, P9).
+ * The flow log: one JSON object per line for every decision (docs/design.md, P9).
  * Formatting is a pure function into a caller's buffer; every string is
  * escaped, so a hostile SNI, Host or query name can never break a line.
  */

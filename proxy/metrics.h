@@ -1,5 +1,5 @@
 /*
- * The proxy's Prometheus metrics (SPEC §4): counters fed from the flow
+ * The proxy's Prometheus metrics (docs/design.md; names: README): counters fed from the flow
  * records themselves, so the metrics and the log always tell the same story,
  * and the text exposition format. Every label comes from a closed set (no
  * host names), so the number of series stays bounded.

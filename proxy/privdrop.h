@@ -1,5 +1,5 @@
 /*
- * sluice-proxy's privilege drop (SPEC P8): once every socket is bound and every
+ * sluice-proxy's privilege drop (docs/design.md, P8): once every socket is bound and every
  * file opened, become an unprivileged user, give up every capability, set
  * no_new_privs and confine the process to the syscalls it uses from then on.
  */

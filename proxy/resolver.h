@@ -1,5 +1,5 @@
 /*
- * The proxy's own resolver (SPEC P4): c-ares on the proxy's event loop,
+ * The proxy's own resolver (docs/design.md, P4): c-ares on the proxy's event loop,
  * asking only the --upstream-dns servers, with a cache that honours each
  * answer's TTL within a floor and a cap. The TCP path and the DNS service
  * ask the same cache, so the address a sandbox learns is the one the proxy

@@ -2,7 +2,7 @@
  * Asks the kernel whether an address is this host's own: a route lookup
  * (RTM_GETROUTE) answered with a route of type local or broadcast. A name
  * whose DNS an attacker controls can resolve to one of the host's public
- * addresses, which no special-purpose range knows (docs: P5).
+ * addresses, which no special-purpose range knows (docs/design.md, P5).
  */
 #ifndef SLUICE_ROUTE_H
 #define SLUICE_ROUTE_H

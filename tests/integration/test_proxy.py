@@ -1,4 +1,4 @@
-"""sluice-proxy's TCP path in the test world (SPEC P2-P5, P9; issue 5).
+"""sluice-proxy's TCP path in the test world (docs/design.md, P2-P5, P9; issue 5).
 
 A sandbox made by sluice-netsetup inside `host`, its sluice-proxy running in
 `host` on the gateway address, real clients (curl, openssl, python) inside the

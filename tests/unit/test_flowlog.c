@@ -47,7 +47,7 @@ static void test_deny_reason(void **state)
     assert_null(strstr(buf, "bytes_up"));       /* absent fields are left out */
 }
 
-/* Keys carried as numbers and enums are spelled as the SPEC names them. */
+/* Keys carried as numbers and enums are spelled as the README's flow-log section names them. */
 static void test_dns_and_limit_keys(void **state)
 {
     static const struct {

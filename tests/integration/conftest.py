@@ -89,7 +89,7 @@ def sluice_bin():
     """Path of a built sluice program: sluice_bin('sluicectl'). The build
     directory comes from SLUICE_BUILD (tests/run sets it), default build/."""
     build = Path(os.environ.get("SLUICE_BUILD", HERE.parents[1] / "build"))
-    where = {"sluicectl": "config", "sluice-netsetup": "netsetup", "sluice-proxy": "proxy"}
+    where = {"sluicectl": "ctl", "sluice-netsetup": "netsetup", "sluice-proxy": "proxy"}
 
     def path(name):
         p = build / where[name] / name

@@ -1,0 +1,19 @@
+/*
+ * sluicectl's commands, one file each (check.c, explain.c, control.c), and
+ * what they share. main.c holds the table they are dispatched from.
+ */
+#ifndef SLUICE_CTL_H
+#define SLUICE_CTL_H
+
+#include "log.h"
+#include "policy.h"
+
+/* Loads PATH, printing diagnostics to stderr; NULL when it has errors. */
+struct policy *ctl_load(const char *path);
+
+/* Each takes its own argv (argv[0] is the command) and returns the exit code. */
+int cmd_check(int argc, char **argv);
+int cmd_explain(int argc, char **argv);
+int cmd_control(int argc, char **argv);
+
+#endif

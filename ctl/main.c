@@ -1,0 +1,57 @@
+/*
+ * sluicectl: the operator's tool. Validates policies, explains which rule
+ * decides a destination, and talks to a running proxy over its control
+ * socket. Subcommands come from one table; --help prints it.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "ctl.h"
+
+struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *usage;
+    const char *help;
+};
+
+static const struct command commands[] = {
+    {"check", cmd_check, "check POLICY",
+     "validate a policy; errors as FILE:LINE:COL: message.\n"
+     "      exit 0 valid (warnings may be printed), 1 invalid, 2 usage"},
+    {"explain", cmd_explain, "explain POLICY HOST[:PORT] [--method M --path P]",
+     "say which rule decides a destination (port defaults to 443;\n"
+     "      HOST may be an address for cidr rules, [v6]:PORT with a port).\n"
+     "      exit 0 allow, 1 deny, 2 usage or invalid policy"},
+    {"--control", cmd_control, "--control PATH stats|flows|reload [--json]",
+     "ask the proxy behind a control socket: its counters and policy (stats),\n"
+     "      its live flows (flows), or to load its policy file again (reload).\n"
+     "      --json prints the proxy's reply as it is. exit 0 ok, 1 the proxy\n"
+     "      refused (a reload error says FILE:LINE:COL) or cannot be reached, 2 usage"},
+};
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void usage(FILE *out)
+{
+    size_t i;
+
+    fprintf(out, "usage: sluicectl COMMAND [ARGS]\n\ncommands:\n");
+    for (i = 0; i < N_COMMANDS; i++)
+        fprintf(out, "  sluicectl %s\n      %s\n", commands[i].usage, commands[i].help);
+    fprintf(out, "\nsluicectl --help prints this text; exit 2 on a usage error.\n");
+}
+
+int main(int argc, char **argv)
+{
+    size_t i;
+
+    log_init("sluicectl");
+    if (argc < 2)
+        return usage(stderr), LOG_EXIT_USAGE;
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+        return usage(stdout), 0;
+    for (i = 0; i < N_COMMANDS; i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].fn(argc - 1, argv + 1);
+    return log_usage("unknown command '%s'", argv[1]);
+}

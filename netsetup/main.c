@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "args.h"
+#include "log.h"
 #include "sandbox.h"
 
 enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_PRIVILEGE = 3 };
@@ -72,22 +73,9 @@ static void usage(FILE *out)
             DEFAULT_PROXY_UID, DEFAULT_MAX_CONNTRACK, STATE_DEFAULT_DIR);
 }
 
-__attribute__((format(printf, 1, 2)))
-static int usage_error(const char *fmt, ...)
+static int runtime_error(const struct ns_error *e, const char *name, int err)
 {
-    va_list ap;
-
-    fprintf(stderr, "sluice-netsetup: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, " (see 'sluice-netsetup --help')\n");
-    return EXIT_USAGE;
-}
-
-static int runtime_error(const char *name, int err)
-{
-    const char *hint = netsetup_hint(), *p;
+    const char *hint = e->hint, *p;
 
     if (!hint && err == -ENOSPC)
         hint = "the pool is full: run 'sluice-netsetup down' on unused sandboxes";
@@ -96,7 +84,7 @@ static int runtime_error(const char *name, int err)
     else if (!hint && (err == -EPERM || err == -EACCES))
         hint = "run as root, or with CAP_NET_ADMIN and CAP_SYS_ADMIN";
     fprintf(stderr, "sluice-netsetup: %s%s%s: %s: %s", current, name ? " " : "",
-            name ? name : "", netsetup_error(), strerror(-err));
+            name ? name : "", e->what, strerror(-err));
     if (hint && name && (p = strstr(hint, "NAME")) != NULL)
         fprintf(stderr, " (%.*s%s%s)", (int)(p - hint), hint, name, p + 4);
     else if (hint)
@@ -107,11 +95,13 @@ static int runtime_error(const char *name, int err)
 
 static int create_cmd(const struct netsetup_args *a, bool attach)
 {
+    struct ns_error e = {.hint = NULL};
     struct sandbox s;
-    int r = attach ? sandbox_attach(a->name, &a->up, &s) : sandbox_up(a->name, &a->up, &s);
+    int r = attach ? sandbox_attach(&e, a->name, &a->up, &s)
+                   : sandbox_up(&e, a->name, &a->up, &s);
 
     if (r < 0)
-        return runtime_error(a->name, r);
+        return runtime_error(&e, a->name, r);
     sandbox_print(&s, a->json, stdout);
     return 0;
 }
@@ -128,54 +118,57 @@ static int cmd_attach(const struct netsetup_args *a)
 
 static int cmd_pod(const struct netsetup_args *a)
 {
+    struct ns_error e = {.hint = NULL};
     int r;
 
-    if ((r = pod_up(&a->pod)) < 0)
-        return runtime_error(NULL, r);
+    if ((r = pod_up(&e, &a->pod)) < 0)
+        return runtime_error(&e, NULL, r);
     pod_print(&a->pod, a->json, stdout);
-    fprintf(stderr, "sluice-netsetup: pod mode exempts UID %u from every rule: the "
-            "workload must never run as root, as UID %u, or with CAP_SETUID, "
-            "CAP_NET_ADMIN or CAP_NET_RAW, or it can bypass the proxy\n",
-            (unsigned)a->pod.proxy_uid, (unsigned)a->pod.proxy_uid);
+    log_warnx("pod mode exempts UID %u from every rule: the workload must never run as "
+              "root, as UID %u, or with CAP_SETUID, CAP_NET_ADMIN or CAP_NET_RAW, or it can "
+              "bypass the proxy", (unsigned)a->pod.proxy_uid, (unsigned)a->pod.proxy_uid);
     return 0;
 }
 
 static int cmd_down(const struct netsetup_args *a)
 {
+    struct ns_error e = {.hint = NULL};
     bool found;
     int r;
 
     if (a->down_pod) {
-        if ((r = pod_down()) < 0)
-            return runtime_error(NULL, r);
+        if ((r = pod_down(&e)) < 0)
+            return runtime_error(&e, NULL, r);
         return 0;
     }
-    if ((r = sandbox_down(a->name, &found)) < 0)
-        return runtime_error(a->name, r);
+    if ((r = sandbox_down(&e, a->name, &found)) < 0)
+        return runtime_error(&e, a->name, r);
     return 0;
 }
 
 static int cmd_status(const struct netsetup_args *a)
 {
-    int r = sandbox_status(a->name, a->json, stdout);
+    struct ns_error e = {.hint = NULL};
+    int r = sandbox_status(&e, a->name, a->json, stdout);
 
     if (r == -ENOENT) {
-        fprintf(stderr, "sluice-netsetup: status: no sandbox named %s\n", a->name);
+        log_warnx("status: no sandbox named %s", a->name);
         return EXIT_RUNTIME;
     }
-    return r < 0 ? runtime_error(a->name, r) : 0;
+    return r < 0 ? runtime_error(&e, a->name, r) : 0;
 }
 
 static int cmd_verify(const struct netsetup_args *a)
 {
-    int r = a->verify_pod ? pod_verify(stdout) : sandbox_verify(a->name, stdout);
+    struct ns_error e = {.hint = NULL};
+    int r = a->verify_pod ? pod_verify(stdout) : sandbox_verify(&e, a->name, stdout);
 
     if (r == -ENOENT) {
-        fprintf(stderr, "sluice-netsetup: verify: no sandbox named %s\n", a->name);
+        log_warnx("verify: no sandbox named %s", a->name);
         return EXIT_RUNTIME;
     }
     if (r < 0)
-        return runtime_error(a->name, r);
+        return runtime_error(&e, a->name, r);
     return r == 0 ? 0 : EXIT_RUNTIME;
 }
 
@@ -197,6 +190,7 @@ int main(int argc, char **argv)
     char err[NETSETUP_ERR_MAX];
     size_t i;
 
+    log_init("sluice-netsetup");
     if (argc < 2)
         return usage(stderr), EXIT_USAGE;
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
@@ -224,8 +218,8 @@ int main(int argc, char **argv)
             return EXIT_PRIVILEGE;
         }
         if (netsetup_args_parse(c->name, argc - 1, argv + 1, &args, err) < 0)
-            return usage_error("%s", err);
+            return log_usage("%s", err);
         return c->fn(&args);
     }
-    return usage_error("unknown command '%s'", argv[1]);
+    return log_usage("unknown command '%s'", argv[1]);
 }

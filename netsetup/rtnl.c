@@ -28,22 +28,21 @@ struct rtnl {
     struct mnl_socket *nl;
     uint32_t portid;
     uint32_t seq;
+    char last_call[160];        /* what the last request was, for messages */
 };
 
-static char last_call[160];
-
-const char *rtnl_last_call(void)
+const char *rtnl_last_call(const struct rtnl *r)
 {
-    return last_call;
+    return r ? r->last_call : "socket(NETLINK_ROUTE)";
 }
 
-__attribute__((format(printf, 1, 2)))
-static void note_call(const char *fmt, ...)
+__attribute__((format(printf, 2, 3)))
+static void note_call(struct rtnl *r, const char *fmt, ...)
 {
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(last_call, sizeof(last_call), fmt, ap);
+    vsnprintf(r->last_call, sizeof(r->last_call), fmt, ap);
     va_end(ap);
 }
 
@@ -52,7 +51,6 @@ int rtnl_open(struct rtnl **out)
     struct rtnl *r = calloc(1, sizeof(*r));
     int err;
 
-    note_call("socket(NETLINK_ROUTE)");
     if (!r)
         return -ENOMEM;
     r->nl = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
@@ -202,7 +200,7 @@ int rtnl_link_index(struct rtnl *r, const char *ifname)
     struct index_ctx c;
     int ret;
 
-    note_call("RTM_GETLINK %s", ifname);
+    note_call(r, "RTM_GETLINK %s", ifname);
     ret = link_get(r, ifname, &c);
     return ret < 0 ? ret : c.index;
 }
@@ -212,7 +210,7 @@ int rtnl_link_is_up(struct rtnl *r, const char *ifname)
     struct index_ctx c;
     int ret;
 
-    note_call("RTM_GETLINK %s", ifname);
+    note_call(r, "RTM_GETLINK %s", ifname);
     ret = link_get(r, ifname, &c);
     return ret < 0 ? ret : c.up;
 }
@@ -225,7 +223,7 @@ int rtnl_link_add_veth(struct rtnl *r, const char *host_if, const char *peer_if,
     struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi)), *peer;
     struct nlattr *linkinfo, *infodata, *peerattr;
 
-    note_call("RTM_NEWLINK veth %s", host_if);
+    note_call(r, "RTM_NEWLINK veth %s", host_if);
     ifi->ifi_family = AF_UNSPEC;
     mnl_attr_put_strz(nlh, IFLA_IFNAME, host_if);
     linkinfo = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
@@ -248,7 +246,7 @@ int rtnl_link_del(struct rtnl *r, const char *ifname)
     struct nlmsghdr *nlh = new_msg(buf, RTM_DELLINK, 0);
     struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
 
-    note_call("RTM_DELLINK %s", ifname);
+    note_call(r, "RTM_DELLINK %s", ifname);
     ifi->ifi_family = AF_UNSPEC;
     mnl_attr_put_strz(nlh, IFLA_IFNAME, ifname);
     return talk(r, nlh, NULL, NULL);
@@ -260,7 +258,7 @@ int rtnl_link_set_up(struct rtnl *r, int ifindex)
     struct nlmsghdr *nlh = new_msg(buf, RTM_NEWLINK, 0);
     struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
 
-    note_call("RTM_NEWLINK set up index %d", ifindex);
+    note_call(r, "RTM_NEWLINK set up index %d", ifindex);
     ifi->ifi_family = AF_UNSPEC;
     ifi->ifi_index = ifindex;
     ifi->ifi_flags = IFF_UP;
@@ -289,26 +287,26 @@ static int addr_msg(struct rtnl *r, uint16_t type, int ifindex, int family,
     return talk(r, nlh, NULL, NULL);
 }
 
-static void note_addr(const char *call, int ifindex, int family, const uint8_t *addr,
-                      unsigned len)
+static void note_addr(struct rtnl *r, const char *call, int ifindex, int family,
+                      const uint8_t *addr, unsigned len)
 {
     struct cidr c = {.family = (uint8_t)family, .len = (uint8_t)len};
     char text[CIDR_STRLEN];
 
     memcpy(c.addr, addr, family_len(family));
     cidr_format(&c, text);
-    note_call("%s %s index %d", call, text, ifindex);
+    note_call(r, "%s %s index %d", call, text, ifindex);
 }
 
 int rtnl_addr_add(struct rtnl *r, int ifindex, int family, const uint8_t *addr, unsigned len)
 {
-    note_addr("RTM_NEWADDR", ifindex, family, addr, len);
+    note_addr(r, "RTM_NEWADDR", ifindex, family, addr, len);
     return addr_msg(r, RTM_NEWADDR, ifindex, family, addr, len);
 }
 
 int rtnl_addr_del(struct rtnl *r, int ifindex, int family, const uint8_t *addr, unsigned len)
 {
-    note_addr("RTM_DELADDR", ifindex, family, addr, len);
+    note_addr(r, "RTM_DELADDR", ifindex, family, addr, len);
     return addr_msg(r, RTM_DELADDR, ifindex, family, addr, len);
 }
 
@@ -343,7 +341,7 @@ int rtnl_addr_each(struct rtnl *r, int (*fn)(const struct cidr *prefix, int ifin
 {
     struct addr_each_ctx c = {.fn = fn, .data = data};
 
-    note_call("RTM_GETADDR dump");
+    note_call(r, "RTM_GETADDR dump");
     return dump(r, RTM_GETADDR, AF_INET, sizeof(struct ifaddrmsg), addr_cb, &c);
 }
 
@@ -355,7 +353,7 @@ int rtnl_route_add_default(struct rtnl *r, int family, const uint8_t *gw, int oi
     struct nlmsghdr *nlh = new_msg(buf, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL);
     struct rtmsg *rtm = mnl_nlmsg_put_extra_header(nlh, sizeof(*rtm));
 
-    note_call("RTM_NEWROUTE default %s", family == AF_INET ? "ipv4" : "ipv6");
+    note_call(r, "RTM_NEWROUTE default %s", family == AF_INET ? "ipv4" : "ipv6");
     rtm->rtm_family = (uint8_t)family;
     rtm->rtm_table = RT_TABLE_MAIN;
     rtm->rtm_protocol = RTPROT_STATIC;
@@ -387,7 +385,7 @@ int rtnl_route_local_default(struct rtnl *r, bool add, int family, uint32_t tabl
 {
     char buf[RTNL_BUF];
 
-    note_call("%s local default table %u", add ? "RTM_NEWROUTE" : "RTM_DELROUTE", table);
+    note_call(r, "%s local default table %u", add ? "RTM_NEWROUTE" : "RTM_DELROUTE", table);
     return talk(r, local_default_msg(buf, add, family, table, lo), NULL, NULL);
 }
 
@@ -416,7 +414,7 @@ int rtnl_route_local_default_exists(struct rtnl *r, int family, uint32_t table)
     struct route_find c = {.table = table};
     int ret;
 
-    note_call("RTM_GETROUTE dump");
+    note_call(r, "RTM_GETROUTE dump");
     ret = dump(r, RTM_GETROUTE, (uint8_t)family, sizeof(struct rtmsg), route_find_cb, &c);
     return ret < 0 ? ret : c.found;
 }
@@ -431,7 +429,7 @@ int rtnl_rule_fwmark(struct rtnl *r, bool add, int family, uint32_t mark, uint32
                                    add ? NLM_F_CREATE | NLM_F_EXCL : 0);
     struct fib_rule_hdr *frh = mnl_nlmsg_put_extra_header(nlh, sizeof(*frh));
 
-    note_call("%s fwmark 0x%x lookup %u", add ? "RTM_NEWRULE" : "RTM_DELRULE", mark, table);
+    note_call(r, "%s fwmark 0x%x lookup %u", add ? "RTM_NEWRULE" : "RTM_DELRULE", mark, table);
     frh->family = (uint8_t)family;
     frh->action = FR_ACT_TO_TBL;
     frh->table = RT_TABLE_UNSPEC;
@@ -470,7 +468,7 @@ int rtnl_rule_fwmark_exists(struct rtnl *r, int family, uint32_t mark, uint32_t 
     struct rule_find c = {.mark = mark, .table = table};
     int ret;
 
-    note_call("RTM_GETRULE dump");
+    note_call(r, "RTM_GETRULE dump");
     ret = dump(r, RTM_GETRULE, (uint8_t)family, sizeof(struct fib_rule_hdr), rule_find_cb,
                &c);
     return ret < 0 ? ret : c.found;

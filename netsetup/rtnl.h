@@ -1,7 +1,7 @@
 /*
  * rtnetlink over libmnl: the links, addresses, routes and policy rules that
  * netsetup creates. One request, one ACK; every failure returns -errno and
- * leaves a description of the call in rtnl_last_call() for the message.
+ * leaves a description of the call in its handle's rtnl_last_call().
  */
 #ifndef SLUICE_RTNL_H
 #define SLUICE_RTNL_H
@@ -17,8 +17,8 @@ struct rtnl;
 int rtnl_open(struct rtnl **out);
 void rtnl_close(struct rtnl *r);
 
-/* "RTM_NEWLINK veth sl-a1": the last call that failed, for messages. */
-const char *rtnl_last_call(void);
+/* "RTM_NEWLINK veth sl-a1": R's last call, for messages (R NULL: opening one). */
+const char *rtnl_last_call(const struct rtnl *r);
 
 /* Index of IFNAME in the socket's namespace; -ENODEV when it has none. */
 int rtnl_link_index(struct rtnl *r, const char *ifname);

@@ -1,8 +1,9 @@
 /*
  * The sandbox lifecycle: up, attach, down, pod mode, status and verify, put
  * together from the netns, rtnl, nft_rules and state modules. Every function
- * returns 0 or -errno; on failure netsetup_error() says which call failed on
- * which object, and whatever was half-built has been rolled back.
+ * returns 0 or -errno; on failure its struct ns_error says which call failed
+ * on which object (and how to fix it, when known), and whatever was
+ * half-built has been rolled back.
  */
 #ifndef SLUICE_SANDBOX_H
 #define SLUICE_SANDBOX_H
@@ -42,27 +43,31 @@ struct pod_opts {
     uint32_t max_conntrack;
 };
 
-/* "RTM_NEWLINK veth sl-a1" and the like: the step that failed last. */
-const char *netsetup_error(void);
-/* How to fix it ("pick another name"), or NULL; NAME in it stands for the sandbox. */
-const char *netsetup_hint(void);
+/* What failed, carried by the caller (no module keeps it): the step, and the fix. */
+struct ns_error {
+    char what[256];             /* "RTM_NEWLINK veth sl-a1": the step that failed last */
+    const char *hint;           /* how to fix it ("pick another name"), or NULL; NAME
+                                   in it stands for the sandbox */
+};
 
-int sandbox_up(const char *name, const struct up_opts *o, struct sandbox *out);
-int sandbox_attach(const char *name, const struct up_opts *o, struct sandbox *out);
+int sandbox_up(struct ns_error *e, const char *name, const struct up_opts *o,
+               struct sandbox *out);
+int sandbox_attach(struct ns_error *e, const char *name, const struct up_opts *o,
+                   struct sandbox *out);
 /* 0 also when there is no such sandbox; *FOUND says which. */
-int sandbox_down(const char *name, bool *found);
-int pod_up(const struct pod_opts *o);
-int pod_down(void);
+int sandbox_down(struct ns_error *e, const char *name, bool *found);
+int pod_up(struct ns_error *e, const struct pod_opts *o);
+int pod_down(struct ns_error *e);
 
 /* Prints what up/attach print, as key=value lines or one JSON object. */
 void sandbox_print(const struct sandbox *s, bool json, FILE *out);
 void pod_print(const struct pod_opts *o, bool json, FILE *out);
 
 /* status: NAME or every sandbox (NAME NULL); -ENOENT for an unknown NAME. */
-int sandbox_status(const char *name, bool json, FILE *out);
+int sandbox_status(struct ns_error *e, const char *name, bool json, FILE *out);
 
 /* verify: prints each problem found; returns the number of problems, or -errno. */
-int sandbox_verify(const char *name, FILE *out);
+int sandbox_verify(struct ns_error *e, const char *name, FILE *out);
 
 /*
  * The same for pod mode, in the namespace it runs in: the chains exist, and

@@ -200,7 +200,8 @@ int resolver_parse_answer(const uint8_t *msg, size_t len, const char *name, int 
 
         if (rr_read(msg, len, &off, &rr) < 0)
             return -EBADMSG;
-        if (rr.type != qtype || rr.cls != DNS_CLASS_IN || !wire_eq(rr.owner, rr.owner_len, want, wlen))
+        if (rr.type != qtype || rr.cls != DNS_CLASS_IN ||
+            !wire_eq(rr.owner, rr.owner_len, want, wlen))
             continue;
         if (rr.rdlen != alen)
             return -EBADMSG;

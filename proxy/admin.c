@@ -25,6 +25,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "clock.h"
 #include "conn.h"
 #include "json.h"
 #include "log.h"
@@ -366,7 +367,7 @@ static void on_control_accept(struct evconnlistener *l, evutil_socket_t fd,
                               struct sockaddr *sa, int salen, void *arg)
 {
     struct admin *a = arg;
-    struct timeval tv = {ADMIN_TIMEOUT_S, 0};
+    struct timeval tv = clock_tv(ADMIN_TIMEOUT_S * 1000);
     struct bufferevent *bev;
 
     (void)l;

@@ -322,7 +322,7 @@ static void on_tcp_timeout(evutil_socket_t fd, short what, void *arg)
 static void on_tcp_data(evutil_socket_t fd, short what, void *arg)
 {
     struct dns_tcp *c = arg;
-    struct timeval tv = {DNS_TCP_IDLE_MS / 1000, 0};
+    struct timeval tv = clock_tv(DNS_TCP_IDLE_MS);
     ssize_t n;
 
     (void)what;
@@ -360,7 +360,7 @@ static void on_tcp_data(evutil_socket_t fd, short what, void *arg)
 static void on_tcp_accept(evutil_socket_t fd, short what, void *arg)
 {
     struct dns_server *s = arg;
-    struct timeval tv = {DNS_TCP_IDLE_MS / 1000, 0};
+    struct timeval tv = clock_tv(DNS_TCP_IDLE_MS);
     struct dns_tcp *c;
     int cfd;
 

@@ -230,7 +230,7 @@ static struct fetch *fetch_new(struct resolver *r, struct entry *e)
 /* Sends F's queries. C-ares may call back before this returns; F may be gone after. */
 static void fetch_send(struct resolver *r, struct fetch *f, const char *name)
 {
-    struct timeval tv = {RESOLVER_TIMEOUT_MS / 1000, RESOLVER_TIMEOUT_MS % 1000 * 1000};
+    struct timeval tv = clock_tv(RESOLVER_TIMEOUT_MS);
 
     evtimer_add(f->deadline, &tv);
     f->pending = 2;

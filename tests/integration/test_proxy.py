@@ -1348,7 +1348,9 @@ def test_pipelined_requests_and_a_second_host_after_a_chunked_body(world, sb6, s
         f"GET /p{i} HTTP/1.1" for i in range(4)], reqs
     assert [q["request"] for q in reqs if not q["request"].startswith("GET")] in (
         ["POST /post HTTP/1.1"], ["POST /post HTTP/1.1"] * 2), reqs
-    assert len({q["remote_port"] for q in reqs[:4]}) == 1
+    # the four GETs came over one upstream connection (matched by request, not by
+    # log position: under load the next connection's POST may be logged first)
+    assert len({q["remote_port"] for q in reqs if q["request"].startswith("GET /p")}) == 1
     assert "other.example.test" not in json.dumps(reqs)
     assert len(px.records(event="deny", reason="host_mismatch")) == 2
     assert world.capture_records() == []

@@ -15,5 +15,6 @@ struct policy *ctl_load(const char *path);
 int cmd_check(int argc, char **argv);
 int cmd_explain(int argc, char **argv);
 int cmd_control(int argc, char **argv);
+int cmd_ca(int argc, char **argv);
 
 #endif

@@ -16,13 +16,19 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"check", cmd_check, "check POLICY",
-     "validate a policy; errors as FILE:LINE:COL: message.\n"
+    {"check", cmd_check, "check POLICY [--ca CA.pem]",
+     "validate a policy; errors as FILE:LINE:COL: message. With --ca, every\n"
+     "      inspect rule must lie inside the CA's name constraints.\n"
      "      exit 0 valid (warnings may be printed), 1 invalid, 2 usage"},
     {"explain", cmd_explain, "explain POLICY HOST[:PORT] [--method M --path P]",
      "say which rule decides a destination (port defaults to 443;\n"
      "      HOST may be an address for cidr rules, [v6]:PORT with a port).\n"
      "      exit 0 allow, 1 deny, 2 usage or invalid policy"},
+    {"ca", cmd_ca, "ca init DIR --policy POLICY [--days N] | ca show DIR",
+     "make the inspect-mode CA in DIR (ca.pem, and ca.key mode 0600), its name\n"
+     "      constraints permitting exactly the policy's inspect rules and no IP\n"
+     "      address (--days: 1-3650, default 365); or print one. exit 0 ok, 1 failed\n"
+     "      (an existing key is never replaced), 2 usage or invalid policy"},
     {"--control", cmd_control, "--control PATH stats|flows|reload [--json]",
      "ask the proxy behind a control socket: its counters and policy (stats),\n"
      "      its live flows (flows), or to load its policy file again (reload).\n"

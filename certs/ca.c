@@ -1,0 +1,413 @@
+/*
+ * The inspect-mode CA with OpenSSL 3's EVP and X509 APIs: key generation,
+ * the self-signed certificate with its name constraints, reading one back,
+ * and the coverage check of a policy against it.
+ */
+#include "ca.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/asn1.h>
+#include <openssl/bn.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hostname.h"
+
+#define CA_SUBJECT_CN "sluice inspect-mode CA"
+#define CA_SERIAL_BYTES 16
+
+__attribute__((format(printf, 2, 3)))
+static int fail(char err[CA_ERR_MAX], const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(err, CA_ERR_MAX, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+void ca_subtree_of(const struct policy_rule *r, char *out)
+{
+    /* "*.example.org" -> ".example.org"; an exact name stays as it is */
+    snprintf(out, HOSTNAME_MAX + 2, "%s", r->kind == RULE_WILDCARD ? r->pattern + 1 : r->pattern);
+}
+
+/* Whether NAME (a dotted name, or ".suffix" for "any name under it") lies in BASE. */
+static bool in_subtree(const char *base, const char *name)
+{
+    size_t bl = strlen(base), nl = strlen(name);
+
+    if (bl == 0)
+        return true;
+    if (nl < bl || strcasecmp(name + nl - bl, base) != 0)
+        return false;
+    /* the same length: the same name (".x" covers only ".x" and below) */
+    return nl == bl || base[0] == '.' || name[nl - bl - 1] == '.';
+}
+
+bool ca_subtree_covers(const char *base, const struct policy_rule *r)
+{
+    char need[HOSTNAME_MAX + 2];
+
+    if (r->kind == RULE_CIDR)
+        return false;
+    ca_subtree_of(r, need);
+    return in_subtree(base, need);
+}
+
+static bool is_inspect(const struct policy_rule *r)
+{
+    return r->inspect && r->kind != RULE_CIDR;
+}
+
+/* ---- making one ---- */
+
+static bool add_ext(X509 *cert, int nid, const char *value, X509V3_CTX *ctx)
+{
+    X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, ctx, nid, value);
+    bool ok = e && X509_add_ext(cert, e, -1) == 1;
+
+    X509_EXTENSION_free(e);
+    return ok;
+}
+
+/* The critical name constraints: every inspect rule's subtree, no IP address. */
+static bool add_constraints(X509 *cert, const struct policy *p)
+{
+    NAME_CONSTRAINTS *nc = NAME_CONSTRAINTS_new();
+    static const char *const all_ip[] = {"0.0.0.0/0.0.0.0", "::/::"};   /* addr/mask */
+    bool ok = nc != NULL;
+    size_t i;
+
+    if (ok) {
+        nc->permittedSubtrees = sk_GENERAL_SUBTREE_new_null();
+        nc->excludedSubtrees = sk_GENERAL_SUBTREE_new_null();
+        ok = nc->permittedSubtrees && nc->excludedSubtrees;
+    }
+    for (i = 0; ok && i < p->n_rules; i++) {
+        char name[HOSTNAME_MAX + 2];
+        GENERAL_SUBTREE *st;
+        ASN1_IA5STRING *s;
+
+        if (!is_inspect(&p->rules[i]))
+            continue;
+        ca_subtree_of(&p->rules[i], name);
+        st = GENERAL_SUBTREE_new();
+        s = ASN1_IA5STRING_new();
+        ok = st && s && ASN1_STRING_set(s, name, (int)strlen(name)) == 1;
+        if (ok) {
+            GENERAL_NAME_set0_value(st->base, GEN_DNS, s);
+            s = NULL;
+            ok = sk_GENERAL_SUBTREE_push(nc->permittedSubtrees, st) > 0;
+            if (ok)
+                st = NULL;
+        }
+        ASN1_IA5STRING_free(s);
+        GENERAL_SUBTREE_free(st);
+    }
+    for (i = 0; ok && i < 2; i++) {
+        GENERAL_SUBTREE *st = GENERAL_SUBTREE_new();
+        GENERAL_NAME *gn = a2i_GENERAL_NAME(NULL, NULL, NULL, GEN_IPADD, all_ip[i], 1);
+
+        ok = st && gn;
+        if (ok) {
+            GENERAL_NAME_free(st->base);
+            st->base = gn;
+            gn = NULL;
+            ok = sk_GENERAL_SUBTREE_push(nc->excludedSubtrees, st) > 0;
+            if (ok)
+                st = NULL;
+        }
+        GENERAL_NAME_free(gn);
+        GENERAL_SUBTREE_free(st);
+    }
+    ok = ok && X509_add1_ext_i2d(cert, NID_name_constraints, nc, 1, X509V3_ADD_DEFAULT) == 1;
+    NAME_CONSTRAINTS_free(nc);
+    return ok;
+}
+
+static X509 *make_cert(EVP_PKEY *key, const struct policy *p, unsigned days)
+{
+    X509 *cert = X509_new();
+    X509_NAME *name = X509_NAME_new();
+    unsigned char serial[CA_SERIAL_BYTES];
+    BIGNUM *bn = NULL;
+    X509V3_CTX ctx;
+    bool ok;
+
+    ok = cert && name && RAND_bytes(serial, sizeof(serial)) == 1;
+    if (ok) {
+        serial[0] &= 0x7f;                  /* positive, as RFC 5280 wants */
+        bn = BN_bin2bn(serial, sizeof(serial), NULL);
+        ok = bn && BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert)) != NULL &&
+             X509_set_version(cert, X509_VERSION_3) == 1 &&
+             X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
+                                        (const unsigned char *)"sluice", -1, -1, 0) == 1 &&
+             X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                                        (const unsigned char *)CA_SUBJECT_CN, -1, -1, 0) == 1 &&
+             X509_set_subject_name(cert, name) == 1 && X509_set_issuer_name(cert, name) == 1 &&
+             X509_gmtime_adj(X509_getm_notBefore(cert), 0) != NULL &&
+             X509_gmtime_adj(X509_getm_notAfter(cert), (long)days * 86400) != NULL &&
+             X509_set_pubkey(cert, key) == 1;
+    }
+    if (ok) {
+        X509V3_set_ctx(&ctx, cert, cert, NULL, NULL, 0);
+        ok = add_ext(cert, NID_basic_constraints, "critical,CA:TRUE,pathlen:0", &ctx) &&
+             add_ext(cert, NID_key_usage, "critical,keyCertSign,cRLSign", &ctx) &&
+             add_ext(cert, NID_subject_key_identifier, "hash", &ctx) &&
+             add_constraints(cert, p) && X509_sign(cert, key, EVP_sha256()) > 0;
+    }
+    BN_free(bn);
+    X509_NAME_free(name);
+    if (!ok) {
+        X509_free(cert);
+        return NULL;
+    }
+    return cert;
+}
+
+/* Opens PATH for writing with MODE, never over an existing file. */
+static FILE *create_file(const char *path, mode_t mode)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    FILE *f;
+
+    if (fd < 0)
+        return NULL;
+    if (fchmod(fd, mode) < 0 || !(f = fdopen(fd, "w"))) {
+        close(fd);
+        return NULL;
+    }
+    return f;
+}
+
+int ca_init(const char *dir, const struct policy *p, unsigned days, char err[CA_ERR_MAX])
+{
+    char key_path[4096], cert_path[4096];
+    EVP_PKEY *key = NULL;
+    X509 *cert = NULL;
+    FILE *kf = NULL, *cf = NULL;
+    size_t i, n = 0;
+    int rc = -1;
+
+    for (i = 0; i < p->n_rules; i++)
+        n += is_inspect(&p->rules[i]);
+    if (n == 0)
+        return fail(err, "%s has no inspect rule: a CA for it would permit no name (add "
+                    "'inspect: true' to the rules whose traffic must be inspected)", p->file);
+    if (days < 1 || days > CA_DAYS_MAX)
+        return fail(err, "--days %u out of range (1-%u)", days, CA_DAYS_MAX);
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+        return fail(err, "creating %s: %s", dir, strerror(errno));
+    snprintf(key_path, sizeof(key_path), "%s/%s", dir, CA_KEY_FILE);
+    snprintf(cert_path, sizeof(cert_path), "%s/%s", dir, CA_CERT_FILE);
+    if (access(key_path, F_OK) == 0)
+        return fail(err, "%s exists: a CA is never replaced in place (remove it, or pick "
+                    "another DIR)", key_path);
+
+    key = EVP_EC_gen("P-256");
+    cert = key ? make_cert(key, p, days) : NULL;
+    if (!cert) {
+        fail(err, "making the CA's %s: %s", key ? "certificate" : "P-256 key",
+             ERR_reason_error_string(ERR_peek_last_error()) ?: "OpenSSL failed");
+        goto out;
+    }
+    kf = create_file(key_path, 0600);
+    if (!kf) {
+        fail(err, "writing %s: %s", key_path, strerror(errno));
+        goto out;
+    }
+    if (PEM_write_PrivateKey(kf, key, NULL, NULL, 0, NULL, NULL) != 1 || fclose(kf) != 0) {
+        kf = NULL;
+        fail(err, "writing %s: %s", key_path, strerror(errno));
+        goto out;
+    }
+    kf = NULL;
+    unlink(cert_path);                      /* a certificate without its key is stale */
+    cf = create_file(cert_path, 0644);
+    if (!cf || PEM_write_X509(cf, cert) != 1 || fclose(cf) != 0) {
+        cf = NULL;
+        fail(err, "writing %s: %s", cert_path, strerror(errno));
+        unlink(key_path);
+        goto out;
+    }
+    cf = NULL;
+    rc = 0;
+out:
+    if (kf) {
+        fclose(kf);
+        unlink(key_path);
+    }
+    if (cf)
+        fclose(cf);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    return rc;
+}
+
+/* ---- reading one back ---- */
+
+static void time_text(const ASN1_TIME *t, char *out, size_t cap)
+{
+    struct tm tm;
+
+    if (ASN1_TIME_to_tm(t, &tm) != 1 || strftime(out, cap, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+        snprintf(out, cap, "?");
+}
+
+static char *subtree_text(const GENERAL_SUBTREE *st)
+{
+    const GENERAL_NAME *gn = st->base;
+    char buf[128];
+
+    if (gn->type == GEN_DNS) {
+        const ASN1_IA5STRING *s = gn->d.dNSName;
+
+        return strndup((const char *)ASN1_STRING_get0_data(s), (size_t)ASN1_STRING_length(s));
+    }
+    if (gn->type == GEN_IPADD) {
+        const unsigned char *b = ASN1_STRING_get0_data(gn->d.iPAddress);
+        int len = ASN1_STRING_length(gn->d.iPAddress), bits = 0, i;
+        char addr[64];
+
+        if (len != 8 && len != 32)
+            return strdup("?");
+        for (i = len / 2; i < len; i++)
+            bits += __builtin_popcount(b[i]);
+        if (!inet_ntop(len == 8 ? AF_INET : AF_INET6, b, addr, sizeof(addr)))
+            return strdup("?");
+        snprintf(buf, sizeof(buf), "%s/%d", addr, bits);
+        return strdup(buf);
+    }
+    return strdup("(other)");
+}
+
+static bool collect(const STACK_OF(GENERAL_SUBTREE) *sk, char ***out, size_t *n)
+{
+    int i, count = sk ? sk_GENERAL_SUBTREE_num(sk) : 0;
+
+    *out = count ? calloc((size_t)count, sizeof(**out)) : NULL;
+    *n = 0;
+    if (count && !*out)
+        return false;
+    for (i = 0; i < count; i++) {
+        char *t = subtree_text(sk_GENERAL_SUBTREE_value(sk, i));
+
+        if (!t)
+            return false;
+        (*out)[(*n)++] = t;
+    }
+    return true;
+}
+
+int ca_read(const char *path, struct ca_info *info, char err[CA_ERR_MAX])
+{
+    FILE *f = fopen(path, "re");
+    X509 *cert;
+    NAME_CONSTRAINTS *nc;
+    unsigned char md[32];
+    unsigned int mdlen = 0, i;
+    int crit = -1, rc = -1;
+
+    memset(info, 0, sizeof(*info));
+    if (!f)
+        return fail(err, "%s: %s", path, strerror(errno));
+    cert = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    if (!cert)
+        return fail(err, "%s: not a PEM certificate", path);
+    X509_NAME_oneline(X509_get_subject_name(cert), info->subject, sizeof(info->subject));
+    time_text(X509_get0_notBefore(cert), info->not_before, sizeof(info->not_before));
+    time_text(X509_get0_notAfter(cert), info->not_after, sizeof(info->not_after));
+    if (X509_digest(cert, EVP_sha256(), md, &mdlen) == 1)
+        for (i = 0; i < mdlen; i++)
+            snprintf(info->fingerprint + 3 * i, 4, "%02X%s", md[i], i + 1 < mdlen ? ":" : "");
+    info->is_ca = X509_check_ca(cert) > 0;
+    nc = X509_get_ext_d2i(cert, NID_name_constraints, &crit, NULL);
+    info->constraints_critical = crit == 1;
+    if (!nc) {
+        fail(err, "%s has no name constraints: it could mint for any name (make one with "
+             "'sluicectl ca init')", path);
+        goto out;
+    }
+    if (!collect(nc->permittedSubtrees, &info->permitted, &info->n_permitted) ||
+        !collect(nc->excludedSubtrees, &info->excluded, &info->n_excluded)) {
+        fail(err, "%s: out of memory", path);
+        goto out;
+    }
+    rc = 0;
+out:
+    NAME_CONSTRAINTS_free(nc);
+    X509_free(cert);
+    if (rc < 0)
+        ca_info_clear(info);
+    return rc;
+}
+
+void ca_info_clear(struct ca_info *info)
+{
+    size_t i;
+
+    for (i = 0; i < info->n_permitted; i++)
+        free(info->permitted[i]);
+    for (i = 0; i < info->n_excluded; i++)
+        free(info->excluded[i]);
+    free(info->permitted);
+    free(info->excluded);
+    info->permitted = info->excluded = NULL;
+    info->n_permitted = info->n_excluded = 0;
+}
+
+void ca_print(const struct ca_info *info, FILE *out)
+{
+    size_t i;
+
+    fprintf(out, "subject      %s\n", info->subject);
+    fprintf(out, "valid        %s to %s\n", info->not_before, info->not_after);
+    fprintf(out, "CA           %s\n", info->is_ca ? "yes" : "no");
+    fprintf(out, "constraints  %s\n", info->constraints_critical ? "critical" : "NOT critical");
+    for (i = 0; i < info->n_permitted; i++)
+        fprintf(out, "  permitted  DNS:%s\n", info->permitted[i]);
+    for (i = 0; i < info->n_excluded; i++)
+        fprintf(out, "  excluded   IP:%s\n", info->excluded[i]);
+    fprintf(out, "sha256       %s\n", info->fingerprint);
+}
+
+size_t ca_check_policy(const struct ca_info *info, const struct policy *p, const char *cert,
+                       struct diag_list *diags)
+{
+    size_t i, j, missing = 0;
+
+    for (i = 0; i < p->n_rules; i++) {
+        const struct policy_rule *r = &p->rules[i];
+        bool covered = false;
+
+        if (!is_inspect(r))
+            continue;
+        for (j = 0; j < info->n_permitted && !covered; j++)
+            covered = ca_subtree_covers(info->permitted[j], r);
+        if (!covered) {
+            diag_add(diags, DIAG_ERROR, r->line, r->col,
+                     "inspect rule '%s' is outside the name constraints of %s; make a CA "
+                     "for this policy with 'sluicectl ca init DIR --policy %s'",
+                     r->pattern, cert, p->file);
+            missing++;
+        }
+    }
+    return missing;
+}

@@ -418,6 +418,30 @@ void nb_set_mark(struct rb *rb)
     nftnl_expr_set_u32(e, NFTNL_EXPR_META_SREG, NFT_REG_1);
 }
 
+/* the connection's conntrack mark := NFT_MARK (after nb_set_mark(), which loads it) */
+void nb_ct_set_mark(struct rb *rb)
+{
+    struct nftnl_expr *e = nb_expr(rb, "ct");
+
+    if (!e)
+        return;
+    nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, NFT_CT_MARK);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_CT_SREG, NFT_REG_1);
+}
+
+/* the connection's conntrack mark is NFT_MARK */
+void nb_match_ct_mark(struct rb *rb)
+{
+    struct nftnl_expr *e = nb_expr(rb, "ct");
+    uint32_t mark = NFT_MARK;
+
+    if (e) {
+        nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, NFT_CT_MARK);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
+    }
+    nb_cmp(rb, NFT_CMP_EQ, &mark, 4);
+}
+
 void nb_to_addr_port(struct rb *rb, const char *kind, int family, const uint8_t *addr,
                      uint16_t port)
 {

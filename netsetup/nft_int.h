@@ -93,6 +93,8 @@ void nb_imm(struct rb *rb, uint32_t reg, const void *data, uint32_t len);
 void nb_verdict(struct rb *rb, int v);
 void nb_counter(struct rb *rb);
 void nb_set_mark(struct rb *rb);
+void nb_ct_set_mark(struct rb *rb);
+void nb_match_ct_mark(struct rb *rb);
 void nb_to_addr_port(struct rb *rb, const char *kind, int family, const uint8_t *addr,
                      uint16_t port);
 void nb_reject_port_unreach(struct rb *rb);

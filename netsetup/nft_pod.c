@@ -71,6 +71,7 @@ int nft_build_pod(struct nft_batch *b, const struct nft_pod *p)
     nb_match_u8(&rb, NFT_META_L4PROTO, IPPROTO_TCP);
     nb_counter(&rb);
     nb_set_mark(&rb);
+    nb_ct_set_mark(&rb);                /* the connection is the workload's, for pod_out */
     nb_rule_end(b, &rb, C_PROXY);
 
     for (f = 0; f < 2; f++) {
@@ -105,23 +106,36 @@ int nft_build_pod(struct nft_batch *b, const struct nft_pod *p)
 
 
     /* pod_out: what may leave a workload socket at all. First, IPv6 neighbour
-     * discovery as the kernel sends it: hop limit 255, to a link-local or
-     * multicast address (which no router forwards), nothing else: a raw socket
-     * could put a payload in an "ND" packet to any address. */
+     * discovery as real ND looks: hop limit 255, to a link-local or link-scope
+     * multicast address, which no router forwards. The kernel's own unicast
+     * probe of a neighbour it knows (which may have a global address) leaves
+     * from no socket and is let out too; ND from a socket with a UID (a raw
+     * socket, which could carry a payload to any address) is dropped first. */
     for (i = 0; i < 3; i++) {
         static const uint8_t nd[] = {133, 135, 136}, hops = 255;
-        static const uint8_t scope_mask[2][16] = {{0xff, 0xc0}, {0xff}};
-        static const uint8_t scope[2][16] = {{0xfe, 0x80}, {0xff}};   /* fe80::/10, ff00::/8 */
+        static const uint8_t scope_mask[2][16] = {{0xff, 0xc0}, {0xff, 0xff}};
+        /* fe80::/10, ff02::/16 */
+        static const uint8_t scope[2][16] = {{0xfe, 0x80}, {0xff, 0x02}};
+        uint32_t zero = 0;
 
-        for (j = 0; j < 2; j++) {
+        for (j = 0; j < 4; j++) {
             nb_rule_start(&rb, "pod_out");
             nb_match_u8(&rb, NFT_META_L4PROTO, IPPROTO_ICMPV6);
             nb_payload(&rb, NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1);
             nb_cmp(&rb, NFT_CMP_EQ, &nd[i], 1);
             nb_payload(&rb, NFT_PAYLOAD_NETWORK_HEADER, 7, 1);
             nb_cmp(&rb, NFT_CMP_EQ, &hops, 1);
-            nb_payload(&rb, NFT_PAYLOAD_NETWORK_HEADER, 24, 16);
-            nb_masked_cmp(&rb, scope_mask[j], scope[j], 16, NFT_CMP_EQ);
+            if (j < 2) {
+                nb_payload(&rb, NFT_PAYLOAD_NETWORK_HEADER, 24, 16);
+                nb_masked_cmp(&rb, scope_mask[j], scope[j], 16, NFT_CMP_EQ);
+            } else if (j == 2) {        /* a UID loads only for a packet from a socket */
+                nb_meta_load(&rb, NFT_META_SKUID);
+                nb_cmp(&rb, NFT_CMP_GTE, &zero, 4);
+                nb_counter(&rb);
+                nb_verdict(&rb, NF_DROP);
+                nb_rule_end(b, &rb, C_DROP);
+                continue;
+            }
             nb_verdict(&rb, NF_ACCEPT);
             nb_rule_end(b, &rb, NULL);
         }
@@ -140,6 +154,19 @@ int nft_build_pod(struct nft_batch *b, const struct nft_pod *p)
 
         nb_cmp(&rb, NFT_CMP_NEQ, &local, 4);
     }
+    nb_counter(&rb);
+    nb_verdict(&rb, NF_DROP);
+    nb_rule_end(b, &rb, C_DROP);
+    /* A connection the workload opened was handed to the proxy on lo: its
+     * replies go back on lo, never out by another interface. A raw SYN to the
+     * pod's own address, with an outside host as its source, would otherwise
+     * have the proxy's SYN-ACK (from the proxy's UID) go there. (Only replies:
+     * the hook's output interface is the one before pod_mark rerouted.) */
+    nb_rule_start(&rb, "pod_out");
+    nb_match_ct_reply(&rb);
+    nb_meta_load(&rb, NFT_META_OIFNAME);
+    nb_cmp(&rb, NFT_CMP_NEQ, loname, IFNAMSIZ);
+    nb_match_ct_mark(&rb);
     nb_counter(&rb);
     nb_verdict(&rb, NF_DROP);
     nb_rule_end(b, &rb, C_DROP);

@@ -161,13 +161,16 @@ class Listener:
     """tproxy_listener.py in NS: transparent TCP on ADDRS:PORT, DNS on
     ADDRS:DNS_PORT; records as JSON lines."""
 
-    def __init__(self, world, ns, addrs, port=PROXY_PORT, dns_port=DNS_PORT, uid=None):
+    def __init__(self, world, ns, addrs, port=PROXY_PORT, dns_port=DNS_PORT, uid=None,
+                 wrap=()):
         d = world.tmp / "listeners"
         d.mkdir(exist_ok=True)
+        d.chmod(0o1777)             # a listener started as another user writes here
+        open_path_to(d)
         tag = token()
         self.out = d / f"{tag}.jsonl"
         ready = d / f"{tag}.ready"
-        argv = [PYTHON, str(HERE / "tproxy_listener.py"), "--port", str(port),
+        argv = [*wrap, PYTHON, str(HERE / "tproxy_listener.py"), "--port", str(port),
                 "--dns-port", str(dns_port), "--out", str(self.out), "--ready", str(ready)]
         for a in addrs:
             argv += ["--addr", a]
@@ -825,6 +828,13 @@ def test_attach_to_a_missing_interface_fails(world, ns_tool):
 # ------------------------------------------------------------------ 12. pod mode
 
 WORKLOAD, PROXY_UID = 1000, 1337
+# The stand-in proxy runs as the manifests run sluice-proxy: as the proxy UID
+# from the start, with CAP_NET_ADMIN for IP_TRANSPARENT, so that its sockets,
+# listeners included, carry that UID (a process that binds as root and then
+# changes UID would leave root's UID on its listeners' SYN-ACKs).
+PROXY_AS_IN_MANIFESTS = ("setpriv", f"--reuid={PROXY_UID}", f"--regid={PROXY_UID}",
+                         "--clear-groups", "--inh-caps=+net_admin", "--ambient-caps=+net_admin",
+                         "--")
 
 
 @pytest.fixture
@@ -838,7 +848,7 @@ def pod(world, ns_tool, netns, listener, capture):
     yield types.SimpleNamespace(
         name=name, info=json.loads(r.stdout), stderr=r.stderr, addr=world.links[name].addr4,
         addr6=world.links[name].addr6,
-        listener=listener(name, ["127.0.0.1", "::1"], uid=PROXY_UID))
+        listener=listener(name, ["127.0.0.1", "::1"], wrap=PROXY_AS_IN_MANIFESTS))
     ns_tool.run("down", "--pod", ns=name)
 
 
@@ -1059,6 +1069,10 @@ def test_pod_spoofed_sources_never_leave(world, pod):
                  f"metrics-leak-{tok}")
     rawpkt(world, pod.name, "tcp", ADDR.CAPTURE4, ADDR.WWW4, 40001, 443, "S")
     rawpkt(world, pod.name, "tcp", ADDR.CAPTURE6, ADDR.WWW6, 40001, 443, "S")
+    # a SYN to the pod's own address travels on lo (no source check there): the
+    # proxy answers it, and its SYN-ACK, from the proxy's UID, must not leave
+    rawpkt(world, pod.name, "tcp", ADDR.CAPTURE4, pod.addr, 40002, 443, "S")
+    rawpkt(world, pod.name, "tcp", ADDR.CAPTURE4, pod.addr, 40003, 15090, "S")
     time.sleep(1.0)
     assert_nothing_reached_inet(world)
     assert not [q for q in world.nginx_requests() if q["remote"] == ADDR.CAPTURE4]

@@ -224,16 +224,23 @@ static void test_pod(void **state)
      * connections from outside the pod, e.g. the kubelet's probes (pod_out):
      * dropped from any other UID's socket, accepted from the proxy's or from a
      * request socket (no UID) */
-    assert_int_equal(count(p->text, "ct load direction"), 3);
+    assert_int_equal(count(p->text, "ct load direction"), 4);
+    /* the workload's intercepted connections are marked in conntrack, and their
+     * replies may leave by lo only (a spoofed SYN to the pod's own address) */
+    assert_int_equal(count(p->text, "[ ct set mark with reg 1 ]"), 1);
+    assert_int_equal(count(p->text, "[ ct load mark => reg 1 ]"), 1);
     /* its source port, matched twice; as a destination, in the four rejects */
     assert_int_equal(count(p->text, "[ payload load 2b @ transport header + 0 => reg 1 ]"), 2);
     assert_int_equal(count(p->text, "[ cmp eq reg 1 0x0000f23a ]"), 2 + 2 * 2);
     /* not the proxy's UID: the workload's DNS (2 x 2) and the metrics port's replies */
     assert_int_equal(count(p->text, "[ cmp neq reg 1 0x00000539 ]"), 2 * 2 + 1);
-    /* neighbour discovery: 3 types x (link-local, multicast), hop limit 255 each */
-    assert_int_equal(count(p->text, "[ payload load 1b @ network header + 7 => reg 1 ]"), 6);
-    assert_int_equal(count(p->text, "[ cmp eq reg 1 0x000000ff ]"), 6);
+    /* neighbour discovery: 3 types x (link-local, link-scope multicast, from a
+     * socket: dropped, from the kernel), hop limit 255 each */
+    assert_int_equal(count(p->text, "[ payload load 1b @ network header + 7 => reg 1 ]"), 12);
+    assert_int_equal(count(p->text, "[ cmp eq reg 1 0x000000ff ]"), 12);
     assert_int_equal(count(p->text, "[ bitwise reg 1 = ( reg 1 & 0x0000c0ff "), 3);
+    assert_int_equal(count(p->text, "[ bitwise reg 1 = ( reg 1 & 0x0000ffff "), 3);
+    assert_int_equal(count(p->text, "[ cmp gte reg 1 0x00000000 ]"), 3);
     /* the workload's new connections beyond --max-conntrack */
     assert_int_equal(count(p->text, "[ connlimit count 500 flags 1 ]"), 1);
     /* a source that is not one of the pod's own addresses: dropped */
@@ -247,7 +254,7 @@ static void test_pod(void **state)
     assert_int_equal(nft_build_pod(b, &pod), 0);
     parse(b, p);
     assert_int_equal(count(p->text, "[ reject type 2 code 1 ]"), 2 * 2 * 2 + 1);
-    assert_int_equal(count(p->text, "ct load direction"), 1);
+    assert_int_equal(count(p->text, "ct load direction"), 2);
     assert_int_equal(count(p->text, "[ payload load 2b @ transport header + 0 => reg 1 ]"), 0);
     assert_int_equal(count(p->text, "[ cmp neq reg 1 0x00000539 ]"), 2 * 2);
     free(p);

@@ -15,7 +15,7 @@ static bool is_tchar(uint8_t c)
            (c && strchr("!#$%&'*+-.^_`|~", c));
 }
 
-/* Compares bytes S..S+LEN with the lowercase word W, ignoring ASCII case. */
+/* Compares bytes S..S+LEN with the word W, ignoring ASCII case. */
 static bool word_eq(const uint8_t *s, size_t len, const char *w)
 {
     return strlen(w) == len && strncasecmp((const char *)s, w, len) == 0;
@@ -31,39 +31,94 @@ static void trim(const uint8_t **s, size_t *len)
         (*len)--;
 }
 
-/* Calls FN for each comma-separated element of a header value. */
-static void each_token(const uint8_t *v, size_t len, struct http_head *h,
-                       void (*fn)(const uint8_t *t, size_t n, struct http_head *h))
+/*
+ * The elements of a comma-separated header value, trimmed, empty ones
+ * included: where a reader that skips them and one that does not could
+ * disagree (the final transfer coding), the caller refuses them.
+ */
+struct list {
+    const uint8_t *p;
+    size_t left;
+    bool end;
+};
+
+static struct list list_init(const uint8_t *v, size_t len)
 {
-    size_t start = 0, i;
+    struct list l = {v, len, len == 0};
 
-    for (i = 0; i <= len; i++) {
-        if (i == len || v[i] == ',') {
-            const uint8_t *t = v + start;
-            size_t n = i - start;
+    return l;
+}
 
-            trim(&t, &n);
-            if (n)
-                fn(t, n, h);
-            start = i + 1;
-        }
+static bool list_next(struct list *l, const uint8_t **t, size_t *n)
+{
+    const uint8_t *comma;
+    size_t k;
+
+    if (l->end)
+        return false;
+    comma = memchr(l->p, ',', l->left);
+    k = comma ? (size_t)(comma - l->p) : l->left;
+    *t = l->p;
+    *n = k;
+    trim(t, n);
+    if (comma) {
+        l->p = comma + 1;
+        l->left -= k + 1;
+    } else {
+        l->end = true;
+    }
+    return true;
+}
+
+/* "close" ends the connection after this message; "keep-alive" keeps an HTTP/1.0 one. */
+static void connection_tokens(const uint8_t *v, size_t len, unsigned minor, bool *close)
+{
+    struct list l = list_init(v, len);
+    const uint8_t *t;
+    size_t n;
+
+    while (list_next(&l, &t, &n)) {
+        if (word_eq(t, n, "close"))
+            *close = true;
+        else if (word_eq(t, n, "keep-alive") && minor == 0)
+            *close = false;
     }
 }
 
-static void connection_token(const uint8_t *t, size_t n, struct http_head *h)
+/*
+ * A Content-Length value: digits (at most 19, so no overflow), or, when LIST,
+ * a comma-separated list of equal ones (RFC 9110 8.6 lets a recipient take
+ * those as one). False on anything else.
+ */
+static bool parse_length(const uint8_t *v, size_t len, bool list, uint64_t *out)
 {
-    if (word_eq(t, n, "close"))
-        h->close = true;
-    else if (word_eq(t, n, "keep-alive") && h->minor == 0)
-        h->close = false;
-}
+    size_t i = 0;
+    bool have = false;
 
-static void upgrade_token(const uint8_t *t, size_t n, struct http_head *h)
-{
-    if (word_eq(t, n, "websocket"))
-        h->upgrade_websocket = true;
-    else if (word_eq(t, n, "h2c"))
-        h->upgrade_h2c = true;
+    for (;;) {
+        size_t start = i;
+        uint64_t cl = 0;
+
+        for (; i < len && v[i] >= '0' && v[i] <= '9'; i++) {
+            if (i - start == 19)
+                return false;
+            cl = cl * 10 + (uint64_t)(v[i] - '0');
+        }
+        if (i == start || (have && cl != *out))
+            return false;
+        *out = cl;
+        have = true;
+        if (i == len)
+            return true;
+        if (!list)
+            return false;
+        while (i < len && (v[i] == ' ' || v[i] == '\t'))
+            i++;
+        if (i == len || v[i] != ',')
+            return false;
+        for (i++; i < len && (v[i] == ' ' || v[i] == '\t'); i++)
+            ;
+    }
 }
 
 /* "host[:port]" to a normalized name and a port; false if it is not one. */
@@ -110,6 +165,69 @@ static long find_end(const uint8_t *buf, size_t len)
     return 0;
 }
 
+/*
+ * Where a head ends (HEAD_LEN, the blank line included) and how long its start
+ * line is (LINE_LEN, without its CRLF), looking no further than HTTP_HEAD_MAX.
+ */
+static enum http_head_status head_bounds(const uint8_t *buf, size_t len, size_t *head_len,
+                                         size_t *line_len)
+{
+    long end = find_end(buf, len < HTTP_HEAD_MAX ? len : HTTP_HEAD_MAX);
+    const uint8_t *cr;
+
+    if (end < 0)
+        return HTTP_HEAD_BAD;
+    if (end == 0)
+        return len >= HTTP_HEAD_MAX ? HTTP_HEAD_TOO_BIG : HTTP_HEAD_NEED_MORE;
+    *head_len = (size_t)end;
+    cr = memchr(buf, '\r', (size_t)end - 2);
+    if (!cr || cr[1] != '\n')
+        return HTTP_HEAD_BAD;           /* a bare CR */
+    *line_len = (size_t)(cr - buf);
+    return HTTP_HEAD_OK;
+}
+
+struct field {
+    const uint8_t *name;        /* a token */
+    size_t name_len;
+    const uint8_t *value;       /* trimmed of surrounding whitespace */
+    size_t value_len;
+};
+
+/*
+ * Splits the field line at *P (the head's lines run up to END, the blank
+ * line) and moves *P past it; COUNT caps the lines at HTTP_HEADERS_MAX.
+ */
+static enum http_head_status field_next(const uint8_t **p, const uint8_t *end, size_t *count,
+                                        struct field *f)
+{
+    const uint8_t *s = *p, *eol = memchr(s, '\r', (size_t)(end - s)), *colon;
+    size_t i;
+
+    if (!eol || eol[1] != '\n')
+        return HTTP_HEAD_BAD;           /* a bare CR inside a line */
+    if (++*count > HTTP_HEADERS_MAX)
+        return HTTP_HEAD_TOO_BIG;
+    if (s[0] == ' ' || s[0] == '\t')
+        return HTTP_HEAD_BAD;           /* obsolete line folding */
+    colon = memchr(s, ':', (size_t)(eol - s));
+    if (!colon || colon == s)
+        return HTTP_HEAD_BAD;
+    f->name = s;
+    f->name_len = (size_t)(colon - s);
+    for (i = 0; i < f->name_len; i++)
+        if (!is_tchar(s[i]))
+            return HTTP_HEAD_BAD;       /* includes space before the colon */
+    f->value = colon + 1;
+    f->value_len = (size_t)(eol - f->value);
+    for (i = 0; i < f->value_len; i++)
+        if ((f->value[i] < 0x20 && f->value[i] != '\t') || f->value[i] == 0x7f)
+            return HTTP_HEAD_BAD;
+    trim(&f->value, &f->value_len);
+    *p = eol + 2;
+    return HTTP_HEAD_OK;
+}
+
 static enum http_head_status request_line(const uint8_t *line, size_t len,
                                           struct http_head *h)
 {
@@ -138,13 +256,27 @@ static enum http_head_status request_line(const uint8_t *line, size_t len,
     return HTTP_HEAD_OK;
 }
 
+/* The upgrades a request asks for that the relay must see coming. */
+static void upgrade_tokens(const uint8_t *v, size_t len, struct http_head *h)
+{
+    struct list l = list_init(v, len);
+    const uint8_t *t;
+    size_t n;
+
+    while (list_next(&l, &t, &n)) {
+        if (word_eq(t, n, "websocket"))
+            h->upgrade_websocket = true;
+        else if (word_eq(t, n, "h2c"))
+            h->upgrade_h2c = true;
+    }
+}
+
 enum http_head_status http_head_parse(const uint8_t *buf, size_t len, struct http_head *out)
 {
     const uint8_t *host_v = NULL, *p, *end;
-    size_t host_n = 0, headers = 0, i;
+    size_t host_n = 0, headers = 0, line_len = 0, i;
     bool have_cl = false, have_te = false;
     enum http_head_status st;
-    long head_end;
 
     memset(out, 0, sizeof(*out));
     /* Not HTTP as soon as the first bytes cannot start a request line. */
@@ -164,75 +296,40 @@ enum http_head_status http_head_parse(const uint8_t *buf, size_t len, struct htt
             return HTTP_HEAD_NOT_HTTP;
     }
 
-    head_end = find_end(buf, len < HTTP_HEAD_MAX ? len : HTTP_HEAD_MAX);
-    if (head_end < 0)
-        return HTTP_HEAD_BAD;
-    if (head_end == 0)
-        return len >= HTTP_HEAD_MAX ? HTTP_HEAD_TOO_BIG : HTTP_HEAD_NEED_MORE;
-    out->head_len = (size_t)head_end;
-
-    end = buf + head_end - 2;           /* the final CRLF */
-    p = memchr(buf, '\r', (size_t)(end - buf));
-    if (!p || p[1] != '\n')
-        return HTTP_HEAD_BAD;           /* a bare CR */
-    if ((st = request_line(buf, (size_t)(p - buf), out)) != HTTP_HEAD_OK)
+    if ((st = head_bounds(buf, len, &out->head_len, &line_len)) != HTTP_HEAD_OK)
         return st;
-    for (p += 2; p < end;) {
-        const uint8_t *eol = memchr(p, '\r', (size_t)(end - p)), *colon, *v;
-        size_t n, vn;
+    if ((st = request_line(buf, line_len, out)) != HTTP_HEAD_OK)
+        return st;
+    end = buf + out->head_len - 2;      /* the final CRLF */
+    for (p = buf + line_len + 2; p < end;) {
+        struct field f;
 
-        if (!eol || eol[1] != '\n')
-            return HTTP_HEAD_BAD;       /* a bare CR inside a line */
-
-        if (++headers > HTTP_HEADERS_MAX)
-            return HTTP_HEAD_TOO_BIG;
-        if (p[0] == ' ' || p[0] == '\t')
-            return HTTP_HEAD_BAD;       /* obsolete line folding */
-        colon = memchr(p, ':', (size_t)(eol - p));
-        if (!colon || colon == p)
-            return HTTP_HEAD_BAD;
-        n = (size_t)(colon - p);
-        for (i = 0; i < n; i++)
-            if (!is_tchar(p[i]))
-                return HTTP_HEAD_BAD;   /* includes space before the colon */
-        v = colon + 1;
-        vn = (size_t)(eol - v);
-        for (i = 0; i < vn; i++)
-            if ((v[i] < 0x20 && v[i] != '\t') || v[i] == 0x7f)
-                return HTTP_HEAD_BAD;
-        trim(&v, &vn);
-
-        if (word_eq(p, n, "host")) {
+        if ((st = field_next(&p, end, &headers, &f)) != HTTP_HEAD_OK)
+            return st;
+        if (word_eq(f.name, f.name_len, "host")) {
             if (host_v) {
                 out->host_state = HTTP_HOST_DUPLICATE;
             } else {
-                host_v = v;
-                host_n = vn;
+                host_v = f.value;
+                host_n = f.value_len;
             }
-        } else if (word_eq(p, n, "content-length")) {
+        } else if (word_eq(f.name, f.name_len, "content-length")) {
             uint64_t cl = 0;
 
-            if (vn == 0 || vn > 19)
-                return HTTP_HEAD_BAD;
-            for (i = 0; i < vn; i++) {
-                if (v[i] < '0' || v[i] > '9')
-                    return HTTP_HEAD_BAD;
-                cl = cl * 10 + (uint64_t)(v[i] - '0');
-            }
-            if (have_cl && cl != out->content_length)
+            if (!parse_length(f.value, f.value_len, false, &cl) ||
+                (have_cl && cl != out->content_length))
                 return HTTP_HEAD_BAD;
             have_cl = true;
             out->content_length = cl;
-        } else if (word_eq(p, n, "transfer-encoding")) {
-            if (have_te || !word_eq(v, vn, "chunked"))
+        } else if (word_eq(f.name, f.name_len, "transfer-encoding")) {
+            if (have_te || !word_eq(f.value, f.value_len, "chunked"))
                 return HTTP_HEAD_BAD;   /* only a lone "chunked" is read the same by all */
             have_te = true;
-        } else if (word_eq(p, n, "connection")) {
-            each_token(v, vn, out, connection_token);
-        } else if (word_eq(p, n, "upgrade")) {
-            each_token(v, vn, out, upgrade_token);
+        } else if (word_eq(f.name, f.name_len, "connection")) {
+            connection_tokens(f.value, f.value_len, out->minor, &out->close);
+        } else if (word_eq(f.name, f.name_len, "upgrade")) {
+            upgrade_tokens(f.value, f.value_len, out);
         }
-        p = eol + 2;
     }
     if (have_te && have_cl)
         return HTTP_HEAD_BAD;

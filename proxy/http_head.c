@@ -1,8 +1,9 @@
 /*
- * Request-head parsing (RFC 9112), strict on purpose: a proxy that reads a
- * head differently from the origin is a smuggling vector, so whatever two
- * readers could disagree on (bare LF, folding, two Hosts, two lengths,
- * Transfer-Encoding with Content-Length) is refused rather than guessed.
+ * Request- and response-head parsing (RFC 9112), strict on purpose: a proxy
+ * that reads a head differently from the origin (or a response differently
+ * from the client) is a smuggling vector, so whatever two readers could
+ * disagree on (bare LF, folding, two Hosts, two lengths, Transfer-Encoding
+ * with Content-Length in a request) is refused rather than guessed.
  */
 #include "http_head.h"
 
@@ -374,17 +375,144 @@ enum http_head_status http_head_parse(const uint8_t *buf, size_t len, struct htt
     return HTTP_HEAD_OK;
 }
 
-void http_framing_start(struct http_framing *f, const struct http_head *h)
+/* "HTTP/1.x DDD [reason]"; the reason is free text without control bytes. */
+static enum http_head_status status_line(const uint8_t *line, size_t len,
+                                         struct http_response *r)
+{
+    size_t i;
+
+    if (len < 12 || memcmp(line, "HTTP/1.", 7) != 0 || line[7] < '0' || line[7] > '9' ||
+        line[8] != ' ')
+        return HTTP_HEAD_BAD;
+    if (line[9] < '1' || line[9] > '9' || line[10] < '0' || line[10] > '9' ||
+        line[11] < '0' || line[11] > '9')
+        return HTTP_HEAD_BAD;
+    /* the SP before an empty reason is required by the grammar, but servers
+     * that leave it out exist and no reader ends the line elsewhere */
+    if (len > 12 && line[12] != ' ')
+        return HTTP_HEAD_BAD;
+    for (i = 13; i < len; i++)
+        if ((line[i] < 0x20 && line[i] != '\t') || line[i] == 0x7f)
+            return HTTP_HEAD_BAD;
+    r->minor = (unsigned)(line[7] - '0');
+    r->status = (unsigned)(line[9] - '0') * 100 + (unsigned)(line[10] - '0') * 10 +
+                (unsigned)(line[11] - '0');
+    r->close = r->minor == 0;
+    return HTTP_HEAD_OK;
+}
+
+/*
+ * The codings of one Transfer-Encoding line, in order: CHUNKED_FINAL tells
+ * whether the last one (so far, over all lines) is chunked. Refused: an empty
+ * element (a reader that skips it and one that takes it as the final coding
+ * disagree), a coding that is no token, chunked with parameters or twice.
+ */
+static bool transfer_codings(const uint8_t *v, size_t len, bool *chunked_seen,
+                             bool *chunked_final)
+{
+    struct list l = list_init(v, len);
+    const uint8_t *t;
+    size_t n, i;
+
+    if (len == 0)
+        return false;
+    while (list_next(&l, &t, &n)) {
+        for (i = 0; i < n && is_tchar(t[i]); i++)
+            ;
+        if (i == 0)
+            return false;
+        *chunked_final = word_eq(t, i, "chunked");
+        if (*chunked_final && (i < n || *chunked_seen))
+            return false;
+        *chunked_seen = *chunked_seen || *chunked_final;
+        while (i < n && (t[i] == ' ' || t[i] == '\t'))
+            i++;
+        if (i < n && t[i] != ';')
+            return false;               /* only parameters may follow a coding */
+    }
+    return true;
+}
+
+enum http_head_status http_response_parse(const uint8_t *buf, size_t len, bool head_request,
+                                          struct http_response *out)
+{
+    static const char start[] = "HTTP/1.# ";    /* '#': a digit */
+    const uint8_t *p, *end;
+    size_t headers = 0, line_len = 0, i;
+    bool have_cl = false, have_te = false, chunked_seen = false, chunked_final = false;
+    enum http_head_status st;
+
+    memset(out, 0, sizeof(*out));
+    /* Not HTTP as soon as the first bytes cannot start "HTTP/1.x ": an
+     * HTTP/2 or HTTP/0.9 server, or TLS where plain text was expected. */
+    for (i = 0; i < len && i < sizeof(start) - 1; i++)
+        if (start[i] == '#' ? buf[i] < '0' || buf[i] > '9' : buf[i] != (uint8_t)start[i])
+            return HTTP_HEAD_NOT_HTTP;
+
+    if ((st = head_bounds(buf, len, &out->head_len, &line_len)) != HTTP_HEAD_OK)
+        return st;
+    if ((st = status_line(buf, line_len, out)) != HTTP_HEAD_OK)
+        return st;
+    end = buf + out->head_len - 2;      /* the final CRLF */
+    for (p = buf + line_len + 2; p < end;) {
+        struct field f;
+
+        if ((st = field_next(&p, end, &headers, &f)) != HTTP_HEAD_OK)
+            return st;
+        if (word_eq(f.name, f.name_len, "content-length")) {
+            uint64_t cl = 0;
+
+            if (!parse_length(f.value, f.value_len, true, &cl) ||
+                (have_cl && cl != out->content_length))
+                return HTTP_HEAD_BAD;
+            have_cl = true;
+            out->content_length = cl;
+        } else if (word_eq(f.name, f.name_len, "transfer-encoding")) {
+            if (!transfer_codings(f.value, f.value_len, &chunked_seen, &chunked_final))
+                return HTTP_HEAD_BAD;
+            have_te = true;
+        } else if (word_eq(f.name, f.name_len, "connection")) {
+            connection_tokens(f.value, f.value_len, out->minor, &out->close);
+        }
+    }
+
+    if (head_request || out->status < 200 || out->status == 204 || out->status == 304)
+        out->body = HTTP_BODY_NONE;
+    else if (have_te)
+        out->body = chunked_final && out->minor > 0 ? HTTP_BODY_CHUNKED : HTTP_BODY_CLOSE;
+    else if (have_cl)
+        out->body = HTTP_BODY_LENGTH;
+    else
+        out->body = HTTP_BODY_CLOSE;
+    if (out->body != HTTP_BODY_LENGTH)
+        out->content_length = 0;
+    if (out->body == HTTP_BODY_CLOSE || (have_te && (have_cl || out->minor == 0)))
+        out->close = true;
+    return HTTP_HEAD_OK;
+}
+
+/* One start for requests and responses: only the body kind and length differ. */
+static void framing_start(struct http_framing *f, enum http_body body, uint64_t length)
 {
     memset(f, 0, sizeof(*f));
-    if (h->body == HTTP_BODY_CHUNKED) {
+    if (body == HTTP_BODY_CHUNKED) {
         f->state = HTTP_FRAME_CHUNK_SIZE;
-    } else if (h->body == HTTP_BODY_LENGTH && h->content_length > 0) {
+    } else if (body == HTTP_BODY_LENGTH && length > 0) {
         f->state = HTTP_FRAME_LENGTH;
-        f->left = h->content_length;
+        f->left = length;
     } else {
-        f->state = HTTP_FRAME_HEAD;
+        f->state = HTTP_FRAME_HEAD;     /* none, or until close: see the header */
     }
+}
+
+void http_framing_start(struct http_framing *f, const struct http_head *h)
+{
+    framing_start(f, h->body, h->content_length);
+}
+
+void http_framing_start_response(struct http_framing *f, const struct http_response *r)
+{
+    framing_start(f, r->body, r->content_length);
 }
 
 static int hexval(uint8_t c)

@@ -1,8 +1,8 @@
 /*
- * HTTP/1.x request-head sniffing: a pure function over the bytes received so
- * far. It finds the end of the head, checks the request line and headers
- * strictly (CRLF only, no folding, one Host, no conflicting framing) and
- * extracts what the policy and the relay need.
+ * HTTP/1.x heads as pure functions over the bytes received so far: request
+ * heads (what the policy and the relay need, checked strictly: CRLF only, no
+ * folding, one Host, no conflicting framing), response heads (where the body
+ * ends), and the framing of the bodies that follow them.
  */
 #ifndef SLUICE_HTTP_HEAD_H
 #define SLUICE_HTTP_HEAD_H
@@ -13,14 +13,14 @@
 
 #include "hostname.h"
 
-#define HTTP_HEAD_MAX 16384     /* largest request head accepted */
+#define HTTP_HEAD_MAX 16384     /* largest head accepted, request or response */
 #define HTTP_METHOD_MAX 24
 #define HTTP_HEADERS_MAX 100
 
 enum http_head_status {
     HTTP_HEAD_OK = 0,
-    HTTP_HEAD_NEED_MORE,        /* a prefix of a plausible request: read more */
-    HTTP_HEAD_NOT_HTTP,         /* the first bytes are not an HTTP/1 request line */
+    HTTP_HEAD_NEED_MORE,        /* a prefix of a plausible head: read more */
+    HTTP_HEAD_NOT_HTTP,         /* the first bytes are not an HTTP/1 request (status) line */
     HTTP_HEAD_BAD,              /* HTTP, but malformed or ambiguous */
     HTTP_HEAD_TOO_BIG,          /* no end of head within HTTP_HEAD_MAX, or too many headers */
 };
@@ -37,6 +37,7 @@ enum http_body {
     HTTP_BODY_NONE,
     HTTP_BODY_LENGTH,           /* content_length bytes */
     HTTP_BODY_CHUNKED,
+    HTTP_BODY_CLOSE,            /* responses only: the body runs until the server closes */
 };
 
 struct http_head {
@@ -61,8 +62,34 @@ struct http_head {
 
 enum http_head_status http_head_parse(const uint8_t *buf, size_t len, struct http_head *out);
 
+struct http_response {
+    size_t head_len;            /* bytes up to and including the blank line */
+    unsigned status;            /* 100..999 */
+    unsigned minor;             /* HTTP/1.<minor> */
+    enum http_body body;
+    uint64_t content_length;    /* when body is HTTP_BODY_LENGTH */
+    bool close;                 /* the server closes after this response (see below) */
+};
+
 /*
- * Message framing on a keep-alive connection: where one request's body ends
+ * Parses a response head; HEAD_REQUEST says it answers a HEAD, which makes it
+ * bodiless whatever it says. The body follows RFC 9112 6.3: none for HEAD,
+ * 1xx, 204 and 304; chunked when that is the final transfer coding (a
+ * Content-Length beside it is ignored); until close for any other coding or
+ * when neither header is there; else Content-Length. Strict where readers
+ * could disagree on where the body ends: a malformed or conflicting
+ * Content-Length is HTTP_HEAD_BAD even where it does not count, and so are
+ * chunked applied twice, an empty coding, and parameters on chunked. The
+ * close flag is set by "Connection: close", by HTTP/1.0 without keep-alive, by
+ * a body that ends at close, and by a framing RFC 9112 6.1 calls faulty
+ * (Transfer-Encoding with Content-Length, or in an HTTP/1.0 response, whose
+ * body then ends at close): no further response is read on such a connection.
+ */
+enum http_head_status http_response_parse(const uint8_t *buf, size_t len, bool head_request,
+                                          struct http_response *out);
+
+/*
+ * Message framing on a keep-alive connection: where one message's body ends
  * and the next head begins. Only reads; the bytes pass on unchanged.
  */
 enum http_frame_state {
@@ -87,6 +114,13 @@ struct http_framing {
 
 /* Starts the body of request H (or nothing, when it has none). */
 void http_framing_start(struct http_framing *f, const struct http_head *h);
+
+/*
+ * Starts the body of response R. HTTP_BODY_NONE and HTTP_BODY_CLOSE both
+ * start in HTTP_FRAME_HEAD: a close-delimited body is the caller's to read
+ * to EOF (nothing on the connection follows it).
+ */
+void http_framing_start_response(struct http_framing *f, const struct http_response *r);
 
 /*
  * Consumes up to LEN bytes of body; returns how many belong to the current

@@ -1,4 +1,7 @@
-/* http_head_parse: one row per request head, with the verdict it must get and why. */
+/*
+ * http_head_parse and http_response_parse: one row per head, with the verdict
+ * it must get and why; the framing of the bodies that follow them.
+ */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -117,6 +120,201 @@ static void test_rows(void **state)
     }
 }
 
+struct resp_row {
+    const char *head;
+    bool head_request;          /* the answer to a HEAD */
+    enum http_head_status st;
+    unsigned status;            /* the rest is checked when st is OK */
+    enum http_body body;
+    uint64_t length;
+    bool close;
+    const char *why;
+};
+
+#define OK HTTP_HEAD_OK
+#define BAD HTTP_HEAD_BAD
+#define NOT HTTP_HEAD_NOT_HTTP
+#define NONE HTTP_BODY_NONE
+#define LEN HTTP_BODY_LENGTH
+#define CHUNKED HTTP_BODY_CHUNKED
+#define CLOSE HTTP_BODY_CLOSE
+static const struct resp_row resp_rows[] = {
+    /* bodiless whatever the headers say (RFC 9112 6.3, rules 1 and 2) */
+    {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true, OK, 200, NONE, 0, false,
+     "HEAD: the length is the GET's, no body follows"},
+    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", true, OK, 200, NONE, 0, false,
+     "HEAD: not even a last chunk"},
+    {"HTTP/1.1 200 OK\r\n\r\n", true, OK, 200, NONE, 0, false,
+     "HEAD without framing headers: not close-delimited"},
+    {"HTTP/1.1 100 Continue\r\n\r\n", false, OK, 100, NONE, 0, false, "100"},
+    {"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+     false, OK, 101, NONE, 0, false, "101: what follows is no longer HTTP"},
+    {"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\nContent-Length: 9\r\n\r\n",
+     false, OK, 103, NONE, 0, false, "1xx with a length: still none"},
+    {"HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n", false, OK, 204, NONE, 0, false,
+     "204 with a length"},
+    {"HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n", false, OK, 204, NONE, 0,
+     false, "204 with chunked"},
+    {"HTTP/1.1 304 Not Modified\r\nContent-Length: 1234\r\n\r\n", false, OK, 304, NONE, 0,
+     false, "304: the length is the representation's"},
+    {"HTTP/1.1 304 Not Modified\r\nContent-Length: x\r\n\r\n", false, BAD, 0, 0, 0, false,
+     "304 with a malformed length: refused though it does not count"},
+    {"HTTP/1.1 205 Reset Content\r\nContent-Length: 0\r\n\r\n", false, OK, 205, LEN, 0,
+     false, "205 is not bodiless by status"},
+    /* Transfer-Encoding (rules 3 and 4) */
+    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false, OK, 200, CHUNKED, 0,
+     false, "chunked"},
+    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n", false, OK, 200, CHUNKED,
+     0, false, "chunked final after another coding, any case"},
+    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip;level=1\r\nTransfer-Encoding: chunked\r\n"
+     "\r\n", false, OK, 200, CHUNKED, 0, false, "two lines, parameters, chunked last"},
+    {"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n", false,
+     OK, 200, CHUNKED, 0, true, "chunked wins over a length; the connection is not reused"},
+    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", false, OK, 200, CLOSE, 0,
+     true, "chunked not final: until close"},
+    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
+     false, OK, 200, CLOSE, 0, true, "chunked not final across lines"},
+    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\n", false, OK,
+     200, CLOSE, 0, true, "another coding alone: until close, the length ignored"},
+    {"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n",
+     false, OK, 200, CLOSE, 0, true, "HTTP/1.0 with a coding: faulty framing, until close"},
+    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", false, BAD, 0, 0, 0,
+     false, "chunked twice"},
+    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+     false, BAD, 0, 0, 0, false, "chunked twice over two lines"},
+    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked;x=1\r\n\r\n", false, BAD, 0, 0, 0, false,
+     "chunked takes no parameters"},
+    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked,\r\n\r\n", false, BAD, 0, 0, 0, false,
+     "an empty final element: is chunked final or not?"},
+    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, , chunked\r\n\r\n", false, BAD, 0, 0, 0,
+     false, "an empty element"},
+    {"HTTP/1.1 200 OK\r\nTransfer-Encoding:\r\n\r\n", false, BAD, 0, 0, 0, false,
+     "no coding"},
+    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chun ked\r\n\r\n", false, BAD, 0, 0, 0, false,
+     "a coding with a space"},
+    {"HTTP/1.1 204 No Content\r\nTransfer-Encoding: \"chunked\"\r\n\r\n", false, BAD, 0, 0,
+     0, false, "not a token, even where no body follows"},
+    /* Content-Length (rules 5 and 6) */
+    {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", false, OK, 200, LEN, 5, false, "length"},
+    {"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false, OK, 200, LEN, 0, false,
+     "empty body"},
+    {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\ncontent-length:5 \r\n\r\n", false, OK, 200,
+     LEN, 5, false, "two equal lengths"},
+    {"HTTP/1.1 200 OK\r\nContent-Length: 5, 5,5\r\n\r\n", false, OK, 200, LEN, 5, false,
+     "a list of equal lengths"},
+    {"HTTP/1.1 200 OK\r\nContent-Length: 9999999999999999999\r\n\r\n", false, OK, 200, LEN,
+     9999999999999999999u, false, "19 digits: the most that cannot overflow"},
+    {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", false, BAD, 0, 0,
+     0, false, "two lengths"},
+    {"HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\n", false, BAD, 0, 0, 0, false,
+     "a list of two lengths"},
+    {"HTTP/1.1 200 OK\r\nContent-Length: 5,\r\n\r\n", false, BAD, 0, 0, 0, false,
+     "an empty list element"},
+    {"HTTP/1.1 200 OK\r\nContent-Length: 5 5\r\n\r\n", false, BAD, 0, 0, 0, false,
+     "two numbers without a comma"},
+    {"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", false, BAD, 0, 0, 0, false, "negative"},
+    {"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n", false, BAD, 0, 0, 0, false, "a sign"},
+    {"HTTP/1.1 200 OK\r\nContent-Length: 0x10\r\n\r\n", false, BAD, 0, 0, 0, false, "hex"},
+    {"HTTP/1.1 200 OK\r\nContent-Length:\r\n\r\n", false, BAD, 0, 0, 0, false, "empty"},
+    {"HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551616\r\n\r\n", false, BAD, 0, 0, 0,
+     false, "2^64: overflow"},
+    {"HTTP/1.1 200 OK\r\nContent-Length: 00000000000000000005\r\n\r\n", false, BAD, 0, 0, 0,
+     false, "20 digits, even with a small value"},
+    {"HTTP/1.1 200 OK\r\nContent-Length: 5x\r\nTransfer-Encoding: chunked\r\n\r\n", false,
+     BAD, 0, 0, 0, false, "a malformed length beside chunked: refused, not ignored"},
+    /* neither: until close (rule 8), and Connection */
+    {"HTTP/1.1 200 OK\r\n\r\n", false, OK, 200, CLOSE, 0, true, "no framing: until close"},
+    {"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\n\r\n", false, OK, 200, CLOSE, 0, true,
+     "keep-alive cannot keep a close-delimited body"},
+    {"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n", false, OK, 200,
+     LEN, 2, true, "Connection: close"},
+    {"HTTP/1.1 200 OK\r\nConnection: Keep-Alive, CLOSE\r\nContent-Length: 2\r\n\r\n",
+     false, OK, 200, LEN, 2, true, "close in a list"},
+    {"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n", false, OK,
+     200, LEN, 2, false, "1.1 keep-alive"},
+    {"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n", false, OK, 200, LEN, 2, true,
+     "1.0 closes by default"},
+    {"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n", false, OK,
+     200, LEN, 2, false, "1.0 keep-alive"},
+    {"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n", false, OK, 200, CLOSE, 0, true,
+     "1.0 keep-alive without a length: until close"},
+    {"HTTP/1.0 304 Not Modified\r\nConnection: keep-alive\r\n\r\n", false, OK, 304, NONE, 0,
+     false, "1.0 keep-alive, bodiless"},
+    /* the status line */
+    {"HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n", false, OK, 200, LEN, 0, false,
+     "no reason and no SP before it"},
+    {"HTTP/1.1 200 \r\nContent-Length: 0\r\n\r\n", false, OK, 200, LEN, 0, false,
+     "an empty reason"},
+    {"HTTP/1.1 599 Some\treason \xe9t\xe9\r\nContent-Length: 0\r\n\r\n", false, OK, 599,
+     LEN, 0, false, "unknown status, tab and obs-text in the reason"},
+    {"HTTP/1.9 999 X\r\nContent-Length: 0\r\n\r\n", false, OK, 999, LEN, 0, false,
+     "the highest status, a later minor version"},
+    {"HTTP/1.1 099 X\r\n\r\n", false, BAD, 0, 0, 0, false, "status below 100"},
+    {"HTTP/1.1 20 OK\r\n\r\n", false, BAD, 0, 0, 0, false, "two digits"},
+    {"HTTP/1.1 2000 OK\r\n\r\n", false, BAD, 0, 0, 0, false, "four digits"},
+    {"HTTP/1.1 20x OK\r\n\r\n", false, BAD, 0, 0, 0, false, "not a digit"},
+    {"HTTP/1.1  200 OK\r\n\r\n", false, BAD, 0, 0, 0, false, "two spaces"},
+    {"HTTP/1.1 \r\n\r\n", false, BAD, 0, 0, 0, false, "no status"},
+    {"HTTP/1.1 200 O\x01K\r\n\r\n", false, BAD, 0, 0, 0, false, "control byte in the reason"},
+    {"HTTP/1.1 200 OK\x7f\r\n\r\n", false, BAD, 0, 0, 0, false, "DEL in the reason"},
+    {"HTTP/1.1 200 OK\rX\r\n\r\n", false, BAD, 0, 0, 0, false, "bare CR in the status line"},
+    {"HTTP/1.1 200 OK\n\n", false, BAD, 0, 0, 0, false, "bare LF"},
+    {"http/1.1 200 OK\r\n\r\n", false, NOT, 0, 0, 0, false, "HTTP-name is case-sensitive"},
+    {"HTTP/2 200\r\n\r\n", false, NOT, 0, 0, 0, false, "HTTP/2"},
+    {"HTTP/1.10 200 OK\r\n\r\n", false, NOT, 0, 0, 0, false, "a two-digit minor version"},
+    {"HTTP/1.x 200 OK\r\n\r\n", false, NOT, 0, 0, 0, false, "not a version"},
+    {"HTTP/1.1\r\n\r\n", false, NOT, 0, 0, 0, false, "a version and no status"},
+    {"<html><body>", false, NOT, 0, 0, 0, false, "HTTP/0.9: a body without a head"},
+    {"\x16\x03\x03\x00\x02", false, NOT, 0, 0, 0, false, "TLS"},
+    {" HTTP/1.1 200 OK\r\n\r\n", false, NOT, 0, 0, 0, false, "leading space"},
+    {"\r\nHTTP/1.1 200 OK\r\n\r\n", false, NOT, 0, 0, 0, false, "leading empty line"},
+    /* header lines, as strict as a request's */
+    {"HTTP/1.1 200 OK\r\nX: a\r\n folded\r\nContent-Length: 0\r\n\r\n", false, BAD, 0, 0,
+     0, false, "obsolete folding"},
+    {"HTTP/1.1 200 OK\r\nContent-Length : 0\r\n\r\n", false, BAD, 0, 0, 0, false,
+     "space before the colon"},
+    {"HTTP/1.1 200 OK\r\nX-A\r\n\r\n", false, BAD, 0, 0, 0, false, "no colon"},
+    {"HTTP/1.1 200 OK\r\n: v\r\n\r\n", false, BAD, 0, 0, 0, false, "empty name"},
+    {"HTTP/1.1 200 OK\r\nX(y): v\r\n\r\n", false, BAD, 0, 0, 0, false, "name not a token"},
+    {"HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n", false, BAD, 0, 0, 0, false, "bare CR in a value"},
+    {"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n", false, HTTP_HEAD_NEED_MORE, 0, 0, 0, false,
+     "head not finished"},
+    {"HTTP/1.", false, HTTP_HEAD_NEED_MORE, 0, 0, 0, false, "part of the version"},
+};
+#undef OK
+#undef BAD
+#undef NOT
+#undef NONE
+#undef LEN
+#undef CHUNKED
+#undef CLOSE
+
+static void test_response_rows(void **state)
+{
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(resp_rows) / sizeof(resp_rows[0]); i++) {
+        const struct resp_row *r = &resp_rows[i];
+        size_t len = strlen(r->head);
+        struct http_response h;
+        enum http_head_status st = http_response_parse((const uint8_t *)r->head, len,
+                                                       r->head_request, &h);
+
+        if (st != r->st)
+            fail_msg("row %zu (%s): status %d, want %d", i, r->why, st, r->st);
+        if (st != HTTP_HEAD_OK)
+            continue;
+        if (h.status != r->status || h.body != r->body || h.content_length != r->length ||
+            h.close != r->close)
+            fail_msg("row %zu (%s): %u body %d length %llu close %d, want %u %d %llu %d", i,
+                     r->why, h.status, h.body, (unsigned long long)h.content_length, h.close,
+                     r->status, r->body, (unsigned long long)r->length, r->close);
+        assert_int_equal(h.head_len, len);
+        assert_int_equal(h.minor, (unsigned)(r->head[7] - '0'));
+    }
+}
+
 static void test_fields(void **state)
 {
     static const char pipelined[] =
@@ -180,15 +378,11 @@ static void test_sizes_and_prefixes(void **state)
     assert_int_equal(http_head_parse(big, n, &h), HTTP_HEAD_TOO_BIG);  /* too many headers */
 }
 
-/* Feeds S to a framing in pieces of STEP bytes; returns bytes consumed, or -1. */
-static long frame(const char *head, const char *s, size_t step, enum http_frame_state *end)
+/* Feeds S to framing F in pieces of STEP bytes; returns bytes consumed, or -1. */
+static long feed(struct http_framing f, const char *s, size_t step, enum http_frame_state *end)
 {
-    struct http_head h;
-    struct http_framing f;
     size_t off = 0, len = strlen(s);
 
-    assert_int_equal(http_head_parse((const uint8_t *)head, strlen(head), &h), HTTP_HEAD_OK);
-    http_framing_start(&f, &h);
     while (off < len && f.state != HTTP_FRAME_HEAD) {
         size_t n = len - off < step ? len - off : step;
         long used = http_framing_advance(&f, (const uint8_t *)s + off, n);
@@ -201,6 +395,17 @@ static long frame(const char *head, const char *s, size_t step, enum http_frame_
     }
     *end = f.state;
     return (long)off;
+}
+
+/* The same after request HEAD. */
+static long frame(const char *head, const char *s, size_t step, enum http_frame_state *end)
+{
+    struct http_head h;
+    struct http_framing f;
+
+    assert_int_equal(http_head_parse((const uint8_t *)head, strlen(head), &h), HTTP_HEAD_OK);
+    http_framing_start(&f, &h);
+    return feed(f, s, step, end);
 }
 
 static void test_framing(void **state)
@@ -243,6 +448,136 @@ static void test_framing(void **state)
     }
 }
 
+static void test_response_fields(void **state)
+{
+    static const char pipelined[] =
+        "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"
+        "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n";
+    static const char nul[] = "HTTP/1.1 200 OK\r\nX: a\0b\r\nContent-Length: 0\r\n\r\n";
+    const uint8_t *b = (const uint8_t *)pipelined;
+    struct http_response r;
+    struct http_framing f;
+    size_t off;
+
+    (void)state;
+    assert_int_equal(http_response_parse(b, sizeof(pipelined) - 1, false, &r), HTTP_HEAD_OK);
+    assert_int_equal(r.head_len, 38);
+    assert_int_equal(r.body, HTTP_BODY_LENGTH);
+    /* the body ends where the next response's head starts: parse it from there */
+    http_framing_start_response(&f, &r);
+    off = r.head_len;
+    assert_int_equal(http_framing_advance(&f, b + off, sizeof(pipelined) - 1 - off), 3);
+    assert_int_equal(f.state, HTTP_FRAME_HEAD);
+    off += 3;
+    assert_int_equal(http_response_parse(b + off, sizeof(pipelined) - 1 - off, false, &r),
+                     HTTP_HEAD_OK);
+    assert_int_equal(r.status, 204);
+    assert_true(r.close);
+    assert_int_equal(off + r.head_len, sizeof(pipelined) - 1);
+
+    /* the same bytes answering a HEAD: no body, "abc" would be the next head */
+    assert_int_equal(http_response_parse(b, sizeof(pipelined) - 1, true, &r), HTTP_HEAD_OK);
+    assert_int_equal(r.body, HTTP_BODY_NONE);
+    assert_int_equal(http_response_parse(b + r.head_len, 3, false, &r), HTTP_HEAD_NOT_HTTP);
+
+    assert_int_equal(http_response_parse((const uint8_t *)nul, sizeof(nul) - 1, false, &r),
+                     HTTP_HEAD_BAD);                        /* a NUL in a value */
+}
+
+static void test_response_sizes_and_prefixes(void **state)
+{
+    static uint8_t big[HTTP_HEAD_MAX + 100];
+    static const char *const heads[] = {
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n",
+        "HTTP/1.1 200\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        "HTTP/1.0 304 Not Modified\r\n\r\n",
+    };
+    struct http_response r;
+    size_t i, j, n;
+
+    (void)state;
+    for (j = 0; j < sizeof(heads) / sizeof(heads[0]); j++) {
+        for (i = 0; i < strlen(heads[j]); i++) {       /* every split point: read more */
+            if (http_response_parse((const uint8_t *)heads[j], i, false, &r) !=
+                HTTP_HEAD_NEED_MORE)
+                fail_msg("head %zu, prefix of %zu bytes: not NEED_MORE", j, i);
+        }
+        assert_int_equal(http_response_parse((const uint8_t *)heads[j], i, false, &r),
+                         HTTP_HEAD_OK);
+    }
+
+    n = (size_t)sprintf((char *)big, "HTTP/1.1 200 OK\r\n");
+    while (n + 20 < sizeof(big))
+        n += (size_t)sprintf((char *)big + n, "X-Pad: %010zu\r\n", n);
+    assert_int_equal(http_response_parse(big, n, false, &r), HTTP_HEAD_TOO_BIG);
+    assert_int_equal(http_response_parse(big, HTTP_HEAD_MAX, false, &r), HTTP_HEAD_TOO_BIG);
+    assert_int_equal(http_response_parse(big, HTTP_HEAD_MAX - 1, false, &r),
+                     HTTP_HEAD_NEED_MORE);
+
+    /* a head of exactly HTTP_HEAD_MAX bytes is still one */
+    n = (size_t)sprintf((char *)big, "HTTP/1.1 200 OK\r\nX-Pad: ");
+    memset(big + n, 'a', HTTP_HEAD_MAX - n - 4);
+    memcpy(big + HTTP_HEAD_MAX - 4, "\r\n\r\n", 4);
+    assert_int_equal(http_response_parse(big, HTTP_HEAD_MAX + 1, false, &r), HTTP_HEAD_OK);
+    assert_int_equal(r.head_len, HTTP_HEAD_MAX);
+
+    n = (size_t)sprintf((char *)big, "HTTP/1.1 200 OK\r\n");
+    for (i = 0; i < HTTP_HEADERS_MAX; i++)
+        n += (size_t)sprintf((char *)big + n, "X%zu: y\r\n", i);
+    n += (size_t)sprintf((char *)big + n, "\r\n");
+    assert_int_equal(http_response_parse(big, n, false, &r), HTTP_HEAD_OK);
+    n = (size_t)sprintf((char *)big + n - 2, "Y: z\r\n\r\n") + n - 2;
+    assert_int_equal(http_response_parse(big, n, false, &r), HTTP_HEAD_TOO_BIG);
+}
+
+/* Responses share the request bodies' framing; NONE and CLOSE start between messages. */
+static void test_response_framing(void **state)
+{
+    static const struct {
+        const char *head;
+        bool head_request;
+        const char *body;
+        long used;              /* bytes of the first message; -1: malformed */
+        const char *why;
+    } frames[] = {
+        {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", false, "helloHTTP", 5,
+         "length body, then the next head"},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false, "HTTP", 0, "empty body"},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true, "HTTP", 0, "HEAD"},
+        {"HTTP/1.1 304 Not Modified\r\n\r\n", false, "HTTP", 0, "304"},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false,
+         "3\r\nabc\r\n0\r\nX-T: 1\r\n\r\nHTTP", 21, "chunked with a trailer"},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false, "3\r\nabcd\r\n", -1,
+         "chunk longer than its size"},
+        {"HTTP/1.1 200 OK\r\n\r\n", false, "everything until close", 0,
+         "until close: the caller reads to EOF"},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", false, "3\r\nabc", 0,
+         "not chunked last: until close"},
+    };
+    size_t i, step;
+
+    (void)state;
+    for (i = 0; i < sizeof(frames) / sizeof(frames[0]); i++) {
+        struct http_response r;
+        struct http_framing f;
+
+        assert_int_equal(http_response_parse((const uint8_t *)frames[i].head,
+                                             strlen(frames[i].head), frames[i].head_request,
+                                             &r), HTTP_HEAD_OK);
+        http_framing_start_response(&f, &r);
+        for (step = 1; step <= 64; step *= 4) {     /* any split gives the same answer */
+            enum http_frame_state end;
+            long used = feed(f, frames[i].body, step, &end);
+
+            if (used != frames[i].used)
+                fail_msg("row %zu (%s), step %zu: used %ld, want %ld", i, frames[i].why, step,
+                         used, frames[i].used);
+            if (used >= 0)
+                assert_int_equal(end, HTTP_FRAME_HEAD);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -250,6 +585,10 @@ int main(void)
         cmocka_unit_test(test_fields),
         cmocka_unit_test(test_sizes_and_prefixes),
         cmocka_unit_test(test_framing),
+        cmocka_unit_test(test_response_rows),
+        cmocka_unit_test(test_response_fields),
+        cmocka_unit_test(test_response_sizes_and_prefixes),
+        cmocka_unit_test(test_response_framing),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -375,6 +375,51 @@ enum http_head_status http_head_parse(const uint8_t *buf, size_t len, struct htt
     return HTTP_HEAD_OK;
 }
 
+/* Whether the field line at LINE (up to its CR at EOL) is named one of DROP. */
+static bool dropped(const uint8_t *line, const uint8_t *eol, const char *const *drop,
+                    size_t n_drop)
+{
+    const uint8_t *colon = memchr(line, ':', (size_t)(eol - line));
+    size_t i;
+
+    for (i = 0; colon && i < n_drop; i++)
+        if (word_eq(line, (size_t)(colon - line), drop[i]))
+            return true;
+    return false;
+}
+
+size_t http_head_rewrite(const uint8_t *buf, size_t head_len, const char *const *drop,
+                         size_t n_drop, const uint8_t *add, size_t add_len,
+                         uint8_t *out, size_t cap)
+{
+    const uint8_t *p, *eol, *end;
+    size_t n = 0;
+
+    if (head_len < 4 || memcmp(buf + head_len - 4, "\r\n\r\n", 4) != 0)
+        return 0;
+    end = buf + head_len - 2;           /* the blank line */
+    for (p = buf; p < end; p = eol + 2) {
+        size_t line;
+
+        eol = memchr(p, '\r', (size_t)(end - p));
+        if (!eol || eol[1] != '\n')
+            return 0;                   /* not a head http_head_parse() accepted */
+        line = (size_t)(eol + 2 - p);
+        if (p != buf && dropped(p, eol, drop, n_drop))
+            continue;                   /* the request line is never a header */
+        if (line > cap - n)
+            return 0;
+        memcpy(out + n, p, line);
+        n += line;
+    }
+    if (add_len > cap - n || 2 > cap - n - add_len)
+        return 0;
+    if (add_len)
+        memcpy(out + n, add, add_len);
+    memcpy(out + n + add_len, "\r\n", 2);
+    return n + add_len + 2;
+}
+
 /* "HTTP/1.x DDD [reason]"; the reason is free text without control bytes. */
 static enum http_head_status status_line(const uint8_t *line, size_t len,
                                          struct http_response *r)

@@ -62,6 +62,19 @@ struct http_head {
 
 enum http_head_status http_head_parse(const uint8_t *buf, size_t len, struct http_head *out);
 
+/*
+ * Copies the request head of HEAD_LEN bytes at BUF (already parsed by http_head_parse())
+ * into OUT, leaving out every header whose name equals one of the N_DROP names
+ * (case-insensitive), and adding the ADD_LEN bytes of ADD (complete "Name: value\r\n"
+ * lines) just before the blank line. Returns the length written, or 0 when CAP is too small
+ * (or BUF is not a complete head). The request line and the other headers stay byte for
+ * byte, in order. OUT must not overlap BUF. The result can exceed HTTP_HEAD_MAX or
+ * HTTP_HEADERS_MAX when ADD is longer than what was dropped.
+ */
+size_t http_head_rewrite(const uint8_t *buf, size_t head_len, const char *const *drop,
+                         size_t n_drop, const uint8_t *add, size_t add_len,
+                         uint8_t *out, size_t cap);
+
 struct http_response {
     size_t head_len;            /* bytes up to and including the blank line */
     unsigned status;            /* 100..999 */

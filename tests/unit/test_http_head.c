@@ -578,6 +578,81 @@ static void test_response_framing(void **state)
     }
 }
 
+static void test_rewrite(void **state)
+{
+    static const char head[] =
+        "POST /v1/x?q=1 HTTP/1.1\r\nHost: api.test\r\nAuthorization: Basic c2FuZGJveA==\r\n"
+        "Auth: keep\r\nAuthorization-Hint: keep\r\nX-Api-Key: sandbox\r\ncookie: a=b\r\n"
+        "Content-Length: 2\r\naUTHORIZATION: again\r\n\r\n";
+    static const char *const auth[] = {"authorization"};
+    static const char *const several[] = {"Authorization", "x-api-key", "COOKIE"};
+    static const char *const host[] = {"host"};
+    static const char bearer[] = "Authorization: Bearer real\r\nX-Api-Key: real\r\n";
+    static const struct {
+        const char *const *drop;
+        size_t n_drop;
+        const char *add;
+        const char *want;
+        const char *why;
+    } cases[] = {
+        {auth, 1, "",
+         "POST /v1/x?q=1 HTTP/1.1\r\nHost: api.test\r\nAuth: keep\r\nAuthorization-Hint: keep\r\n"
+         "X-Api-Key: sandbox\r\ncookie: a=b\r\nContent-Length: 2\r\n\r\n",
+         "one name, every line of it, in any case; its prefix and extension stay"},
+        {several, 3, bearer,
+         "POST /v1/x?q=1 HTTP/1.1\r\nHost: api.test\r\nAuth: keep\r\nAuthorization-Hint: keep\r\n"
+         "Content-Length: 2\r\nAuthorization: Bearer real\r\nX-Api-Key: real\r\n\r\n",
+         "several names, names in other cases; lines added before the blank line"},
+        {NULL, 0, bearer,
+         "POST /v1/x?q=1 HTTP/1.1\r\nHost: api.test\r\nAuthorization: Basic c2FuZGJveA==\r\n"
+         "Auth: keep\r\nAuthorization-Hint: keep\r\nX-Api-Key: sandbox\r\ncookie: a=b\r\n"
+         "Content-Length: 2\r\naUTHORIZATION: again\r\nAuthorization: Bearer real\r\n"
+         "X-Api-Key: real\r\n\r\n", "nothing dropped: only added"},
+        {NULL, 0, "", head, "nothing to do: the same bytes"},
+    };
+    uint8_t out[sizeof(head) + sizeof(bearer)];
+    struct http_head h, again;
+    size_t i, n, want;
+
+    (void)state;
+    assert_int_equal(http_head_parse((const uint8_t *)head, sizeof(head) - 1, &h), HTTP_HEAD_OK);
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        want = strlen(cases[i].want);
+        n = http_head_rewrite((const uint8_t *)head, h.head_len, cases[i].drop, cases[i].n_drop,
+                              (const uint8_t *)cases[i].add, strlen(cases[i].add), out,
+                              sizeof(out));
+        if (n != want || memcmp(out, cases[i].want, n) != 0)
+            fail_msg("row %zu (%s): got %zu bytes \"%.*s\"", i, cases[i].why, n, (int)n, out);
+        /* it is still the same request to the parser */
+        assert_int_equal(http_head_parse(out, n, &again), HTTP_HEAD_OK);
+        assert_int_equal(again.head_len, n);
+        assert_string_equal(again.method, h.method);
+        assert_int_equal(again.path_len, h.path_len);
+        assert_memory_equal(again.path, h.path, h.path_len);
+        assert_int_equal(again.host_state, HTTP_HOST_OK);
+        assert_string_equal(again.host, h.host);
+        assert_int_equal(again.body, h.body);
+        assert_int_equal(again.content_length, h.content_length);
+        /* one byte short of the result is too small, whatever the cut */
+        assert_int_equal(http_head_rewrite((const uint8_t *)head, h.head_len, cases[i].drop,
+                                           cases[i].n_drop, (const uint8_t *)cases[i].add,
+                                           strlen(cases[i].add), out, want - 1), 0);
+    }
+    assert_int_equal(http_head_rewrite((const uint8_t *)head, h.head_len, auth, 1, NULL, 0, out,
+                                       0), 0);
+    /* only what the caller names goes: dropping Host leaves a head with none */
+    n = http_head_rewrite((const uint8_t *)head, h.head_len, host, 1, NULL, 0, out, sizeof(out));
+    assert_int_equal(http_head_parse(out, n, &again), HTTP_HEAD_OK);
+    assert_int_equal(again.host_state, HTTP_HOST_MISSING);
+    /* a head without headers, and bytes that are no complete head */
+    n = http_head_rewrite((const uint8_t *)"GET / HTTP/1.1\r\n\r\n", 18, auth, 1,
+                          (const uint8_t *)"Authorization: x\r\n", 18, out, sizeof(out));
+    assert_int_equal(n, 36);
+    assert_memory_equal(out, "GET / HTTP/1.1\r\nAuthorization: x\r\n\r\n", 36);
+    assert_int_equal(http_head_rewrite((const uint8_t *)"GET / HTTP/1.1\r\n", 16, auth, 1,
+                                       NULL, 0, out, sizeof(out)), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -589,6 +664,7 @@ int main(void)
         cmocka_unit_test(test_response_fields),
         cmocka_unit_test(test_response_sizes_and_prefixes),
         cmocka_unit_test(test_response_framing),
+        cmocka_unit_test(test_rewrite),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

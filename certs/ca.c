@@ -315,22 +315,14 @@ static bool collect(const STACK_OF(GENERAL_SUBTREE) *sk, char ***out, size_t *n)
     return true;
 }
 
-int ca_read(const char *path, struct ca_info *info, char err[CA_ERR_MAX])
+int ca_info_of(X509 *cert, const char *name, struct ca_info *info, char err[CA_ERR_MAX])
 {
-    FILE *f = fopen(path, "re");
-    X509 *cert;
     NAME_CONSTRAINTS *nc;
     unsigned char md[32];
     unsigned int mdlen = 0, i;
     int crit = -1, rc = -1;
 
     memset(info, 0, sizeof(*info));
-    if (!f)
-        return fail(err, "%s: %s", path, strerror(errno));
-    cert = PEM_read_X509(f, NULL, NULL, NULL);
-    fclose(f);
-    if (!cert)
-        return fail(err, "%s: not a PEM certificate", path);
     X509_NAME_oneline(X509_get_subject_name(cert), info->subject, sizeof(info->subject));
     time_text(X509_get0_notBefore(cert), info->not_before, sizeof(info->not_before));
     time_text(X509_get0_notAfter(cert), info->not_after, sizeof(info->not_after));
@@ -342,21 +334,101 @@ int ca_read(const char *path, struct ca_info *info, char err[CA_ERR_MAX])
     info->constraints_critical = crit == 1;
     if (!nc) {
         fail(err, "%s has no name constraints: it could mint for any name (make one with "
-             "'sluicectl ca init')", path);
+             "'sluicectl ca init')", name);
         goto out;
     }
     if (!collect(nc->permittedSubtrees, &info->permitted, &info->n_permitted) ||
         !collect(nc->excludedSubtrees, &info->excluded, &info->n_excluded)) {
-        fail(err, "%s: out of memory", path);
+        fail(err, "%s: out of memory", name);
         goto out;
     }
     rc = 0;
 out:
     NAME_CONSTRAINTS_free(nc);
-    X509_free(cert);
     if (rc < 0)
         ca_info_clear(info);
     return rc;
+}
+
+static X509 *read_cert(const char *path, char err[CA_ERR_MAX])
+{
+    FILE *f = fopen(path, "re");
+    X509 *cert;
+
+    if (!f) {
+        fail(err, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    cert = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    if (!cert)
+        fail(err, "%s: not a PEM certificate", path);
+    return cert;
+}
+
+int ca_read(const char *path, struct ca_info *info, char err[CA_ERR_MAX])
+{
+    X509 *cert = read_cert(path, err);
+    int rc;
+
+    memset(info, 0, sizeof(*info));
+    if (!cert)
+        return -1;
+    rc = ca_info_of(cert, path, info, err);
+    X509_free(cert);
+    return rc;
+}
+
+int ca_load(const char *cert_path, const char *key_path, X509 **cert, EVP_PKEY **key,
+            char err[CA_ERR_MAX])
+{
+    struct stat st;
+    FILE *f;
+
+    *cert = NULL;
+    *key = NULL;
+    f = fopen(key_path, "re");
+    if (!f)
+        return fail(err, "--ca-key %s: %s", key_path, strerror(errno));
+    if (fstat(fileno(f), &st) < 0 || (st.st_mode & 077)) {
+        fclose(f);
+        return fail(err, "--ca-key %s: readable by others than its owner (mode %03o): a CA "
+                    "key must be private (chmod 600 %s)", key_path,
+                    (unsigned)(st.st_mode & 0777), key_path);
+    }
+    *key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    fclose(f);
+    if (!*key)
+        return fail(err, "--ca-key %s: not a PEM private key (or one with a passphrase, which "
+                    "the proxy cannot ask for)", key_path);
+    *cert = read_cert(cert_path, err);
+    if (!*cert)
+        goto bad;
+    if (X509_check_ca(*cert) <= 0) {
+        fail(err, "--ca-cert %s is not a CA certificate (make one with 'sluicectl ca init')",
+             cert_path);
+        goto bad;
+    }
+    if (X509_check_private_key(*cert, *key) != 1) {
+        fail(err, "--ca-key %s does not belong to --ca-cert %s (give the pair 'sluicectl ca "
+             "init' made together)", key_path, cert_path);
+        goto bad;
+    }
+    if (X509_cmp_current_time(X509_get0_notBefore(*cert)) > 0 ||
+        X509_cmp_current_time(X509_get0_notAfter(*cert)) < 0) {
+        fail(err, "--ca-cert %s is not valid now (make a new CA with 'sluicectl ca init')",
+             cert_path);
+        goto bad;
+    }
+    ERR_clear_error();
+    return 0;
+bad:
+    X509_free(*cert);
+    EVP_PKEY_free(*key);
+    *cert = NULL;
+    *key = NULL;
+    ERR_clear_error();
+    return -1;
 }
 
 void ca_info_clear(struct ca_info *info)

@@ -8,6 +8,7 @@
 #ifndef SLUICE_CA_H
 #define SLUICE_CA_H
 
+#include <openssl/types.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -56,6 +57,19 @@ struct ca_info {
 
 /* Reads the PEM certificate at PATH. Returns 0, or -1 with ERR. */
 int ca_read(const char *path, struct ca_info *info, char err[CA_ERR_MAX]);
+
+/* What CERT says; NAME names it in ERR. */
+int ca_info_of(X509 *cert, const char *name, struct ca_info *info, char err[CA_ERR_MAX]);
+
+/*
+ * Reads the CA certificate and its key for the proxy (before its privilege
+ * drop). Refuses a key file readable by group or others, a certificate that
+ * is not a CA or not valid now, and a key that is not the certificate's.
+ * Returns 0 with *CERT and *KEY (the caller frees them), or -1 with ERR
+ * naming the file, the cause and the fix.
+ */
+int ca_load(const char *cert_path, const char *key_path, X509 **cert, EVP_PKEY **key,
+            char err[CA_ERR_MAX]);
 void ca_info_clear(struct ca_info *info);
 
 /* Prints INFO for people: subject, validity, constraints, fingerprint. */

@@ -194,9 +194,38 @@ void policy_rule_clear(struct policy_rule *r)
         free_strv(r->http[i].paths, r->http[i].n_paths);
     }
     free(r->http);
+    for (i = 0; i < r->n_inject; i++) {
+        struct policy_inject *j = &r->inject[i];
+
+        if (j->value)
+            explicit_bzero(j->value, j->value_len);   /* no secret left in freed memory */
+        free(j->value);
+        free(j->header);
+        free(j->file);
+    }
+    free(r->inject);
     free(r->ports);
     free(r->pattern);
     memset(r, 0, sizeof(*r));
+}
+
+bool policy_same_secrets(const struct policy *a, const struct policy *b)
+{
+    size_t i, k;
+
+    if (a->n_rules != b->n_rules)
+        return false;
+    for (i = 0; i < a->n_rules; i++) {
+        const struct policy_rule *x = &a->rules[i], *y = &b->rules[i];
+
+        if (x->n_inject != y->n_inject)
+            return false;
+        for (k = 0; k < x->n_inject; k++)
+            if (x->inject[k].value_len != y->inject[k].value_len ||
+                memcmp(x->inject[k].value, y->inject[k].value, x->inject[k].value_len) != 0)
+                return false;
+    }
+    return true;
 }
 
 void policy_free(struct policy *p)

@@ -32,6 +32,23 @@ struct policy_http_rule {
     unsigned line, col;
 };
 
+/*
+ * inject: a header the proxy adds to every request an inspect rule allows,
+ * replacing any of that name the sandbox sent (the sandbox holds a
+ * placeholder, the proxy the real credential).
+ */
+#define POLICY_INJECT_MAX 16        /* headers one rule may inject */
+#define POLICY_SECRET_MAX 8192      /* largest value_file */
+
+struct policy_inject {
+    char *header;               /* an HTTP token, as written */
+    char *value;                /* prefix + the file's contents: a secret, never logged,
+                                   printed or put in a message */
+    size_t value_len;
+    char *file;                 /* value_file, for messages */
+    unsigned line, col;         /* the list item */
+};
+
 struct policy_rule {
     enum policy_rule_kind kind;
     char *pattern;              /* "pypi.org", "*.pythonhosted.org", "192.0.2.0/24", "*" */
@@ -42,6 +59,8 @@ struct policy_rule {
     bool allow_broad;
     struct policy_http_rule *http;
     size_t n_http;
+    struct policy_inject *inject;
+    size_t n_inject;
     unsigned line, col;         /* where the rule's list item starts */
 };
 
@@ -181,6 +200,10 @@ struct policy_decision {
  */
 void policy_decide(const struct policy *p, const struct policy_query *q,
                    struct policy_decision *d);
+
+/* Whether A and B inject the same values: a reload with only a secret file
+ * changed is a change. */
+bool policy_same_secrets(const struct policy *a, const struct policy *b);
 
 /* True when destinations.allow_ranges covers ADDR. */
 bool policy_range_allowed(const struct policy *p, int family, const uint8_t *addr);

@@ -12,6 +12,7 @@
 #include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -405,7 +406,7 @@ static void load_mode(struct loader *ld, yaml_node_t *n, void *ctx)
 
 struct rule_ctx {
     struct policy_rule *r;
-    yaml_node_t *domain, *cidr, *ports;
+    yaml_node_t *domain, *cidr, *ports, *inject;
     bool have_allow_broad;
 };
 
@@ -533,6 +534,230 @@ static void rule_http(struct loader *ld, yaml_node_t *n, void *ctx)
         nv[r->n_http].col = node_col(item);
         load_map(ld, item, "an http rule", keys, 2, &nv[r->n_http++], NULL);
     }
+}
+
+/* ---- inject: credentials the proxy adds ---- */
+
+struct inject_ctx {
+    yaml_node_t *header, *file, *prefix;
+};
+
+static void inject_header(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    ((struct inject_ctx *)ctx)->header = n;
+    (void)ld;
+}
+
+static void inject_file(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    ((struct inject_ctx *)ctx)->file = n;
+    (void)ld;
+}
+
+static void inject_prefix(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    ((struct inject_ctx *)ctx)->prefix = n;
+    (void)ld;
+}
+
+/* The headers that frame or route a request: the proxy's checks and the
+ * origin's parsing depend on them, a credential never lives there. */
+static bool header_reserved(const char *h)
+{
+    static const char *const names[] = {
+        "host", "content-length", "transfer-encoding", "connection", "upgrade", "te",
+        "trailer", "keep-alive", "proxy-connection", "expect",
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcasecmp(h, names[i]) == 0)
+            return true;
+    return false;
+}
+
+static bool tchar(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static bool header_token_ok(const char *s)
+{
+    if (!*s || strlen(s) > HTTP_TOKEN_MAX * 2)
+        return false;
+    for (; *s; s++)
+        if (!tchar((unsigned char)*s))
+            return false;
+    return true;
+}
+
+/* Index of the first byte of S[0, LEN) a header value may not hold (CR, LF, NUL, another
+ * control byte; TAB is allowed), or LEN. */
+static size_t value_bad_byte(const uint8_t *s, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < len; i++)
+        if ((s[i] < 0x20 && s[i] != '\t') || s[i] == 0x7f)
+            return i;
+    return len;
+}
+
+/*
+ * Reads value_file into J->value after PREFIX. No message names a byte of
+ * the file: only the file, a cause, an offset and the fix.
+ */
+static bool inject_read(struct loader *ld, yaml_node_t *at, const char *path,
+                        const char *prefix, struct policy_inject *j)
+{
+    size_t plen = strlen(prefix), n = 0, bad;
+    struct stat st;
+    uint8_t *buf;
+    ssize_t r;
+    int fd;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        ld_error(ld, at, "value_file %s: %s (the proxy reads it at load and on every reload, as "
+                 "its own user after the privilege drop: make it readable by that user)",
+                 path, strerror(errno));
+        return false;
+    }
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > POLICY_SECRET_MAX) {
+        ld_error(ld, at, "value_file %s: %s", path, !S_ISREG(st.st_mode)
+                 ? "not a regular file" : "larger than 8 KiB (a header value, not a document)");
+        close(fd);
+        return false;
+    }
+    buf = malloc(plen + POLICY_SECRET_MAX + 1);
+    if (!buf) {
+        close(fd);
+        ld_error(ld, at, "out of memory");
+        return false;
+    }
+    memcpy(buf, prefix, plen);
+    while (n <= POLICY_SECRET_MAX &&
+           (r = read(fd, buf + plen + n, POLICY_SECRET_MAX + 1 - n)) > 0)
+        n += (size_t)r;
+    close(fd);
+    if (n > POLICY_SECRET_MAX) {
+        ld_error(ld, at, "value_file %s: larger than 8 KiB (a header value, not a document)",
+                 path);
+        goto bad;
+    }
+    /* one trailing newline is how editors and `echo` end a file, not part of the value */
+    if (n > 0 && buf[plen + n - 1] == '\n')
+        n--;
+    if (n > 0 && buf[plen + n - 1] == '\r')
+        n--;
+    if (n == 0) {
+        ld_error(ld, at, "value_file %s is empty: write the credential into it", path);
+        goto bad;
+    }
+    bad = value_bad_byte(buf + plen, n);
+    if (bad < n) {
+        ld_error(ld, at, "value_file %s: byte %zu is a line break, NUL or control character, "
+                 "which a header value cannot hold (one trailing newline is allowed)", path,
+                 bad + 1);
+        goto bad;
+    }
+    buf[plen + n] = '\0';
+    j->value = (char *)buf;
+    j->value_len = plen + n;
+    return true;
+bad:
+    explicit_bzero(buf, plen + POLICY_SECRET_MAX + 1);
+    free(buf);
+    return false;
+}
+
+static void load_inject_item(struct loader *ld, yaml_node_t *item, struct policy_rule *r)
+{
+    static const struct key_handler keys[] = {
+        {"header", inject_header}, {"value_file", inject_file}, {"prefix", inject_prefix},
+    };
+    struct inject_ctx ic = {NULL, NULL, NULL};
+    struct policy_inject j = {.line = node_line(item), .col = node_col(item)};
+    const char *header = NULL, *file = NULL, *prefix = "";
+    size_t i;
+
+    load_map(ld, item, "an inject entry", keys, 3, &ic, NULL);
+    if (item->type != YAML_MAPPING_NODE)
+        return;
+    if (!ic.header || !ic.file) {
+        ld_error(ld, item, "an inject entry needs 'header: NAME' and 'value_file: PATH'");
+        return;
+    }
+    if (!(header = scalar(ld, ic.header, "header")) || !(file = scalar(ld, ic.file, "value_file")) ||
+        (ic.prefix && !(prefix = scalar(ld, ic.prefix, "prefix"))))
+        return;
+    if (!header_token_ok(header)) {
+        ld_error(ld, ic.header, "header '%s' is not an HTTP field name (letters, digits and "
+                 "!#$%%&'*+-.^_`|~)", header);
+        return;
+    }
+    if (header_reserved(header)) {
+        ld_error(ld, ic.header, "header '%s' frames or routes the request: the proxy checks "
+                 "it, a credential cannot go there (use e.g. Authorization)", header);
+        return;
+    }
+    for (i = 0; i < r->n_inject; i++)
+        if (strcasecmp(r->inject[i].header, header) == 0) {
+            ld_error(ld, ic.header, "header '%s' is injected twice by this rule (first at line "
+                     "%u); keep one", header, r->inject[i].line);
+            return;
+        }
+    if (file[0] != '/') {
+        ld_error(ld, ic.file, "value_file '%s' must be an absolute path (the proxy runs from "
+                 "any directory)", file);
+        return;
+    }
+    if (value_bad_byte((const uint8_t *)prefix, strlen(prefix)) < strlen(prefix)) {
+        ld_error(ld, ic.prefix, "prefix holds a line break or control character, which a "
+                 "header value cannot hold");
+        return;
+    }
+    if (r->n_inject == POLICY_INJECT_MAX) {
+        ld_error(ld, item, "a rule injects at most %d headers", POLICY_INJECT_MAX);
+        return;
+    }
+    if (!inject_read(ld, ic.file, file, prefix, &j))
+        return;
+    j.header = strdup(header);
+    j.file = strdup(file);
+    if (!j.header || !j.file) {
+        ld_error(ld, item, "out of memory");
+        goto drop;
+    }
+    {
+        struct policy_inject *nv = realloc(r->inject, (r->n_inject + 1) * sizeof(*nv));
+
+        if (!nv) {
+            ld_error(ld, item, "out of memory");
+            goto drop;
+        }
+        r->inject = nv;
+        nv[r->n_inject++] = j;
+        return;
+    }
+drop:
+    explicit_bzero(j.value, j.value_len);
+    free(j.value);
+    free(j.header);
+    free(j.file);
+}
+
+static void rule_inject(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    struct rule_ctx *rc = ctx;
+    yaml_node_t *item;
+
+    rc->inject = n;
+    for_each_item(ld, n, "inject", item)
+        load_inject_item(ld, item, rc->r);
+    if (seq_empty(n))
+        ld_error(ld, n, "inject is empty; list headers or drop the key");
 }
 
 static bool has_non_ascii(const char *s)
@@ -684,6 +909,9 @@ static void check_rule(struct loader *ld, struct rule_ctx *rc, yaml_node_t *item
     struct policy_rule *r = rc->r;
     yaml_node_t *at = rc->domain ? rc->domain : rc->cidr;
 
+    if (rc->inject && !r->inspect)
+        ld_error(ld, rc->inject, "inject on '%s' needs 'inspect: true' (the proxy can only add "
+                 "headers to requests it can see)", r->pattern);
     if (r->kind == RULE_CIDR) {
         if (r->inspect)
             ld_error(ld, item, "inspect needs a name; it cannot apply to cidr %s", r->pattern);
@@ -717,6 +945,7 @@ static void load_rule(struct loader *ld, yaml_node_t *item)
     static const struct key_handler keys[] = {
         {"domain", rule_domain}, {"cidr", rule_cidr}, {"ports", rule_ports},
         {"inspect", rule_inspect}, {"http", rule_http}, {"allow_broad", rule_allow_broad},
+        {"inject", rule_inject},
     };
     struct policy *p = ld->p;
     struct policy_rule rule = {.line = node_line(item), .col = node_col(item)};

@@ -390,11 +390,13 @@ int ca_load(const char *cert_path, const char *key_path, X509 **cert, EVP_PKEY *
     f = fopen(key_path, "re");
     if (!f)
         return fail(err, "--ca-key %s: %s", key_path, strerror(errno));
-    if (fstat(fileno(f), &st) < 0 || (st.st_mode & 077)) {
+    /* group read stays allowed: Kubernetes gives a secret to a non-root
+     * container only through its group (fsGroup) */
+    if (fstat(fileno(f), &st) < 0 || (st.st_mode & 007)) {
         fclose(f);
-        return fail(err, "--ca-key %s: readable by others than its owner (mode %03o): a CA "
-                    "key must be private (chmod 600 %s)", key_path,
-                    (unsigned)(st.st_mode & 0777), key_path);
+        return fail(err, "--ca-key %s: readable by any user (mode %03o): a CA key must be "
+                    "private (chmod 600 %s)", key_path, (unsigned)(st.st_mode & 0777),
+                    key_path);
     }
     *key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
     fclose(f);

@@ -63,7 +63,7 @@ int ca_info_of(X509 *cert, const char *name, struct ca_info *info, char err[CA_E
 
 /*
  * Reads the CA certificate and its key for the proxy (before its privilege
- * drop). Refuses a key file readable by group or others, a certificate that
+ * drop). Refuses a key file readable by any user, a certificate that
  * is not a CA or not valid now, and a key that is not the certificate's.
  * Returns 0 with *CERT and *KEY (the caller frees them), or -1 with ERR
  * naming the file, the cause and the fix.

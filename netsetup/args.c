@@ -49,7 +49,7 @@ static bool parse_subnet(const char *s, int family, struct cidr *out)
 
 /* Long options only: every value is above any letter getopt returns. */
 enum { OPT_SUBNET = 256, OPT_IPV6, OPT_PROXY_PORT, OPT_DNS_PORT, OPT_JSON, OPT_IFACE,
-       OPT_MAX_CONNTRACK,
+       OPT_MAX_CONNTRACK, OPT_CA,
        OPT_PROXY_UID, OPT_METRICS_PORT };
 
 /*
@@ -91,6 +91,7 @@ static int parse_up(const char *cmd, int argc, char **argv, struct netsetup_args
         {"json", no_argument, NULL, OPT_JSON},
         {"iface", required_argument, NULL, OPT_IFACE},
         {"max-conntrack", required_argument, NULL, OPT_MAX_CONNTRACK},
+        {"ca", required_argument, NULL, OPT_CA},
         {NULL, 0, NULL, 0},
     };
     struct up_opts *o = &a->up;
@@ -135,6 +136,12 @@ static int parse_up(const char *cmd, int argc, char **argv, struct netsetup_args
             if (!parse_conntrack(optarg, &o->max_conntrack))
                 return fail(err, "--max-conntrack '%s' is not a count from 1 to %u",
                             optarg, CONNTRACK_MAX_LIMIT);
+            break;
+        case OPT_CA:
+            if (attach)
+                return fail(err, "--ca belongs to up (an attached interface has no "
+                            "/etc/netns directory; give the VM the CA itself)");
+            o->ca = optarg;
             break;
         default:
             return bad_option(cmd, argv, err);

@@ -38,7 +38,7 @@ static int cmd_verify(const struct netsetup_args *a);
 
 static const struct command commands[] = {
     {"up", cmd_up, "up NAME [--subnet CIDR] [--ipv6 CIDR] [--proxy-port P] [--dns-port P] "
-     "[--max-conntrack N] [--json]", NEEDS_NS},
+     "[--max-conntrack N] [--ca FILE] [--json]", NEEDS_NS},
     {"attach", cmd_attach, "attach NAME --iface IFACE [--subnet CIDR] [--ipv6 CIDR] "
      "[--proxy-port P] [--dns-port P] [--max-conntrack N] [--json]", CAP(CAP_NET_ADMIN)},
     {"pod", cmd_pod, "pod [--proxy-uid UID] [--proxy-port P] [--dns-port P] "

@@ -225,6 +225,114 @@ static int routing_remove(struct ns_error *e, struct rtnl *rt, int family)
     return 0;
 }
 
+/*
+ * up --ca: the inspect-mode CA, trusted by whatever `ip netns exec` runs in
+ * the sandbox. That bind-mounts each entry of /etc/netns/NAME over its
+ * namesake in /etc, so /etc/netns/NAME/ssl becomes the sandbox's /etc/ssl:
+ * the host's openssl.cnf, certs/ca-certificates.crt (the host's bundle with
+ * the CA appended: OpenSSL, curl, Python and Debian's tools read it), and
+ * certs/sluice-ca.pem alone (for NODE_EXTRA_CA_CERTS). Only a certificate is
+ * copied: a file with a private key in it is refused.
+ */
+#define SSL_DIR "ssl"
+#define CERTS_DIR "ssl/certs"
+static const char *const ca_files[] = {
+    "ssl/certs/sluice-ca.pem", "ssl/certs/ca-certificates.crt", "ssl/openssl.cnf",
+};
+
+/* Appends the file at PATH (at most MAX bytes) to OUT; ENOENT is no error when OPTIONAL. */
+static int append_file(FILE *out, const char *path, size_t max, bool optional)
+{
+    char buf[8192];
+    size_t n, total = 0;
+    FILE *in = fopen(path, "re");
+
+    if (!in)
+        return optional && errno == ENOENT ? 0 : -errno;
+    while ((n = fread(buf, 1, sizeof(buf), in)) > 0 && total <= max) {
+        total += n;
+        if (fwrite(buf, 1, n, out) != n) {
+            fclose(in);
+            return -EIO;
+        }
+    }
+    fclose(in);
+    return total > max ? -EFBIG : 0;
+}
+
+static int write_joined(struct ns_error *e, const char *dir, const char *name,
+                        const char *first, bool first_optional, const char *second)
+{
+    char path[192];
+    FILE *out;
+    int r;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    sandbox_note(e, "writing %s", path);
+    out = fopen(path, "we");
+    if (!out)
+        return -errno;
+    r = append_file(out, first, 16u << 20, first_optional);
+    if (r == 0 && second)
+        r = append_file(out, second, SANDBOX_CA_MAX, false);
+    if (fclose(out) != 0 && r == 0)
+        r = -errno;
+    if (r == 0 && chmod(path, 0644) < 0)
+        r = -errno;
+    return r;
+}
+
+static int ca_install(struct ns_error *e, const char *dir, const char *ca)
+{
+    char buf[SANDBOX_CA_MAX + 1], sub[128];
+    size_t n;
+    FILE *in;
+    int r;
+
+    sandbox_note(e, "reading --ca %s", ca);
+    in = fopen(ca, "re");
+    if (!in)
+        return -errno;
+    n = fread(buf, 1, sizeof(buf) - 1, in);
+    fclose(in);
+    buf[n] = '\0';
+    if (n == 0 || n == SANDBOX_CA_MAX || !strstr(buf, "-----BEGIN CERTIFICATE-----") ||
+        strstr(buf, "PRIVATE KEY")) {
+        e->hint = "give the CA's certificate (ca.pem from sluicectl ca init), never its key";
+        return -EINVAL;
+    }
+    snprintf(sub, sizeof(sub), "%s/%s", dir, SSL_DIR);
+    if (mkdir(sub, 0755) < 0 && errno != EEXIST)
+        return sandbox_note(e, "creating %s", sub), -errno;
+    snprintf(sub, sizeof(sub), "%s/%s", dir, CERTS_DIR);
+    if (mkdir(sub, 0755) < 0 && errno != EEXIST)
+        return sandbox_note(e, "creating %s", sub), -errno;
+    if ((r = write_joined(e, dir, ca_files[0], ca, false, NULL)) < 0 ||
+        (r = write_joined(e, dir, ca_files[1], "/etc/ssl/certs/ca-certificates.crt", true,
+                          ca)) < 0 ||
+        (r = write_joined(e, dir, ca_files[2], "/etc/ssl/openssl.cnf", true, NULL)) < 0)
+        return r;
+    return 0;
+}
+
+/* Removes what ca_install() made, if anything. */
+static int ca_remove(struct ns_error *e, const char *dir)
+{
+    char path[192];
+    size_t i;
+
+    for (i = 0; i < sizeof(ca_files) / sizeof(ca_files[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, ca_files[i]);
+        if (unlink(path) < 0 && errno != ENOENT)
+            return sandbox_note(e, "removing %s", path), -errno;
+    }
+    snprintf(path, sizeof(path), "%s/%s", dir, CERTS_DIR);
+    rmdir(path);
+    snprintf(path, sizeof(path), "%s/%s", dir, SSL_DIR);
+    rmdir(path);
+    return 0;
+}
+
 static int resolv_conf(struct ns_error *e, const struct sandbox *s, bool create)
 {
     char dir[64], path[96], gw[INET6_ADDRSTRLEN], gw6[INET6_ADDRSTRLEN];
@@ -236,6 +344,10 @@ static int resolv_conf(struct ns_error *e, const struct sandbox *s, bool create)
     if (!create) {
         if (unlink(path) < 0 && errno != ENOENT)
             return sandbox_note(e, "removing %s", path), -errno;
+        int r = ca_remove(e, dir);
+
+        if (r < 0)
+            return r;
         if (rmdir(dir) < 0 && errno != ENOENT)
             return sandbox_note(e, "removing %s", dir), -errno;
         rmdir(ETC_NETNS);       /* ours if empty now; ENOTEMPTY leaves others' alone */
@@ -641,6 +753,13 @@ static int create(struct ns_error *e, const char *name, const struct up_opts *o,
         goto fail;
     if (mode == SANDBOX_NETNS && (r = resolv_conf(e, &s, true)) < 0)
         goto fail;
+    if (o->ca) {
+        char dir[64];
+
+        snprintf(dir, sizeof(dir), "%s/%s", ETC_NETNS, name);
+        if ((r = ca_install(e, dir, o->ca)) < 0)
+            goto fail;
+    }
     *out = s;
     r = 0;
     goto out;

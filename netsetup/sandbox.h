@@ -33,7 +33,11 @@ struct up_opts {
     uint16_t dns_port;
     uint32_t max_conntrack;     /* --max-conntrack */
     const char *iface;          /* attach: the interface to adopt */
+    const char *ca;             /* up --ca: the inspect-mode CA certificate, trusted in
+                                   /etc/netns/NAME/ssl (see ca_install()) */
 };
+
+#define SANDBOX_CA_MAX (64 * 1024)
 
 struct pod_opts {
     uint32_t proxy_uid;

@@ -28,8 +28,10 @@
 #include "clock.h"
 #include "conn.h"
 #include "json.h"
+#include "leaf.h"
 #include "log.h"
 #include "sock.h"
+#include "tls.h"
 
 #define ADMIN_BACKLOG 64
 
@@ -78,6 +80,15 @@ static void process_gauges(const struct proxy *px, struct metrics_gauges *g)
             g->open_fds++;
         closedir(dir);
         g->open_fds -= g->open_fds >= 3 ? 3 : g->open_fds;  /* ".", ".." and the listing */
+    }
+    if (px->tls) {
+        struct leaf_stats ls;
+
+        tls_leaf_stats(px->tls, &ls);
+        g->inspect = true;
+        g->leaf_cached = ls.hits;
+        g->leaf_minted = ls.minted;
+        g->leaf_mint_seconds = (double)ls.mint_ns / 1e9;
     }
 }
 

@@ -17,6 +17,7 @@
 #include "clock.h"
 #include "conn_int.h"
 #include "deny.h"
+#include "inspect.h"
 #include "resolver.h"
 #include "tls_hello.h"
 
@@ -35,6 +36,7 @@ void conn_record(const struct conn *c, struct flow_record *r, enum flow_event ev
     r->rule = c->rule[0] ? c->rule : NULL;
     r->upstream = c->up_s[0] ? c->up_s : NULL;
     r->policy = c->policy[0] ? c->policy : NULL;
+    r->injected = c->injected[0] ? c->injected : NULL;
 }
 
 /* flow_end, with the bytes and the time, for a flow that got its flow_start. */
@@ -61,6 +63,7 @@ static void conn_close(struct conn *c)
     struct proxy *px = c->px;
 
     conn_end_record(c);
+    inspect_free(c);
     if (c->rq)
         resolver_cancel(c->rq);
     free(c->addrs);
@@ -86,14 +89,19 @@ static void conn_deny(struct conn *c, enum reason why)
     size_t n = 0;
     const void *msg = NULL;
 
-    if (c->proto == PROTO_TLS) {
+    if (c->in) {
+        inspect_refuse(c, why);         /* said inside the sandbox's TLS, if it is up */
+    } else if (c->proto == PROTO_TLS) {
         n = deny_tls_alert(alert, why);
         msg = alert;
     } else if (c->proto == PROTO_HTTP) {
-        n = deny_http_403(resp, sizeof(resp), c->host[0] ? c->host : "-", c->port, why);
+        n = deny_http(resp, sizeof(resp), c->host[0] ? c->host : "-", c->port, why, false,
+                      false);
         msg = resp;
     }
-    if (msg) {
+    if (c->in) {
+        shutdown(c->cfd, SHUT_WR);
+    } else if (msg) {
         /* best effort: a few bytes into an empty socket buffer; failure changes nothing */
         (void)!send(c->cfd, msg, n, MSG_NOSIGNAL | MSG_DONTWAIT);
         shutdown(c->cfd, SHUT_WR);
@@ -145,53 +153,58 @@ static void conn_note(struct conn *c, const struct policy_decision *d)
         c->verdict = d->outcome == DECISION_ALLOW ? VERDICT_ALLOW : VERDICT_AUDIT;
 }
 
-/*
- * Applies the policy to HOST on the flow's port (and to METHOD/PATH when
- * given). Returns true when the flow may go on: allowed, or audited (then,
- * unless QUIET, with a deny record of verdict audit saying what enforce
- * would have done).
- */
-bool conn_decide(struct conn *c, const char *host, size_t len, const char *method,
-                 const char *path, bool quiet, enum reason *why)
+/* What policy_decide() said in D: noted; true when the flow may go on (allowed,
+ * or audited: then, unless QUIET, with a deny record of verdict audit saying
+ * what enforce would have done). */
+static bool conn_decided(struct conn *c, const struct policy_decision *d, const char *host,
+                         size_t len, bool quiet)
 {
-    struct policy_query q = {.host = (const uint8_t *)host, .host_len = len, .port = c->port,
-                             .method = method, .target = path};
-    struct policy_decision d;
     struct flow_record r;
 
-    policy_decide(c->px->policy, &q, &d);
-    *why = d.reason;
-    conn_note(c, &d);
-    if (d.outcome == DECISION_DENY)
+    conn_note(c, d);
+    if (d->outcome == DECISION_DENY)
         return false;
-    if (d.outcome == DECISION_AUDIT && !quiet) {
+    if (d->outcome == DECISION_AUDIT && !quiet) {
         conn_record(c, &r, EV_DENY);
-        r.host = host;
-        r.host_len = len;
+        if (host) {
+            r.host = host;
+            r.host_len = len;
+        }
         r.verdict = VERDICT_AUDIT;
-        r.reason = d.reason;
+        r.reason = d->reason;
         proxy_log(c->px, &r);
     }
     return true;
 }
 
-/* A refusal found before any rule (no SNI, no protocol...): denied, or in
- * audit mode logged as what enforce would have said and let through. */
-static enum step conn_deny_or_audit(struct conn *c, enum reason why)
+/* Applies the policy to HOST on the flow's port (and to METHOD/PATH when given). */
+bool conn_decide(struct conn *c, const char *host, size_t len, const char *method,
+                 const char *path, bool quiet, struct policy_decision *d)
+{
+    struct policy_query q = {.host = (const uint8_t *)host, .host_len = len, .port = c->port,
+                             .method = method, .target = path};
+
+    policy_decide(c->px->policy, &q, d);
+    return conn_decided(c, d, host, len, quiet);
+}
+
+/* A refusal found before any rule (no SNI, no protocol, another Host...): only the mode decides. */
+bool conn_decide_refused(struct conn *c, enum reason why, bool quiet, struct policy_decision *d)
 {
     struct policy_query q = {.refused = why};
-    struct policy_decision d;
-    struct flow_record r;
 
-    policy_decide(c->px->policy, &q, &d);
-    conn_note(c, &d);
-    if (d.outcome == DECISION_DENY)
+    policy_decide(c->px->policy, &q, d);
+    return conn_decided(c, d, NULL, 0, quiet);
+}
+
+/* The same, for a whole flow: denied, or in audit mode let through. */
+static enum step conn_deny_or_audit(struct conn *c, enum reason why)
+{
+    struct policy_decision d;
+
+    if (!conn_decide_refused(c, why, false, &d))
         return conn_refuse(c, why);
     c->refused = why;                   /* a reload to enforce revokes the flow */
-    conn_record(c, &r, EV_DENY);
-    r.verdict = VERDICT_AUDIT;
-    r.reason = why;
-    proxy_log(c->px, &r);
     return c->host[0] ? conn_resolve(c) : conn_connect_orig(c);
 }
 
@@ -209,10 +222,15 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     case CONN_SNIFF:
         conn_settle(c, conn_deny_or_audit(c, REASON_SNIFF_TIMEOUT));
         return;
+    case CONN_TLS:                      /* decided already: no audit pass-through */
+        conn_settle(c, conn_refuse(c, REASON_SNIFF_TIMEOUT));
+        return;
     case CONN_RESOLVE:
         conn_settle(c, conn_refuse(c, REASON_RESOLVE_FAILED));
         return;
     case CONN_CONNECT:                  /* this address did not answer: the next one */
+        if (c->in)
+            inspect_upstream_drop(c);   /* its TLS, if the handshake had begun */
         if (c->up.wev)
             event_del(c->up.wev);
         close(c->ufd);
@@ -232,6 +250,25 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---- sniffing ---- */
 
+/* An inspect rule allowed the SNI: the flow is inspected, never passed on by
+ * its SNI alone (a proxy without a CA refuses such a policy; fail closed). */
+static enum step conn_inspect(struct conn *c, const struct policy_rule *r)
+{
+    size_t i, off = 0;
+
+    if (!c->px->tls)
+        return conn_refuse(c, REASON_UPSTREAM_CERT_INVALID);
+    for (i = 0; i < r->n_inject; i++) {
+        int n = snprintf(c->injected + off, sizeof(c->injected) - off, "%s%s", i ? "," : "",
+                         r->inject[i].header);
+
+        if (n < 0 || (size_t)n >= sizeof(c->injected) - off)
+            break;
+        off += (size_t)n;
+    }
+    return inspect_start(c);
+}
+
 /* What the first bytes say; STEP_WAIT with the state still SNIFF while more are needed. */
 static enum step sniff_decide(struct conn *c, bool full)
 {
@@ -242,6 +279,7 @@ static enum step sniff_decide(struct conn *c, bool full)
     enum tls_hello_status ts = tls_hello_parse(b, n, &hello);
     enum http_head_status hs;
     enum reason why = REASON_NONE;
+    struct policy_decision d;
     const struct policy_settings *set = &c->px->policy->settings;
 
     if (ts == TLS_HELLO_NEED_MORE && !full)
@@ -258,8 +296,10 @@ static enum step sniff_decide(struct conn *c, bool full)
             memcpy(c->host, hello.sni, hello.sni_len + 1);
         if (why != REASON_NONE)
             return conn_deny_or_audit(c, why);  /* refused before any rule is asked */
-        if (!conn_decide(c, hello.sni, hello.sni_len, NULL, NULL, false, &why))
-            return conn_refuse(c, why);
+        if (!conn_decide(c, hello.sni, hello.sni_len, NULL, NULL, false, &d))
+            return conn_refuse(c, d.reason);
+        if (d.rule && d.rule->inspect)
+            return conn_inspect(c, d.rule);
         return conn_resolve(c);
     }
 
@@ -285,8 +325,8 @@ static enum step sniff_decide(struct conn *c, bool full)
         return conn_refuse(c, why);
     /* the head itself is checked again, with its method and path, by the relay,
      * which also writes the audit record: this look is quiet */
-    if (!conn_decide(c, head.host, head.host_len, NULL, NULL, true, &why))
-        return conn_refuse(c, why);
+    if (!conn_decide(c, head.host, head.host_len, NULL, NULL, true, &d))
+        return conn_refuse(c, d.reason);
     return conn_resolve(c);
 }
 
@@ -465,6 +505,10 @@ static bool conn_recheck(struct conn *c)
     conn_note(c, &d);
     if (d.outcome == DECISION_DENY)
         return false;
+    /* a flow passed on by its SNI that an inspect rule now covers could not
+     * have its requests checked: it ends, and its next connection is inspected */
+    if (d.rule && d.rule->inspect && !c->in && c->proto == PROTO_TLS)
+        return false;
     if (c->ufd >= 0 &&
         !proxy_dest_allowed(c->px, c->upstream.ss_family, sock_addr(&c->upstream)))
         return false;
@@ -511,7 +555,8 @@ void conn_close_all(struct proxy *px)
 size_t conn_list(const struct proxy *px, struct conn_info *out, size_t max)
 {
     static const char *const states[] = {
-        [CONN_SNIFF] = "sniff", [CONN_RESOLVE] = "resolve", [CONN_CONNECT] = "connect",
+        [CONN_SNIFF] = "sniff", [CONN_TLS] = "tls", [CONN_RESOLVE] = "resolve",
+        [CONN_CONNECT] = "connect",
         [CONN_RELAY] = "relay",
     };
     const struct list *l;

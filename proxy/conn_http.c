@@ -78,7 +78,7 @@ enum step http_check(struct dir *d)
         const uint8_t *p = d->buf + d->checked;
         size_t n = d->len - d->checked;
         struct http_head h;
-        enum reason why;
+        struct policy_decision dec;
         char path[HTTP_HEAD_MAX + 1];
         long used;
 
@@ -121,8 +121,8 @@ enum step http_check(struct dir *d)
         }
         memcpy(path, h.path, h.path_len);
         path[h.path_len] = '\0';
-        if (!conn_decide(c, h.host, h.host_len, h.method, path, false, &why))
-            return conn_refuse(c, why);
+        if (!conn_decide(c, h.host, h.host_len, h.method, path, false, &dec))
+            return conn_refuse(c, dec.reason);
         d->checked += h.head_len;
         d->requests++;
         http_framing_start(&d->fr, &h);

@@ -1,7 +1,8 @@
 /*
- * A flow's insides, shared by the three files that drive it and by nothing
- * else: conn.c (lifecycle and decisions), relay.c (splice, pipes, bandwidth)
- * and conn_http.c (each request of a plain HTTP flow).
+ * A flow's insides, shared by the files that drive it and by nothing else:
+ * conn.c (lifecycle and decisions), connect.c (resolve, connect), relay.c
+ * (splice, pipes, bandwidth), conn_http.c (each request of a plain HTTP flow)
+ * and inspect.c (inspect mode).
  *
  * Steps never free a flow. Each returns what it left the flow in, and the
  * event callback that ran it hands that to conn_settle(), the only caller of
@@ -19,10 +20,12 @@
 #define HTTP_BUF_MAX (HTTP_HEAD_MAX + 4096) /* user-space window of an HTTP direction */
 
 struct event;
+struct inspect;
 struct resolver_query;
 struct resolver_addr;
 
-enum conn_state { CONN_SNIFF, CONN_RESOLVE, CONN_CONNECT, CONN_RELAY };
+/* TLS: an inspected flow's handshake with the sandbox (inspect.c), within timeouts.sniff */
+enum conn_state { CONN_SNIFF, CONN_TLS, CONN_RESOLVE, CONN_CONNECT, CONN_RELAY };
 
 enum step {
     STEP_WAIT,                  /* alive: waiting for an event, or moved on by itself */
@@ -87,6 +90,8 @@ struct conn {
     uint64_t start_ms;
     double connect_start;       /* for sluice_upstream_connect_seconds */
     uint64_t last_active_ms;
+    struct inspect *in;         /* inspect mode (inspect.c), or NULL */
+    char injected[128];         /* inspect: the headers its rule adds, "A,B" (names only) */
 };
 
 /* conn.c */
@@ -95,7 +100,8 @@ enum step conn_refuse(struct conn *c, enum reason why);    /* STEP_DENY for WHY 
 void conn_record(const struct conn *c, struct flow_record *r, enum flow_event ev);
 void conn_end_record(struct conn *c);
 bool conn_decide(struct conn *c, const char *host, size_t len, const char *method,
-                 const char *path, bool quiet, enum reason *why);
+                 const char *path, bool quiet, struct policy_decision *d);
+bool conn_decide_refused(struct conn *c, enum reason why, bool quiet, struct policy_decision *d);
 void conn_arm(struct conn *c, uint64_t ms);   /* (re)sets the flow's one timer */
 void on_client(evutil_socket_t fd, short what, void *arg);
 
@@ -107,6 +113,11 @@ enum step conn_connect_orig(struct conn *c);    /* the address the sandbox diall
 /* relay.c */
 enum step relay_start(struct conn *c);
 void relay_limits_changed(struct proxy *px);   /* the waiting directions look again */
+/* Inspect mode's share of the sandbox's bandwidth buckets: the bytes of WANT
+ * that WAY may move now, or 0 with *WAIT_MS until a wake-up's worth is back;
+ * and what a read did not use, given back. */
+size_t relay_take(struct proxy *px, int way, size_t want, uint64_t *wait_ms);
+void relay_give_back(struct proxy *px, int way, size_t unused);
 enum step dir_pump(struct dir *d, bool drained);
 void dir_release(struct dir *d);
 void dir_free(struct dir *d);

@@ -15,6 +15,7 @@
 
 #include "clock.h"
 #include "conn_int.h"
+#include "inspect.h"
 #include "resolver.h"
 
 static enum step resolved(struct conn *c, const struct resolver_result *res)
@@ -65,7 +66,7 @@ enum step conn_resolve(struct conn *c)
 static enum step conn_connected(struct conn *c)
 {
     metrics_observe_connect(&c->px->metrics, clock_now_s() - c->connect_start);
-    return relay_start(c);
+    return c->in ? inspect_connected(c) : relay_start(c);
 }
 
 /* The upstream socket is writable: the handshake is done, or failed. */

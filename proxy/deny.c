@@ -21,7 +21,8 @@ size_t deny_tls_alert(uint8_t out[DENY_TLS_ALERT_LEN], enum reason why)
     return DENY_TLS_ALERT_LEN;
 }
 
-size_t deny_http_403(char *out, size_t cap, const char *host, uint16_t port, enum reason why)
+size_t deny_http(char *out, size_t cap, const char *host, uint16_t port, enum reason why,
+                 bool bad_gateway, bool keep_alive)
 {
     char safe[256], body[384];
     size_t i, j = 0;
@@ -35,11 +36,12 @@ size_t deny_http_403(char *out, size_t cap, const char *host, uint16_t port, enu
     if (b < 0 || (size_t)b >= sizeof(body))
         b = 0;
     n = snprintf(out, cap,
-                 "HTTP/1.1 403 Forbidden\r\n"
+                 "HTTP/1.1 %s\r\n"
                  "Content-Type: text/plain; charset=us-ascii\r\n"
                  "Content-Length: %d\r\n"
                  "X-Sluice-Reason: %s\r\n"
-                 "Connection: close\r\n"
-                 "\r\n%s", b, reason_name(why), body);
+                 "%s"
+                 "\r\n%s", bad_gateway ? "502 Bad Gateway" : "403 Forbidden", b,
+                 reason_name(why), keep_alive ? "" : "Connection: close\r\n", body);
     return n < 0 || (size_t)n >= cap ? 0 : (size_t)n;
 }

@@ -17,7 +17,7 @@
 
 static const char *const events[] = {
     [EV_FLOW_START] = "flow_start", [EV_FLOW_END] = "flow_end", [EV_DENY] = "deny",
-    [EV_DNS] = "dns", [EV_RELOAD] = "reload", [EV_LIMIT] = "limit",
+    [EV_DNS] = "dns", [EV_RELOAD] = "reload", [EV_LIMIT] = "limit", [EV_REQUEST] = "request",
 };
 
 static const char *const verdicts[] = {
@@ -70,10 +70,17 @@ size_t flowlog_format(char *buf, size_t cap, const struct flow_record *r)
     if (r->port)
         json_key_u64(&o, "port", r->port);
     json_key_str(&o, "rule", r->rule, 0);
+    json_key_str(&o, "method", r->method, 0);
+    if (r->path)
+        json_key_str(&o, "path", r->path,
+                     r->path_len < FLOWLOG_PATH_MAX ? r->path_len : FLOWLOG_PATH_MAX);
+    if (r->status)
+        json_key_u64(&o, "status", r->status);
     json_key_str(&o, "verdict", verdicts[r->verdict], 0);
     if (r->reason != REASON_NONE)
         json_key_str(&o, "reason", reason_name(r->reason), 0);
     json_key_str(&o, "upstream", r->upstream, 0);
+    json_key_str(&o, "injected", r->injected, 0);
     if (r->has_bytes) {
         json_key_u64(&o, "bytes_up", r->bytes_up);
         json_key_u64(&o, "bytes_down", r->bytes_down);

@@ -14,8 +14,9 @@
 #include "reason.h"
 
 #define FLOWLOG_LINE_MAX 4096   /* one record, escaped; longer fields are cut */
+#define FLOWLOG_PATH_MAX 256    /* a request's path is cut here (before escaping) */
 
-enum flow_event { EV_FLOW_START, EV_FLOW_END, EV_DENY, EV_DNS, EV_RELOAD, EV_LIMIT };
+enum flow_event { EV_FLOW_START, EV_FLOW_END, EV_DENY, EV_DNS, EV_RELOAD, EV_LIMIT, EV_REQUEST };
 enum flow_verdict { VERDICT_NONE, VERDICT_ALLOW, VERDICT_DENY, VERDICT_AUDIT };
 /* NONE: the record has no such key */
 enum flow_proto { PROTO_NONE, PROTO_TLS, PROTO_HTTP, PROTO_TCP, PROTO_DNS, PROTO_COUNT };
@@ -56,6 +57,12 @@ struct flow_record {
     const char *error;          /* reload: why a policy was rejected */
     enum flow_limit limit;      /* limit: which limit */
     uint64_t suppressed;        /* dns: records left out under a flood since the last one */
+    const char *method;         /* request: an inspected HTTP request's method... */
+    const char *path;           /* ...its path, query left out (untrusted bytes, cut at
+                                   FLOWLOG_PATH_MAX)... */
+    size_t path_len;
+    unsigned status;            /* ...and the status the sandbox got; 0: none */
+    const char *injected;       /* the names of the headers the proxy added, "A,B" */
 };
 
 /* The names the log (and the metrics' labels) use; NULL for the NONE values. */

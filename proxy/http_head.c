@@ -345,6 +345,8 @@ enum http_head_status http_head_parse(const uint8_t *buf, size_t len, struct htt
         out->host_state = HTTP_HOST_INVALID;
     else
         out->host_state = HTTP_HOST_OK;
+    /* inside TLS a Host without a port means the TLS port, not 80 */
+    out->port_given = out->host_state == HTTP_HOST_OK && memchr(host_v, ':', host_n) != NULL;
 
     /* the target: origin-form, asterisk-form, or absolute-form agreeing with Host */
     out->path = out->target;

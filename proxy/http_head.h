@@ -52,6 +52,7 @@ struct http_head {
     char host[HOSTNAME_MAX + 1];
     size_t host_len;
     uint16_t port;              /* from Host, or 80 when it names none */
+    bool port_given;            /* Host named the port */
     enum http_body body;
     uint64_t content_length;
     bool connect;               /* CONNECT method */

@@ -17,6 +17,7 @@ static void usage(FILE *out)
             "                    [--dns-listen ADDR:PORT ...] --upstream-dns ADDR[:PORT][,...]\n"
             "                    [--id NAME] [--log FILE|-] [--metrics ADDR:PORT]\n"
             "                    [--control PATH] [--user USER] [--no-seccomp]\n"
+            "                    [--ca-cert FILE --ca-key FILE [--upstream-ca FILE]]\n"
             "                    [--check] [--foreground]\n"
             "\n"
             "  --policy FILE        the policy (see sluicectl check); reloaded on SIGHUP and\n"
@@ -38,6 +39,14 @@ static void usage(FILE *out)
             "                       (default: '%s' if /etc/passwd has it, else '%s'); a\n"
             "                       proxy started as another user stays that user. All\n"
             "                       capabilities are dropped and no_new_privs is set\n"
+            "  --ca-cert FILE --ca-key FILE  the inspect-mode CA (sluicectl ca init): flows\n"
+            "                       an 'inspect: true' rule allows are terminated under\n"
+            "                       leaves it signs, and each HTTP request is checked. Read\n"
+            "                       once, before the privilege drop (key mode 0600). A\n"
+            "                       policy with inspect rules and no CA is refused\n"
+            "  --upstream-ca FILE   PEM certificates that upstream servers' chains are\n"
+            "                       verified against in inspect mode (default: the system\n"
+            "                       store, read whole at start)\n"
             "  --no-seccomp         no syscall filter (debugging only; the default filter\n"
             "                       kills the process on a syscall it does not allow)\n"
             "  --check              validate the policy, print problems, exit 0 or 1\n"
@@ -45,14 +54,16 @@ static void usage(FILE *out)
             "\n"
             "signals: SIGHUP reloads, SIGUSR1 reopens the log, SIGTERM stops accepting and\n"
             "lets flows finish for %d s. exit codes: 0 ok, 1 runtime failure (including a\n"
-            "failed privilege drop), 2 usage.\n",
+            "failed privilege drop or an unreadable CA), 2 usage (including inspect rules\n"
+            "without --ca-cert/--ca-key).\n",
             PRIVDROP_DEFAULT_USER, PRIVDROP_FALLBACK_USER, PROXY_DRAIN_GRACE_MS / 1000);
 }
 
 int main(int argc, char **argv)
 {
     enum { O_POLICY = 256, O_LISTEN, O_DNS, O_UPSTREAM, O_ID, O_LOG, O_CHECK, O_FOREGROUND,
-           O_METRICS, O_CONTROL, O_HELP, O_USER, O_NO_SECCOMP };
+           O_METRICS, O_CONTROL, O_HELP, O_USER, O_NO_SECCOMP, O_CA_CERT, O_CA_KEY,
+           O_UPSTREAM_CA };
     static const struct option opts[] = {
         {"policy", required_argument, NULL, O_POLICY},
         {"listen", required_argument, NULL, O_LISTEN},
@@ -67,6 +78,9 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, O_HELP},
         {"user", required_argument, NULL, O_USER},
         {"no-seccomp", no_argument, NULL, O_NO_SECCOMP},
+        {"ca-cert", required_argument, NULL, O_CA_CERT},
+        {"ca-key", required_argument, NULL, O_CA_KEY},
+        {"upstream-ca", required_argument, NULL, O_UPSTREAM_CA},
         {NULL, 0, NULL, 0},
     };
     struct proxy_options o = {.log_path = "-", .seccomp = true};
@@ -105,6 +119,9 @@ int main(int argc, char **argv)
         case O_HELP: usage(stdout); return 0;
         case O_USER: o.user = optarg; break;
         case O_NO_SECCOMP: o.seccomp = false; break;
+        case O_CA_CERT: o.ca_cert = optarg; break;
+        case O_CA_KEY: o.ca_key = optarg; break;
+        case O_UPSTREAM_CA: o.upstream_ca = optarg; break;
         default:
             log_warnx("unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
             return LOG_EXIT_USAGE;

@@ -69,6 +69,9 @@ void metrics_count(struct metrics *m, const struct flow_record *r)
         else if (r->limit == LIMIT_DNS_QUERIES)
             m->dns[VERDICT_DENY][qtype_index(r->qtype)]++;
         break;
+    case EV_REQUEST:
+        m->requests[v][why]++;
+        break;
     case EV_FLOW_END:
         break;
     }
@@ -151,6 +154,26 @@ int metrics_render(const struct metrics *m, const struct metrics_gauges *g,
         evbuffer_add_printf(out, "sluice_rate_limited_total{limit=\"%s\"} %llu\n",
                             flow_limit_name((enum flow_limit)i),
                             (unsigned long long)m->rate_limited[i]);
+    head(out, "sluice_requests_total", "counter",
+         "HTTP requests on inspected flows (request records) by verdict and reason.");
+    for (v = 0; v < METRICS_VERDICTS; v++)
+        for (r = 0; r < REASON_COUNT; r++)
+            if (m->requests[v][r])
+                evbuffer_add_printf(out, "sluice_requests_total{verdict=\"%s\",reason=\"%s\"} %llu\n",
+                                    verdicts[v], r ? reason_name((enum reason)r) : "none",
+                                    (unsigned long long)m->requests[v][r]);
+    if (g->inspect) {
+        head(out, "sluice_inspect_leaf_certs_total", "counter",
+             "Leaf certificates served to the sandbox: from the cache, or minted.");
+        evbuffer_add_printf(out, "sluice_inspect_leaf_certs_total{result=\"cached\"} %llu\n"
+                            "sluice_inspect_leaf_certs_total{result=\"minted\"} %llu\n",
+                            (unsigned long long)g->leaf_cached,
+                            (unsigned long long)g->leaf_minted);
+        head(out, "sluice_inspect_leaf_mint_seconds_total", "counter",
+             "Time spent minting leaf certificates.");
+        evbuffer_add_printf(out, "sluice_inspect_leaf_mint_seconds_total %.6f\n",
+                            g->leaf_mint_seconds);
+    }
     head(out, "process_cpu_seconds_total", "counter", "User and system CPU time.");
     evbuffer_add_printf(out, "process_cpu_seconds_total %.3f\n", g->cpu_seconds);
     if (g->rss_bytes) {

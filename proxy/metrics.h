@@ -7,6 +7,7 @@
 #ifndef SLUICE_METRICS_H
 #define SLUICE_METRICS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "flowlog.h"
@@ -28,6 +29,7 @@ struct metrics {
     uint64_t connect_count;
     double connect_sum;
     uint64_t rate_limited[LIMIT_COUNT];             /* indexed by enum flow_limit */
+    uint64_t requests[METRICS_VERDICTS][REASON_COUNT];  /* inspected HTTP requests */
 };
 
 /* What the process knows at scrape time, beside the counters. */
@@ -38,9 +40,12 @@ struct metrics_gauges {
     uint64_t rss_bytes;             /* 0: unknown, left out */
     uint64_t open_fds, max_fds;
     double start_time;              /* Unix time */
+    bool inspect;                   /* inspect mode is configured: its leaf counters */
+    uint64_t leaf_cached, leaf_minted;
+    double leaf_mint_seconds;
 };
 
-/* Counts one flow-log record (flow_start, deny, dns, reload, limit). */
+/* Counts one flow-log record (flow_start, deny, dns, reload, limit, request). */
 void metrics_count(struct metrics *m, const struct flow_record *r);
 
 void metrics_observe_connect(struct metrics *m, double seconds);

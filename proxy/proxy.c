@@ -29,6 +29,7 @@
 #include "resolver.h"
 #include "route.h"
 #include "sock.h"
+#include "tls.h"
 
 #define ACCEPT_BACKOFF_MS 100       /* out of descriptors: pause accepting this long */
 #define ACCEPT_BATCH 64             /* connections taken per wake-up before others run */
@@ -67,7 +68,7 @@ void proxy_log(struct proxy *px, struct flow_record *r)
     if (!r->policy)                 /* a flow's records name the policy that decided it */
         r->policy = px->policy ? px->policy->hash : NULL;
     metrics_count(&px->metrics, r);
-    if ((r->event == EV_DNS || r->event == EV_LIMIT) &&
+    if ((r->event == EV_DNS || r->event == EV_LIMIT || r->event == EV_REQUEST) &&
         !log_gate_pass(&px->gate, PROXY_LOG_PER_SECOND,
                        (uint64_t)r->ts.tv_sec * 1000 + (uint64_t)r->ts.tv_nsec / 1000000,
                        &r->suppressed))
@@ -188,6 +189,10 @@ int proxy_reload(struct proxy *px, const char *why, char *msg, size_t cap)
 
     diag_init(&d, px->policy_path);
     rc = policy_load_file(px->policy_path, &p, &d);
+    if (rc == 0 && tls_policy_check(px->tls, p, &d) > 0) {
+        policy_free(p);                 /* never an inspect rule passed by SNI alone */
+        rc = -EINVAL;
+    }
     memset(&r, 0, sizeof(r));
     r.event = EV_RELOAD;
     if (rc < 0) {
@@ -211,7 +216,7 @@ int proxy_reload(struct proxy *px, const char *why, char *msg, size_t cap)
         return rc;
     }
     diag_clear(&d);
-    if (strcmp(p->hash, px->policy->hash) == 0) {
+    if (strcmp(p->hash, px->policy->hash) == 0 && policy_same_secrets(p, px->policy)) {
         policy_free(p);                 /* the same bytes: nothing changes */
         return 0;
     }
@@ -339,6 +344,37 @@ static void raise_nofile(void)
     }
 }
 
+/*
+ * Inspect mode: the CA is read now, before the privilege drop, and never
+ * again; a policy with an inspect rule the proxy cannot serve is refused
+ * rather than passed by SNI alone. Returns 0, or an exit code.
+ */
+static int open_inspect(struct proxy *px, const struct proxy_options *opt)
+{
+    char err[TLS_ERR_MAX];
+    struct diag_list d;
+    size_t bad;
+
+    if (!opt->ca_cert != !opt->ca_key) {
+        log_warnx("--ca-cert and --ca-key go together (see --help)");
+        return 2;
+    }
+    if (opt->upstream_ca && !opt->ca_cert) {
+        log_warnx("--upstream-ca is for inspect mode: it needs --ca-cert and --ca-key");
+        return 2;
+    }
+    if (opt->ca_cert && tls_ctx_open(&px->tls, opt->ca_cert, opt->ca_key, opt->upstream_ca,
+                                     err) < 0) {
+        log_warnx("%s", err);
+        return 1;
+    }
+    diag_init(&d, px->policy_path);
+    bad = tls_policy_check(px->tls, px->policy, &d);
+    diag_print(&d, stderr);
+    diag_clear(&d);
+    return bad ? 2 : 0;
+}
+
 int proxy_open(struct proxy *px, const struct proxy_options *opt, struct policy *policy)
 {
     struct proxy_core *core;
@@ -358,6 +394,8 @@ int proxy_open(struct proxy *px, const struct proxy_options *opt, struct policy 
 
     signal(SIGPIPE, SIG_IGN);
     raise_nofile();
+    if ((rc = open_inspect(px, opt)) != 0)
+        return rc;
     px->base = event_base_new();
     px->log = flowlog_open(opt->log_path);
     if (!px->base || !px->log) {
@@ -457,6 +495,7 @@ void proxy_close(struct proxy *px)
     }
     resolver_free(px->resolver);
     route_probe_free(px->route);
+    tls_ctx_free(px->tls);
     flowlog_close(px->log);
     policy_free(px->policy);
     if (px->base)

@@ -24,6 +24,7 @@ struct resolver;
 struct route_probe;
 struct relay_pool;
 struct proxy_core;
+struct tls_ctx;
 
 #define PROXY_LOG_PER_SECOND 100    /* dns and limit records a second; the rest are counted */
 #define PROXY_MAX_LISTENERS 8       /* --listen */
@@ -49,6 +50,7 @@ struct proxy {
     struct limit_bucket new_conns;  /* limits.new_connections_per_second */
     struct limit_bucket dns_queries;    /* dns.queries_per_second */
     struct proxy_core *core;        /* the process core's own (proxy.c) */
+    struct tls_ctx *tls;            /* inspect mode: the CA and both TLS contexts, or NULL */
 };
 
 /* What the command line asks of a process (sluice-proxy --help says each). */
@@ -59,6 +61,7 @@ struct proxy_options {
     const char *dns[PROXY_MAX_DNS];
     size_t n_dns;
     const char *upstream, *id, *log_path, *metrics, *control, *user;
+    const char *ca_cert, *ca_key, *upstream_ca;     /* inspect mode */
     bool seccomp;
 };
 
@@ -86,7 +89,9 @@ void proxy_close(struct proxy *px);
 void proxy_log(struct proxy *px, struct flow_record *r);
 
 /*
- * Loads the policy file again and swaps it in when it is valid and changed.
+ * Loads the policy file again and swaps it in when it is valid, servable (an
+ * inspect rule needs the CA, and the CA's constraints must cover it) and
+ * changed (its bytes, or a secret it injects).
  * Returns 1 when swapped, 0 when the file is unchanged, or a negative errno
  * when rejected (the old policy stays; MSG gets the errors as FILE:LINE:COL).
  * A swap and a rejection each write a reload record.

@@ -145,6 +145,30 @@ static void dir_refund(struct dir *d, size_t granted, ssize_t n)
         limit_bucket_refund(&px->relay->bw[d->way].bucket, granted - used);
 }
 
+size_t relay_take(struct proxy *px, int way, size_t want, uint64_t *wait_ms)
+{
+    struct bandwidth *bw = &px->relay->bw[way];
+    uint64_t rate = bandwidth_rate(px, way), need;
+    size_t got;
+
+    if (rate == 0)
+        return want;
+    got = (size_t)limit_bucket_take(&bw->bucket, rate, bandwidth_depth(rate), want,
+                                    clock_now_ms());
+    if (got == 0) {
+        need = bandwidth_depth(rate);
+        *wait_ms = limit_bucket_wait_ms(&bw->bucket, rate,
+                                        need < BANDWIDTH_WAKE ? need : BANDWIDTH_WAKE);
+    }
+    return got;
+}
+
+void relay_give_back(struct proxy *px, int way, size_t unused)
+{
+    if (bandwidth_rate(px, way) != 0 && unused > 0)
+        limit_bucket_refund(&px->relay->bw[way].bucket, unused);
+}
+
 /* Budget is back (or the limit changed): every waiting direction tries again. */
 static void on_bandwidth(evutil_socket_t fd, short what, void *arg)
 {

@@ -70,7 +70,9 @@ class Site:
     addrs: tuple
     https: bool = True
     http: bool = True
-    ca: str = "test"            # "test": signed by world.ca_cert; "rogue": by an untrusted CA
+    ca: str = "test"            # "test": signed by world.ca_cert; "rogue": by an untrusted CA;
+                                # "expired": by the test CA, expired yesterday; "wrongname":
+                                # by the test CA, for another name
     aliases: tuple = ()         # extra server_names (and certificate SANs)
 
     @property
@@ -86,6 +88,9 @@ SITES = (
     Site("other.example.test", (ADDR.OTHER4, ADDR.OTHER6)),
     # Valid name, certificate from a CA nobody trusts: upstream_cert_invalid.
     Site("untrusted.example.test", (ADDR.OTHER4, ADDR.OTHER6), ca="rogue"),
+    # The test CA, but expired, or for another name: upstream_cert_invalid too.
+    Site("expired.example.test", (ADDR.OTHER4, ADDR.OTHER6), ca="expired"),
+    Site("wrongname.example.test", (ADDR.OTHER4, ADDR.OTHER6), ca="wrongname"),
 )
 
 # (name, type, value). Types: A, AAAA, CNAME (target must be in this table), TXT.
@@ -99,6 +104,8 @@ DNS_RECORDS = (
     ("other.example.test", "A", ADDR.OTHER4),
     ("other.example.test", "AAAA", ADDR.OTHER6),
     ("untrusted.example.test", "A", ADDR.OTHER4),
+    ("expired.example.test", "A", ADDR.OTHER4),
+    ("wrongname.example.test", "A", ADDR.OTHER4),
     ("alias.example.test", "CNAME", "www.example.test"),
     ("txt.example.test", "TXT", "sluice test txt record"),
     ("capture.test", "A", ADDR.CAPTURE4),
@@ -704,12 +711,16 @@ table inet watch {{
         return d / f"{stem}.pem", d / f"{stem}.key"
 
     def make_leaf(self, names, ca="test"):
-        """A server certificate for NAMES (SANs) signed by the test (or rogue) CA.
-        Returns (cert_path, key_path)."""
+        """A server certificate for NAMES (SANs) signed by the test (or rogue) CA
+        (see Site.ca). Returns (cert_path, key_path)."""
         d = self.tmp / "pki"
-        ca_cert, ca_key = ((self.ca_cert, self.ca_key) if ca == "test" else
-                           (self.rogue_ca_cert, d / "rogue-ca.key"))
+        ca_cert, ca_key = ((self.rogue_ca_cert, d / "rogue-ca.key") if ca == "rogue" else
+                           (self.ca_cert, self.ca_key))
         stem = names[0]
+        if ca == "expired":
+            return self._make_expired_leaf(stem, names)
+        if ca == "wrongname":
+            names = ("someone-else.example.test",)
         san = ",".join(f"DNS:{n}" for n in names)
         self._openssl("req", "-x509", "-new", "-newkey", "ec", "-pkeyopt",
                       "ec_paramgen_curve:P-256", "-noenc", "-days", "30",
@@ -719,6 +730,37 @@ table inet watch {{
                       "-addext", "basicConstraints=critical,CA:FALSE",
                       "-addext", "keyUsage=critical,digitalSignature",
                       "-addext", "extendedKeyUsage=serverAuth")
+        (d / f"{stem}.key").chmod(0o600)
+        return d / f"{stem}.pem", d / f"{stem}.key"
+
+    def _make_expired_leaf(self, stem, names):
+        """openssl req cannot backdate: the cryptography module (python3-cryptography) can."""
+        import datetime
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        d = self.tmp / "pki"
+        ca_key = serialization.load_pem_private_key(self.ca_key.read_bytes(), None)
+        ca = x509.load_pem_x509_certificate(self.ca_cert.read_bytes())
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+                .issuer_name(ca.subject).public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(days=10))
+                .not_valid_after(now - datetime.timedelta(days=1))
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]),
+                               critical=False)
+                .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
+                               critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        (d / f"{stem}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        (d / f"{stem}.key").write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
         (d / f"{stem}.key").chmod(0o600)
         return d / f"{stem}.pem", d / f"{stem}.key"
 
@@ -825,7 +867,7 @@ table inet watch {{
                '"server_addr":"$server_addr","server_port":"$server_port","scheme":"$scheme",'
                '"site":"$server_name","host":"$host","sni":"$ssl_server_name",'
                '"request":"$request","status":$status,"bytes":$body_bytes_sent,'
-               '"request_length":$request_length}\'')
+               '"request_length":$request_length,"auth":"$http_authorization"}\'')
         out = [
             "daemon off;", "master_process on;", "worker_processes 1;", "user root root;",
             f"pid {t / 'nginx.pid'};", f"error_log {t / 'nginx-error.log'} notice;",

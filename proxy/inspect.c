@@ -224,7 +224,8 @@ static void request_begin(struct inspect *in, const struct http_head *h)
     while (in->path_len < h->path_len && in->path_len < sizeof(in->path) &&
            h->path[in->path_len] != '?')
         in->path_len++;
-    memcpy(in->path, h->path, in->path_len);    /* the query may hold tokens: never logged */
+    if (in->path_len)                   /* the query may hold tokens: never logged */
+        memcpy(in->path, h->path, in->path_len);
     in->status = 0;
     in->verdict = VERDICT_ALLOW;
     in->reason = REASON_NONE;

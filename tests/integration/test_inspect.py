@@ -276,7 +276,7 @@ def test_an_h2_only_client_gets_http1_or_a_clean_end(env):
     r = world.run(sb.name, [PYTHON, "-c", H2_ONLY, str(px.ca), ADDR.CAPTURE4], timeout=15)
     assert r.returncode == 0, r.stderr
     assert "alpn None" in r.stdout
-    assert "answer HTTP/1.1 403" in r.stdout
+    assert "answer HTTP/1.1 403" in r.stdout, px.proc.log()[-3000:]
     assert time.monotonic() - t0 < 5
 
 

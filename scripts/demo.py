@@ -18,6 +18,7 @@ sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
 import testworld                                    # noqa: E402
 from testworld import ADDR, wait_for                # noqa: E402
+import subprocess                                   # noqa: E402
 
 BUILD = Path(os.environ.get("SLUICE_BUILD", ROOT / "build"))
 POLICY = """\
@@ -27,6 +28,11 @@ egress:
   - domain: plain.example.test        # plain HTTP, checked on every request
     ports: [80]
   - domain: private.example.test      # allowed by name, but it resolves to 10.0.0.1
+  - domain: api.example.test          # as config/example.yaml's api.github.com rule:
+    inspect: true                     # TLS terminated by the proxy, so these HTTP
+    http:                             # rules apply to each request inside TLS
+      - methods: [GET, HEAD]
+        paths: ["/allowed*"]
 destinations:
   allow_ranges: [203.0.113.0/24]      # the demo's internet lives in a TEST-NET
 """
@@ -36,10 +42,12 @@ def say(text):
     print(f"\n\033[1m{text}\033[0m", flush=True)
 
 
-def sandbox_run(world, sandbox, argv):
+def sandbox_run(world, sandbox, argv, netns_exec=False):
+    """ARGV in the sandbox; NETNS_EXEC: through `ip netns exec`, which shows the
+    sandbox its /etc/netns files (resolv.conf, and the CA in /etc/ssl)."""
     shown = " ".join(str(a) for a in argv)
     print(f"sandbox$ {shown}", flush=True)
-    r = world.run(sandbox, argv, timeout=15, nsenter=True)
+    r = world.run(sandbox, argv, timeout=15, nsenter=not netns_exec)
     out = (r.stdout + r.stderr).strip()
     print("  " + out.replace("\n", "\n  ") if out else f"  (exit {r.returncode})")
     return r
@@ -68,22 +76,32 @@ def main():
         name = world.name("demo")
         netsetup = str(BUILD / "netsetup" / "sluice-netsetup")
 
-        say(f"== sluice-netsetup up {name}: the sandbox's namespace and its rules")
-        r = world.run(world.host, [netsetup, "up", name, "--json"], env=run_env,
-                      nsenter=True, check=True)
+        say("== sluicectl ca init: the inspect-mode CA, name-constrained to the inspect rules")
+        policy = world.tmp / "policy.yaml"
+        policy.write_text(POLICY)
+        ca = world.tmp / "ca"
+        subprocess.run([str(BUILD / "ctl" / "sluicectl"), "ca", "init", str(ca), "--policy",
+                        str(policy)], check=True)
+        os.chmod(ca, 0o755)
+
+        say(f"== sluice-netsetup up {name} --ca ca.pem: the sandbox's namespace, its rules, "
+            "and the CA in its /etc/ssl")
+        r = world.run(world.host, [netsetup, "up", name, "--json", "--ca", str(ca / "ca.pem")],
+                      env=run_env, nsenter=True, check=True)
         info = json.loads(r.stdout)
         print(json.dumps(info, indent=2))
         gw = info["gateway_addr"].split("/")[0]
 
         say("== sluice-proxy for the sandbox, with this policy")
-        policy = world.tmp / "policy.yaml"
-        policy.write_text(POLICY)
         print(POLICY)
         log = world.tmp / "flows.jsonl"
         proxy = world.spawn(world.host, [BUILD / "proxy" / "sluice-proxy", "--policy", policy,
                                          "--listen", info["proxy_listen"],
                                          "--dns-listen", info["dns_listen"], "--upstream-dns",
-                                         ADDR.DNS4, "--id", name, "--log", log],
+                                         ADDR.DNS4, "--id", name, "--log", log,
+                                         "--ca-cert", ca / "ca.pem", "--ca-key", ca / "ca.key",
+                                         # the demo internet's servers have test certificates
+                                         "--upstream-ca", world.ca_cert],
                             name="sluice-proxy")
         wait_for(lambda: "serving with policy" in proxy.log(), 5.0, what="sluice-proxy")
 
@@ -98,6 +116,14 @@ def main():
         say("== allowed: TLS by SNI, plain HTTP by Host")
         curl(world, name, "https://www.example.test/")
         curl(world, name, "http://plain.example.test/")
+
+        say("== inspect mode: each request inside TLS is checked (the sandbox trusts the CA)")
+        for method, path, extra in (("GET", "/allowed/x", ()), ("POST", "/allowed/x", ()),
+                                    ("GET", "/secret", ()),
+                                    ("GET", "/allowed/x", ("-H", "Host: www.example.test"))):
+            sandbox_run(world, name, ["curl", "-sS", "-i", "--max-time", "5", "--cacert",
+                                      "/etc/ssl/certs/sluice-ca.pem", "-X", method, *extra,
+                                      f"https://api.example.test{path}"], netns_exec=True)
 
         say("== denied: a name no rule allows (TLS alert), the same over HTTP (403)")
         curl(world, name, "https://other.example.test/")

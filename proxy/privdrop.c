@@ -341,6 +341,12 @@ int privdrop_apply(const char *user, bool seccomp, struct privdrop_result *out, 
      * switch of user made this one non-dumpable. Sanitizer builds only. */
     if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
         return fail(err, errlen, errno, "PR_SET_DUMPABLE: %s", strerror(errno));
+#else
+    /* no core dump and no ptrace by the same user, even when no switch of
+     * user made it so (a sidecar started as its UID): the process holds the
+     * inspect-mode CA key and injected credentials */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        return fail(err, errlen, errno, "PR_SET_DUMPABLE: %s", strerror(errno));
 #endif
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         return fail(err, errlen, errno, "setting no_new_privs: %s", strerror(errno));

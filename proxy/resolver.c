@@ -484,7 +484,7 @@ struct resolver_query *resolver_lookup(struct resolver *r, const char *name, res
         return q;
     }
 
-    hash = cache_hash(r->key, (const uint8_t *)name, len);
+    hash = siphash24(r->key, (const uint8_t *)name, len);
     now = r->now_ms(r->clock_arg);
     e = cache_find(r, name, len, hash);
     if (e && e->fetch) {
@@ -534,7 +534,7 @@ bool resolver_cached(struct resolver *r, const char *name, struct resolver_resul
 
     if (len > RESOLVER_NAME_MAX)
         return false;
-    e = cache_find(r, name, len, cache_hash(r->key, (const uint8_t *)name, len));
+    e = cache_find(r, name, len, siphash24(r->key, (const uint8_t *)name, len));
     if (!e || e->fetch)
         return false;
     now = r->now_ms(r->clock_arg);

@@ -11,6 +11,7 @@
 
 #include "list.h"
 #include "resolver.h"
+#include "siphash.h"
 
 #define BUCKETS 8192            /* power of two; cached names plus those in flight */
 
@@ -99,8 +100,6 @@ struct resolver {
 int resolver_name_to_wire(const char *name, uint8_t *wire, size_t *wlen);
 
 /* resolver_cache.c */
-/* SipHash-2-4: a sandbox picks the names, so it must not be able to pick the buckets. */
-uint64_t cache_hash(const uint64_t key[2], const uint8_t *p, size_t len);
 struct entry **cache_bucket(struct resolver *r, uint64_t hash);
 struct entry *cache_find(struct resolver *r, const char *name, size_t len, uint64_t hash);
 void cache_lru_unlink(struct resolver *r, struct entry *e);

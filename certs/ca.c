@@ -392,7 +392,12 @@ int ca_load(const char *cert_path, const char *key_path, X509 **cert, EVP_PKEY *
         return fail(err, "--ca-key %s: %s", key_path, strerror(errno));
     /* group read stays allowed: Kubernetes gives a secret to a non-root
      * container only through its group (fsGroup) */
-    if (fstat(fileno(f), &st) < 0 || (st.st_mode & 007)) {
+    if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return fail(err, "--ca-key %s: not a regular file (give the ca.key 'sluicectl ca init' "
+                    "made)", key_path);
+    }
+    if (st.st_mode & 007) {
         fclose(f);
         return fail(err, "--ca-key %s: readable by any user (mode %03o): a CA key must be "
                     "private (chmod 600 %s)", key_path, (unsigned)(st.st_mode & 0777),
@@ -406,7 +411,7 @@ int ca_load(const char *cert_path, const char *key_path, X509 **cert, EVP_PKEY *
     *cert = read_cert(cert_path, err);
     if (!*cert)
         goto bad;
-    if (X509_check_ca(*cert) <= 0) {
+    if (!(X509_get_extension_flags(*cert) & EXFLAG_CA)) {     /* basicConstraints CA:TRUE */
         fail(err, "--ca-cert %s is not a CA certificate (make one with 'sluicectl ca init')",
              cert_path);
         goto bad;

@@ -1,8 +1,7 @@
 /*
- * Leaf certificates for inspect mode: minted under the CA on a name's first
- * use and kept in a bounded in-memory LRU. A leaf is P-256 with its own key,
- * its SNI as its only name, serverAuth, valid at most LEAF_VALIDITY_S and
- * never past the CA; keys never touch disk.
+ * Inspect mode's leaf certificates: one per name, minted with the CA's key on
+ * first use (a fresh P-256 key each, never written anywhere) and kept in a
+ * bounded in-memory LRU so that a name's next connections reuse it. One thread.
  */
 #ifndef SLUICE_LEAF_H
 #define SLUICE_LEAF_H
@@ -12,27 +11,33 @@
 #include <stdint.h>
 #include <time.h>
 
-#define LEAF_VALIDITY_S (24 * 3600)     /* a leaf's whole validity, at most */
-#define LEAF_BACKDATE_S 3600            /* notBefore this far back, for a client with a slow clock */
+#define LEAF_VALIDITY_S (24 * 3600) /* a leaf's whole validity, at most */
+#define LEAF_BACKDATE_S 3600        /* notBefore this far back, for clients with a slow clock */
 #define LEAF_CACHE_DEFAULT 1024
+#define LEAF_CACHE_MAX (1u << 16)   /* about 5 KiB of heap a leaf: 320 MiB at most */
 
 struct leaf_cache;
 
 struct leaf_stats {
     uint64_t hits, minted;
-    uint64_t mint_ns;                   /* time spent minting, in all */
+    uint64_t mint_ns;                   /* total time spent minting */
     size_t entries;
 };
 
-/* A cache of at most MAX leaves signed by CA_CERT with CA_KEY (it takes its own references). */
+/*
+ * A cache of at most MAX leaves (0: LEAF_CACHE_DEFAULT) signed by CA_KEY as CA_CERT's subject;
+ * it takes its own references to both. NULL when out of memory, when MAX is over
+ * LEAF_CACHE_MAX or when CA_CERT's validity cannot be read.
+ */
 struct leaf_cache *leaf_cache_new(X509 *ca_cert, EVP_PKEY *ca_key, size_t max);
 void leaf_cache_free(struct leaf_cache *lc);
 
 /*
- * The leaf for NAME (a valid hostname, matched case-insensitively): cached,
- * or minted now (also when the cached one expires within LEAF_BACKDATE_S of
- * NOW). 0 with *CERT and *KEY borrowed until the next leaf_get() or
- * leaf_cache_free(); -EKEYEXPIRED when the CA is not valid at NOW; -ENOMEM.
+ * The leaf for NAME (a valid hostname; matched case-insensitively): cached, or minted now.
+ * 0 and *CERT, *KEY borrowed (valid until the next leaf_get() or leaf_cache_free()), or -errno:
+ * -EINVAL for anything but a hostname (IP literals included: the CA excludes every address),
+ * -EKEYEXPIRED when the CA is no longer (or not yet) valid at NOW, -ENOMEM, -EIO when OpenSSL
+ * fails otherwise.
  */
 int leaf_get(struct leaf_cache *lc, const char *name, time_t now, X509 **cert, EVP_PKEY **key);
 

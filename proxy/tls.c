@@ -295,8 +295,10 @@ SSL *tls_server_new(struct tls_ctx *t, int fd, const char *name, const uint8_t *
     X509 *cert;
     EVP_PKEY *key;
 
-    if (leaf_get(t->leaves, name, time(NULL), &cert, &key) < 0)
+    if (leaf_get(t->leaves, name, time(NULL), &cert, &key) < 0) {
+        ERR_clear_error();              /* the next SSL_get_error() must not see it */
         return NULL;
+    }
     ssl = ssl_new(t, t->server, fd, pre, pre_len);
     if (ssl && (SSL_use_certificate(ssl, cert) != 1 || SSL_use_PrivateKey(ssl, key) != 1)) {
         SSL_free(ssl);

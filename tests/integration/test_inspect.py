@@ -45,6 +45,8 @@ egress:
     inspect: true
   - domain: wrongname.example.test
     inspect: true
+  - domain: nodns.example.test        # allowed and inspected; DNS has no such name
+    inspect: true
   - domain: other.example.test
 destinations:
   allow_ranges: [203.0.113.0/24, 2001:db8::/32]
@@ -459,3 +461,43 @@ def test_an_inspected_upload_keeps_to_the_bandwidth_limit(env, tmp_path):
     assert took > 1.3, took         # 2 MiB at 1 MiB/s, a tenth of a second of burst
     rec = px.wait_record(event="limit", host="www.example.test", limit="upload_bytes_per_second")
     assert rec["reason"] == "rate_limited"
+
+
+def reload_policy(px, text):
+    n = len(px.records(event="reload"))
+    px.policy.write_text(text)
+    px.proc.signal(signal.SIGHUP)
+    wait_for(lambda: len(px.records(event="reload")) > n, 5, what="reload record")
+    return px.records(event="reload")[-1]
+
+
+def test_audit_mode_lets_a_refused_request_through_and_says_so(env):
+    world, sb, px = env
+    text = POLICY.format(secret=px.secret)
+    try:
+        assert reload_policy(px, text.replace("version: 1\n", "version: 1\nmode: audit\n"))[
+            "verdict"] == "allow"
+        world.nginx_reset()
+        r = curl(world, sb, px, "https://api.example.test/allowed/audited", "-X", "DELETE")
+        assert status_of(r.stdout) == 200, r.stdout     # nginx answers what it was sent
+        assert [q["request"] for q in requests_of(world, "/allowed/audited")] == \
+            ["DELETE /allowed/audited HTTP/1.1"]
+        rec = px.wait_record(event="request", path="/allowed/audited")
+        assert rec["verdict"] == "audit" and rec["reason"] == "method_not_allowed"
+        assert rec["status"] == 200
+    finally:
+        reload_policy(px, text)
+
+
+def test_an_inspected_name_that_does_not_resolve_is_a_502(env):
+    """The name is allowed and inspected, but DNS has no address for it: the
+    sandbox gets a 502 inside its TLS, not a hang or a bare close."""
+    world, sb, px = env
+    r = world.run(sb.name, ["curl", "-sS", "-i", "--max-time", "8", "--cacert", px.ca,
+                            "--resolve", f"nodns.example.test:443:{ADDR.CAPTURE4}",
+                            "https://nodns.example.test/x"], timeout=15)
+    assert status_of(r.stdout) == 502, r.stdout + r.stderr
+    assert reason_of(r.stdout) == "resolve_failed"
+    rec = px.wait_record(event="request", host="nodns.example.test")
+    assert rec["status"] == 502 and rec["reason"] == "resolve_failed" and rec["path"] == "/x"
+    assert px.wait_record(event="deny", host="nodns.example.test")["reason"] == "resolve_failed"

@@ -554,19 +554,6 @@ static enum step upstream_ended(struct conn *c)
 
 /* ---- the pump ---- */
 
-/* The sandbox's handshake is done: the flow starts (its requests are its records). */
-static void started(struct conn *c)
-{
-    struct flow_record r;
-
-    conn_record(c, &r, EV_FLOW_START);
-    r.verdict = c->verdict;
-    proxy_log(c->px, &r);
-    c->started = true;
-    c->state = CONN_RELAY;
-    conn_arm(c, c->px->policy->settings.timeouts.idle_ms);
-}
-
 static void side_arm(struct conn *c, struct side *s)
 {
     if (!s->ev)
@@ -589,7 +576,8 @@ static enum step pump_once(struct conn *c, bool *moved)
             return STEP_CLOSE;                  /* the sandbox refused the leaf, or left */
         if (r == 0)
             return STEP_WAIT;
-        started(c);
+        c->state = CONN_RELAY;
+        conn_arm(c, c->px->policy->settings.timeouts.idle_ms);
         *moved = true;
     }
     if (in->us.ssl && !in->us.ready) {
@@ -702,6 +690,7 @@ static void on_throttle(evutil_socket_t fd, short what, void *arg)
 enum step inspect_start(struct conn *c)
 {
     struct inspect *in = calloc(1, sizeof(*in));
+    struct flow_record r;
 
     if (!in)
         return STEP_CLOSE;
@@ -726,6 +715,12 @@ enum step inspect_start(struct conn *c)
     c->up.len = c->up.cap = 0;
     if (!in->cs.ssl || !in->cs.ev || !in->throttle)
         return STEP_CLOSE;
+    /* the flow starts now, as a spliced one does once connected: a sandbox that
+     * then refuses the leaf (it does not trust the CA) still leaves a flow_end */
+    conn_record(c, &r, EV_FLOW_START);
+    r.verdict = c->verdict;
+    proxy_log(c->px, &r);
+    c->started = true;
     c->state = CONN_TLS;                /* the handshake is due within timeouts.sniff */
     return inspect_pump(c);
 }

@@ -501,3 +501,18 @@ def test_an_inspected_name_that_does_not_resolve_is_a_502(env):
     rec = px.wait_record(event="request", host="nodns.example.test")
     assert rec["status"] == 502 and rec["reason"] == "resolve_failed" and rec["path"] == "/x"
     assert px.wait_record(event="deny", host="nodns.example.test")["reason"] == "resolve_failed"
+
+
+def test_a_sandbox_that_refuses_the_leaf_leaves_a_flow_record(env):
+    """A client that does not trust the CA ends the handshake; the attempt is
+    still a flow_start and a flow_end (with nothing relayed), never silence."""
+    world, sb, px = env
+    before = {r["flow"] for r in px.records(event="flow_start", host="www.example.test")}
+    r = world.run(sb.name, ["curl", "-sS", "--max-time", "5", "--cacert", str(world.ca_cert),
+                            "https://www.example.test/"], timeout=10)
+    assert r.returncode == 60, r.stderr             # the leaf does not verify
+    new = [s for s in px.records(event="flow_start", host="www.example.test")
+           if s["flow"] not in before]
+    assert len(new) == 1
+    end = px.wait_record(event="flow_end", flow=new[0]["flow"])
+    assert end["bytes_up"] == 0 and end["bytes_down"] == 0

@@ -161,20 +161,26 @@ static int write_some(struct side *s, struct plain *p, const uint8_t *b, size_t 
     return 1;
 }
 
-/* Sends what waits in P. 1: all out, 0: waiting, -1: failed. */
-static int side_flush(struct side *s, struct plain *p)
+/* Sends what waits in P. 1: all out, 0: waiting, -1: failed. MOVED: bytes went out (what
+ * waited behind them, a pipelined request say, may go on now). */
+static int side_flush(struct side *s, struct plain *p, bool *moved)
 {
-    int r;
+    uint64_t before = p->count->bytes;
+    int r = 1;
 
     if (p->pre) {
         r = write_some(s, p, p->pre, &p->pre_off, p->pre_len);
-        if (r <= 0)
-            return r;
-        free(p->pre);
-        p->pre = NULL;
-        p->pre_off = p->pre_len = 0;
+        if (r > 0) {
+            free(p->pre);
+            p->pre = NULL;
+            p->pre_off = p->pre_len = 0;
+        }
     }
-    return write_some(s, p, p->buf, &p->off, p->checked);
+    if (r > 0)
+        r = write_some(s, p, p->buf, &p->off, p->checked);
+    if (p->count->bytes != before)
+        *moved = true;
+    return r;
 }
 
 static bool plain_empty(const struct plain *p)
@@ -592,9 +598,9 @@ static enum step pump_once(struct conn *c, bool *moved)
         }
     }
     /* what is queued goes first */
-    if (in->us.ready && (r = side_flush(&in->us, &in->up)) < 0)
+    if (in->us.ready && (r = side_flush(&in->us, &in->up, moved)) < 0)
         return STEP_CLOSE;
-    if ((r = side_flush(&in->cs, &in->down)) < 0)
+    if ((r = side_flush(&in->cs, &in->down, moved)) < 0)
         return STEP_CLOSE;
     if (in->closing && !in->busy && plain_empty(&in->down)) {
         SSL_shutdown(in->cs.ssl);               /* close_notify, best effort */
@@ -735,8 +741,10 @@ void inspect_refuse(struct conn *c, enum reason why)
             in->reason = why;
             request_record(c);
         }
+        bool moved = false;
+
         in->cs.want = 0;
-        side_flush(&in->cs, &in->down);         /* best effort: the flow ends now */
+        side_flush(&in->cs, &in->down, &moved); /* best effort: the flow ends now */
         SSL_shutdown(in->cs.ssl);
     }
 }

@@ -516,3 +516,31 @@ def test_a_sandbox_that_refuses_the_leaf_leaves_a_flow_record(env):
     assert len(new) == 1
     end = px.wait_record(event="flow_end", flow=new[0]["flow"])
     assert end["bytes_up"] == 0 and end["bytes_down"] == 0
+
+
+PIPELINED = r"""
+import re, socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+s = ctx.wrap_socket(socket.create_connection(("api.example.test", 443), timeout=8),
+                    server_hostname="api.example.test")
+req = lambda m, p, extra="": (f"{m} {p} HTTP/1.1\r\nHost: api.example.test\r\n{extra}\r\n").encode()
+s.sendall(req("GET", "/allowed/p1") + req("POST", "/allowed/p2", "Content-Length: 0\r\n") +
+          req("GET", "/allowed/p3") + req("GET", "/allowed/p4", "Connection: close\r\n"))
+data = b""
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    data += b
+print(" ".join(re.findall(r"HTTP/1\.1 (\d{3}) ", data.decode())))
+"""
+
+
+def test_pipelined_requests_are_each_checked_and_answered_in_order(env):
+    world, sb, px = env
+    world.nginx_reset()
+    r = world.run(sb.name, [PYTHON, "-c", PIPELINED, str(px.ca)], timeout=20)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["200", "403", "200", "200"], r.stdout
+    assert [q["request"].split()[1] for q in requests_of(world, "/allowed/p")] == \
+        ["/allowed/p1", "/allowed/p3", "/allowed/p4"]

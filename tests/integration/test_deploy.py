@@ -181,6 +181,22 @@ def san(world):
 
 
 @pytest.fixture(scope="module")
+def github(world):
+    """api.github.com, the shipped policy's inspect rule, served by the test world
+    like pypi.org below. Removed again afterwards."""
+    site = Site("api.github.com", (ADDR.WWW4, ADDR.WWW6))
+    world.dns_add("api.github.com", "A", ADDR.WWW4)
+    try:
+        world.add_site(site)
+        yield site
+    finally:
+        world.dns_remove("api.github.com")
+        if site in world.sites:
+            world.sites.remove(site)
+            world.nginx_restart()
+
+
+@pytest.fixture(scope="module")
 def pypi(world):
     """pypi.org, the first name of the shipped policy, served by the test world
     (DNS and an HTTPS vhost), so that policy runs unchanged but for its
@@ -476,9 +492,16 @@ def test_pod_ports_probes_and_policy_mount_agree():
     assert any(control.startswith(m["mountPath"] + "/") and "emptyDir" in vols[n]
                for n, m in mounts.items())
     assert flag_value(args, "--log") == "-"
-    # nothing of the pod mounts the policy or the socket into the workload
+    # nothing of the pod mounts the policy, the socket or the CA key into the
+    # workload: it gets the CA's certificate alone
     assert not container(spec, "sandbox").get("env")
-    assert {m["name"] for m in container(spec, "sandbox")["volumeMounts"]} == {"tmp"}
+    assert {m["name"] for m in container(spec, "sandbox")["volumeMounts"]} == {"tmp", "ca-cert"}
+    assert vols["ca-cert"]["secret"]["items"] == [{"key": "ca.pem", "path": "ca.pem",
+                                                    "mode": 0o444}]
+    ca = mounts["ca"]
+    assert flag_value(args, "--ca-cert") == ca["mountPath"] + "/ca.pem"
+    assert flag_value(args, "--ca-key") == ca["mountPath"] + "/ca.key"
+    assert vols["ca"]["secret"]["secretName"] == vols["ca-cert"]["secret"]["secretName"]
 
 
 def test_kustomization_generates_the_configmaps_the_pod_uses():
@@ -519,6 +542,13 @@ def test_kubectl_kustomize_renders_the_same_pod():
 
 
 # ------------------------------------------------------------------ Kubernetes: run
+
+class SecretVolume:
+    """A Secret volume: its files, as the kubelet writes them, in ROOT."""
+
+    def __init__(self, root):
+        self.root = root
+
 
 class ConfigMapVolume:
     """A ConfigMap volume as the kubelet writes it: DIR/..<timestamp>/<key>,
@@ -586,18 +616,20 @@ def caps_proxy_binary(world, installed):
     return str(dst)
 
 
-def setpriv_for(sc, file_caps):
+def setpriv_for(sc, file_caps, groups=()):
     """setpriv options that give a process what SECURITYCONTEXT gives a
-    container: its UID/GID, a bounding set of the added capabilities, no
-    inherited ones, and no_new_privs unless privilege escalation is allowed.
-    Without FILE_CAPS (see caps_proxy_binary), the added capabilities of a
-    non-root UID come as ambient ones."""
+    container: its UID/GID, the pod's supplementary GROUPS (its fsGroup), a
+    bounding set of the added capabilities, no inherited ones, and
+    no_new_privs unless privilege escalation is allowed. Without FILE_CAPS
+    (see caps_proxy_binary), the added capabilities of a non-root UID come as
+    ambient ones."""
     add = [c.lower() for c in sc.get("capabilities", {}).get("add", [])]
     assert sc["capabilities"].get("drop") == ["ALL"]
     opts = [f"--bounding-set=-all{''.join(',+' + c for c in add)}"]
     uid = sc["runAsUser"]
     if uid != 0:
-        opts += [f"--reuid={uid}", f"--regid={sc.get('runAsGroup', uid)}", "--clear-groups"]
+        opts += [f"--reuid={uid}", f"--regid={sc.get('runAsGroup', uid)}",
+                 f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups"]
     if uid != 0 and add and not file_caps:
         caps = ",".join("+" + c for c in add)
         opts += [f"--inh-caps=-all,{caps}", f"--ambient-caps=-all,{caps}"]
@@ -609,7 +641,7 @@ def setpriv_for(sc, file_caps):
 
 
 @pytest.fixture(scope="module")
-def k8s_pod(world, installed, pypi, san):
+def k8s_pod(world, installed, pypi, github, san):
     """The pod of pod.yaml, run as the kubelet would run it, in a namespace of its
     own plugged into inet (its resolv.conf names the test DNS server, as a pod's
     names the cluster DNS)."""
@@ -623,9 +655,18 @@ def k8s_pod(world, installed, pypi, san):
     base = world.tmp / f"k8s-{token()}"
     base.mkdir(mode=0o755)
     policy_text = policy_for_world((K8S / "policy.yaml").read_text())
+    fs_group = spec["securityContext"].get("fsGroup")
+    groups = (fs_group,) if fs_group else ()
+    # the sluice-ca Secret, made as the manifest's comment says
+    ca_dir = base / "ca-made"
+    (base / "ca-policy.yaml").write_text(policy_text)
+    r = subprocess.run([installed.prog("sluicectl"), "ca", "init", str(ca_dir), "--policy",
+                        str(base / "ca-policy.yaml")], capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0, r
     name = world.add_ns("kpod", connect=True)
     try:
-        # volumes: the ConfigMap as the kubelet mounts it, emptyDirs owned by the pod
+        # volumes: the ConfigMap as the kubelet mounts it, emptyDirs owned by the pod;
+        # a Secret's files root-owned, group fsGroup, with the modes the manifest asks
         vols = {}
         for v in spec["volumes"]:
             d = base / v["name"]
@@ -633,6 +674,16 @@ def k8s_pod(world, installed, pypi, san):
                 assert v["configMap"]["name"] == "sluice-policy"
                 vols[v["name"]] = ConfigMapVolume(d, {"policy.yaml": policy_text},
                                                   v["configMap"]["defaultMode"])
+            elif "secret" in v:
+                sec = v["secret"]
+                assert sec["secretName"] == "sluice-ca"
+                d.mkdir(mode=0o755)
+                items = sec.get("items") or [{"key": k, "path": k} for k in ("ca.pem", "ca.key")]
+                for it in items:
+                    shutil.copyfile(ca_dir / it["key"], d / it["path"])
+                    os.chown(d / it["path"], 0, fs_group or 0)
+                    os.chmod(d / it["path"], it.get("mode", sec.get("defaultMode", 0o644)))
+                vols[v["name"]] = SecretVolume(d)
             else:
                 d.mkdir(mode=0o755)
                 vols[v["name"]] = d
@@ -641,8 +692,8 @@ def k8s_pod(world, installed, pypi, san):
             m = {"/usr/sbin/": installed.path(installed.sbindir)}
             for vm in c.get("volumeMounts", []):
                 v = vols[vm["name"]]
-                m[vm["mountPath"]] = v.root if isinstance(v, ConfigMapVolume) else v
-                if not isinstance(v, ConfigMapVolume):
+                m[vm["mountPath"]] = v.root if isinstance(v, (ConfigMapVolume, SecretVolume)) else v
+                if not isinstance(v, (ConfigMapVolume, SecretVolume)):
                     os.chown(v, c["securityContext"]["runAsUser"],
                              c["securityContext"].get("runAsGroup", 0))
             return m
@@ -681,7 +732,11 @@ def k8s_pod(world, installed, pypi, san):
             argv[0] = binary
         supported = proxy_flags(argv[0])
         argv = [argv[0], *known_proxy_args(argv[1:], supported)]
-        proc = world.spawn(name, [*setpriv_for(px["securityContext"], bool(binary)), *argv],
+        # the one change the test world needs: its servers' certificates come from
+        # the test CA, not from the public roots the image trusts
+        argv += ["--upstream-ca", str(world.ca_cert)]
+        proc = world.spawn(name, [*setpriv_for(px["securityContext"], bool(binary), groups),
+                                  *argv],
                            name="k8s-sluice-proxy", nsenter=True, env=san.env())
         wait_serving(proc)
 
@@ -689,7 +744,8 @@ def k8s_pod(world, installed, pypi, san):
         yield type("Pod", (), dict(
             name=name, proxy=proc, policy=vols["policy"], policy_text=policy_text,
             supported=supported, addr=world.links[name].addr4, file_caps=bool(binary),
-            workload=setpriv_for(wl["securityContext"], False)))
+            workload=setpriv_for(wl["securityContext"], False, groups),
+            workload_ca=map_path("/etc/sluice/ca/ca.pem", paths(wl))))
     finally:
         world.remove_ns(name)
 
@@ -755,6 +811,33 @@ def test_pod_workload_reaches_allowed_name_and_not_denied_one(world, k8s_pod, ca
     assert [r for r in log if r.get("event") == "deny" and r.get("host") == "www.example.test"
             and r.get("reason") == "not_allowlisted"]
     assert all(r.get("sandbox") == "sandbox" for r in log)     # --id $(POD_NAME)
+
+
+def test_pod_workload_request_is_inspected_through_the_sidecar(world, k8s_pod):
+    """The shipped policy's inspect rule, from the workload (UID 1000) trusting
+    the CA certificate its volume holds: GET on an allowed path reaches the
+    server, a POST gets a 403 from the proxy inside TLS and never leaves."""
+    world.nginx_reset()
+    ok = workload_curl(world, k8s_pod, "https://api.github.com/repos/x/y", "--cacert",
+                       k8s_pod.workload_ca)
+    assert ok.returncode == 0 and ok.stdout == "hello from api.github.com\n", ok
+    bad = workload_curl(world, k8s_pod, "https://api.github.com/repos/x/y", "--cacert",
+                        k8s_pod.workload_ca, "-X", "POST", "-i")
+    assert "HTTP/1.1 403" in bad.stdout and "X-Sluice-Reason: method_not_allowed" in bad.stdout
+    assert [q["request"] for q in nginx_saw(world, "api.github.com")] == \
+        ["GET /repos/x/y HTTP/1.1"]
+    reqs = [r for r in proxy_records(k8s_pod.proxy.log()) if r.get("event") == "request"]
+    assert [(r["method"], r["status"], r["verdict"]) for r in reqs[-2:]] == \
+        [("GET", 200, "allow"), ("POST", 403, "deny")]
+    # the key is the proxy's alone: the workload's volume holds the certificate only
+    spec = pod_spec()
+    wl_vols = {m["name"] for m in container(spec, "sandbox")["volumeMounts"]}
+    for v in spec["volumes"]:
+        if v["name"] in wl_vols and "secret" in v:
+            assert [i["key"] for i in v["secret"]["items"]] == ["ca.pem"]
+    r = world.run(k8s_pod.name, [*k8s_pod.workload, "cat",
+                                 str(Path(k8s_pod.workload_ca).with_name("ca.key"))])
+    assert r.returncode != 0
 
 
 def test_pod_configmap_symlink_swap_is_reloaded(world, k8s_pod):
@@ -924,7 +1007,7 @@ class HostService:
     /etc/sluice, /run (with netsetup's state dir /run/sluice through
     SLUICE_RUN_DIR), /var/log/sluice."""
 
-    def __init__(self, world, installed, san, instance, dropin=None):
+    def __init__(self, world, installed, san, instance, dropin=None, proxy_dropin=None):
         self.world, self.installed, self.san = world, installed, san
         self.instance = instance
         self.root = world.tmp / f"systemd-{token()}"
@@ -940,6 +1023,10 @@ class HostService:
         if dropin:
             self.netsetup = parse_unit(dropin, self.netsetup)
         self.proxy_unit = installed_unit(installed, "sluice-proxy@.service")
+        if proxy_dropin:
+            self.proxy_unit = parse_unit(proxy_dropin, self.proxy_unit)
+        # %d: the credentials directory systemd makes for the service (LoadCredential)
+        self.creds = Path(self.path(f"/run/credentials/sluice-proxy@{instance}.service"))
         self.tool = Netsetup(world, installed.prog("sluice-netsetup"), self.root / "run/sluice")
         self.tool.made.append(instance)
         self.proxy = None
@@ -950,6 +1037,11 @@ class HostService:
 
     def env(self, unit):
         env = {}
+        for line in unit_get(unit, "Service", "Environment"):
+            for w in shlex.split(line.replace("%i", self.instance)
+                                 .replace("%d", str(self.creds))):
+                k, _, v = w.partition("=")
+                env[k] = v
         for f in unit_get(unit, "Service", "EnvironmentFile"):
             optional = f.startswith("-")
             p = Path(self.path(f.lstrip("-")))
@@ -980,6 +1072,16 @@ class HostService:
             d = Path(self.path(base + unit_one(self.proxy_unit, "Service", key)))
             d.mkdir(parents=True, exist_ok=True)
             os.chown(d, DYNAMIC_UID, DYNAMIC_UID)
+        # LoadCredential=ID:PATH: a copy in the credentials directory, 0400, the
+        # service's user's alone
+        for cred in unit_get(self.proxy_unit, "Service", "LoadCredential"):
+            ident, _, src = cred.replace("%i", self.instance).partition(":")
+            self.creds.mkdir(parents=True, exist_ok=True, mode=0o500)
+            os.chown(self.creds, DYNAMIC_UID, DYNAMIC_UID)
+            dst = self.creds / ident
+            shutil.copyfile(self.path(src), dst)
+            os.chmod(dst, 0o400)
+            os.chown(dst, DYNAMIC_UID, DYNAMIC_UID)
         env = self.env(self.proxy_unit)
         argv = self.argv(self.proxy_unit, "ExecStart", env)
         return [argv[0], *known_proxy_args(argv[1:], proxy_flags(argv[0]))]
@@ -1031,13 +1133,21 @@ def host_service(world, installed, san, pypi):
     made = []
 
     def make(role, dropin=None):
-        svc = HostService(world, installed, san, world.name(role), dropin)
+        # the shipped policy has an inspect rule: its CA comes the way the shipped
+        # drop-in says (sluicectl ca init, then LoadCredential)
+        inspect = installed.path(f"{installed.docdir}/examples/inspect-ca.conf").read_text()
+        svc = HostService(world, installed, san, world.name(role), dropin, inspect)
         made.append(svc)
         (svc.root / "etc/sluice/sluice.env").write_text(f"SLUICE_UPSTREAM_DNS={ADDR.DNS4}\n")
         shipped = installed.path(f"{installed.docdir}/examples/example.yaml").read_text()
         policy = svc.root / f"etc/sluice/{svc.instance}.yaml"
         policy.write_text(policy_for_world(shipped))
         policy.chmod(0o644)
+        (svc.root / "etc/sluice/ca").mkdir(mode=0o700)
+        r = subprocess.run([installed.prog("sluicectl"), "ca", "init",
+                            svc.path(f"/etc/sluice/ca/{svc.instance}"), "--policy", str(policy)],
+                           capture_output=True, text=True, timeout=20)
+        assert r.returncode == 0, r
         return svc
     yield make
     for svc in made:

@@ -765,6 +765,220 @@ static void test_load_file(void **state)
     diag_clear(&d);
 }
 
+/* ---- inject ---- */
+
+#define SECRET "s3cr3t-XYZZY"
+
+struct secrets {
+    char dir[64];
+    char path[128];             /* DIR/NAME of the last write */
+};
+
+static const char *secret_file(struct secrets *s, const char *name, const void *data,
+                               size_t len)
+{
+    FILE *f;
+
+    snprintf(s->path, sizeof(s->path), "%s/%s", s->dir, name);
+    f = fopen(s->path, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+    return s->path;
+}
+
+/* A policy whose rule 3 injects ENTRY (the list item's text, "{...}"); INSPECT adds inspect. */
+static struct policy *load_inject(const char *entry, bool inspect, struct diag_list *d)
+{
+    size_t cap = strlen(entry) + 256;
+    char *text = malloc(cap);
+    struct policy *p;
+
+    assert_non_null(text);
+    snprintf(text, cap,
+             "version: 1\n"                      /* 1 */
+             "egress:\n"                         /* 2 */
+             "  - domain: api.example.test\n"    /* 3 */
+             "%s"                                /* 4 (inspect) */
+             "    inject:\n"                     /* 4 or 5 */
+             "      - %s\n", inspect ? "    inspect: true\n" : "", entry);
+    p = load_str(text, d);
+    free(text);
+    return p;
+}
+
+/* No diagnostic may hold a byte of the secret. */
+static void no_secret_in(const struct diag_list *d)
+{
+    size_t i;
+
+    for (i = 0; i < d->n; i++)
+        if (strstr(d->v[i].msg, SECRET) || strstr(d->v[i].msg, "XYZZY"))
+            fail_msg("the secret is in a message: %s", d->v[i].msg);
+}
+
+static void test_inject(void **state)
+{
+    struct secrets s;
+    struct diag_list d;
+    struct policy *p;
+    char entry[512], big[POLICY_SECRET_MAX + 2];
+    const struct policy_inject *j;
+
+    (void)state;
+    snprintf(s.dir, sizeof(s.dir), "/tmp/sluice-inject-XXXXXX");
+    assert_non_null(mkdtemp(s.dir));
+
+    /* prefix + contents, one trailing newline (LF or CRLF) cut */
+    secret_file(&s, "gh", SECRET "\r\n", strlen(SECRET) + 2);
+    snprintf(entry, sizeof(entry), "{header: Authorization, value_file: %s, prefix: \"Bearer \"}",
+             s.path);
+    p = load_inject(entry, true, &d);
+    assert_non_null(p);
+    assert_int_equal(p->rules[0].n_inject, 1);
+    j = &p->rules[0].inject[0];
+    assert_string_equal(j->header, "Authorization");
+    assert_int_equal(j->value_len, strlen("Bearer " SECRET));
+    assert_memory_equal(j->value, "Bearer " SECRET, j->value_len);
+    assert_int_equal(j->line, 6);
+    policy_free(p);
+    diag_clear(&d);
+
+    /* without inspect: an error at the inject list, and no secret in it */
+    secret_file(&s, "gh", SECRET "\n", strlen(SECRET) + 1);
+    snprintf(entry, sizeof(entry), "{header: Authorization, value_file: %s}", s.path);
+    assert_null(load_inject(entry, false, &d));
+    assert_int_equal(d.n_errors, 1);
+    assert_int_equal(d.v[0].line, 5);
+    assert_int_equal(d.v[0].col, 7);
+    assert_non_null(strstr(d.v[0].msg, "needs 'inspect: true'"));
+    no_secret_in(&d);
+    diag_clear(&d);
+
+    /* the same file twice loads the same; a changed file, or another entry, does not */
+    {
+        struct policy *a = load_inject(entry, true, &d), *b;
+
+        diag_clear(&d);
+        b = load_inject(entry, true, &d);
+        diag_clear(&d);
+        assert_non_null(a);
+        assert_non_null(b);
+        assert_true(policy_same_secrets(a, b));
+        policy_free(b);
+        secret_file(&s, "gh", SECRET "2\n", strlen(SECRET) + 2);
+        b = load_inject(entry, true, &d);
+        diag_clear(&d);
+        assert_non_null(b);
+        assert_false(policy_same_secrets(a, b));
+        policy_free(b);
+        snprintf(big, sizeof(big), "%s, {header: X-Other, value_file: %s}]", entry, s.path);
+        b = load_inject(big, true, &d);     /* "[a, b]" as one flow sequence */
+        policy_free(b);
+        diag_clear(&d);
+        policy_free(a);
+    }
+
+    /* each malformed entry: an error naming the problem, never the secret */
+    {
+        static const struct {
+            const char *before, *after; /* the entry around the secret file's path */
+            const char *file, *data;    /* the file's name and contents (NULL: no file) */
+            size_t len;
+            const char *says;
+        } rows[] = {
+            {"{value_file: ", "}", "a", SECRET, 12, "needs 'header: NAME'"},
+            {"{header: Authorization", "}", NULL, NULL, 0, "needs 'header: NAME'"},
+            {"{header: Authorization, value_file: relative", "}", "b", SECRET, 12,
+             "absolute path"},
+            {"{header: Host, value_file: ", "}", "c", SECRET, 12, "frames or routes"},
+            {"{header: content-length, value_file: ", "}", "d", SECRET, 12, "frames or routes"},
+            {"{header: \"Bad Header\", value_file: ", "}", "e", SECRET, 12,
+             "not an HTTP field"},
+            {"{header: Authorization, value_file: ", ", prefix: \"a\\r\\nb\"}", "f", SECRET,
+             12, "line break"},
+            {"{header: Authorization, value_file: ", "}", "g", "", 0, "is empty"},
+            {"{header: Authorization, value_file: ", "}", "h", SECRET "\nX-Evil: 1", 22,
+             "byte 13"},
+            {"{header: Authorization, value_file: ", "}", "i", SECRET "\0tail", 17, "byte 13"},
+            {"{header: Authorization, value_file: ", ", extra: 1}", "j", SECRET, 12,
+             "unknown key 'extra'"},
+        };
+        size_t i;
+
+        for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+            const char *path = rows[i].file
+                ? secret_file(&s, rows[i].file, rows[i].data, rows[i].len) : "";
+
+            snprintf(entry, sizeof(entry), "%s%s%s", rows[i].before, path, rows[i].after);
+            p = load_inject(entry, true, &d);
+            if (p || d.n_errors == 0)
+                fail_msg("row %zu (%s): loaded", i, rows[i].says);
+            if (!strstr(d.v[0].msg, rows[i].says))
+                fail_msg("row %zu: '%s' does not say '%s'", i, d.v[0].msg, rows[i].says);
+            no_secret_in(&d);
+            diag_clear(&d);
+        }
+    }
+
+    /* missing, a directory, too large: named, with the cause */
+    snprintf(entry, sizeof(entry), "{header: Authorization, value_file: %s/missing}", s.dir);
+    assert_null(load_inject(entry, true, &d));
+    assert_non_null(strstr(d.v[0].msg, "No such file"));
+    assert_non_null(strstr(d.v[0].msg, "/missing"));
+    diag_clear(&d);
+    snprintf(entry, sizeof(entry), "{header: Authorization, value_file: %s}", s.dir);
+    assert_null(load_inject(entry, true, &d));
+    assert_non_null(strstr(d.v[0].msg, "not a regular file"));
+    diag_clear(&d);
+    memset(big, 'a', sizeof(big));
+    memcpy(big, SECRET, strlen(SECRET));
+    snprintf(entry, sizeof(entry), "{header: Authorization, value_file: %s}",
+             secret_file(&s, "big", big, POLICY_SECRET_MAX + 1));
+    assert_null(load_inject(entry, true, &d));
+    assert_non_null(strstr(d.v[0].msg, "larger than 8 KiB"));
+    no_secret_in(&d);
+    diag_clear(&d);
+
+    /* the same header twice, whatever its case */
+    secret_file(&s, "gh", SECRET, strlen(SECRET));
+    snprintf(big, sizeof(big), "{header: Authorization, value_file: %s}\n"
+             "      - {header: AUTHORIZATION, value_file: %s}", s.path, s.path);
+    assert_null(load_inject(big, true, &d));
+    assert_non_null(strstr(d.v[0].msg, "injected twice"));
+    assert_int_equal(d.v[0].line, 7);
+    no_secret_in(&d);
+    diag_clear(&d);
+
+    /* at most POLICY_INJECT_MAX headers a rule */
+    {
+        size_t i, off = 0;
+        const char *path = s.path;
+
+        for (i = 0; i <= POLICY_INJECT_MAX; i++)
+            off += (size_t)snprintf(big + off, sizeof(big) - off,
+                                    "%s{header: X-H%zu, value_file: %s}", i ? "\n      - " : "",
+                                    i, path);
+        assert_null(load_inject(big, true, &d));
+        assert_int_equal(d.n_errors, 1);
+        assert_non_null(strstr(d.v[0].msg, "at most 16"));
+        diag_clear(&d);
+    }
+
+    unlink(s.path);
+    {
+        static const char *const names[] = {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j",
+                                            "big"};
+        size_t i;
+
+        for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+            snprintf(s.path, sizeof(s.path), "%s/%s", s.dir, names[i]);
+            unlink(s.path);
+        }
+    }
+    assert_int_equal(rmdir(s.dir), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -782,6 +996,7 @@ int main(void)
         cmocka_unit_test(test_wildcard_name_length),
         cmocka_unit_test(test_generation),
         cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_inject),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -111,6 +111,39 @@ static void test_truncation_stays_one_line(void **state)
     assert_null(strchr(buf, '\x01'));
 }
 
+/* An inspected request: its keys in order; a long path cut at FLOWLOG_PATH_MAX bytes,
+ * then escaped; the injected header names only. */
+static void test_request(void **state)
+{
+    char path[600], buf[FLOWLOG_LINE_MAX];
+    struct flow_record r = {
+        .ts = ts, .sandbox = "a1", .event = EV_REQUEST, .flow = 9, .proto = PROTO_TLS,
+        .host = "api.github.com", .port = 443, .rule = "policy.yaml:8", .method = "POST",
+        .path = "/repos/x/\"y\"", .status = 403, .verdict = VERDICT_DENY,
+        .reason = REASON_METHOD_NOT_ALLOWED, .injected = "Authorization", .has_bytes = true,
+        .bytes_up = 164, .bytes_down = 170,
+    };
+    const char *p;
+
+    (void)state;
+    r.path_len = strlen(r.path);
+    flowlog_format(buf, sizeof(buf), &r);
+    assert_non_null(strstr(buf, "\"event\":\"request\",\"flow\":9,"));
+    assert_non_null(strstr(buf, "\"rule\":\"policy.yaml:8\",\"method\":\"POST\","
+                                "\"path\":\"/repos/x/\\\"y\\\"\",\"status\":403,"
+                                "\"verdict\":\"deny\",\"reason\":\"method_not_allowed\","
+                                "\"injected\":\"Authorization\",\"bytes_up\":164,"));
+    memset(path, 'a', sizeof(path));
+    path[0] = '/';
+    r.path = path;
+    r.path_len = sizeof(path);
+    flowlog_format(buf, sizeof(buf), &r);
+    p = strstr(buf, "\"path\":\"");
+    assert_non_null(p);
+    p += strlen("\"path\":\"");
+    assert_int_equal(strchr(p, '"') - p, FLOWLOG_PATH_MAX);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -119,6 +152,7 @@ int main(void)
         cmocka_unit_test(test_dns_and_limit_keys),
         cmocka_unit_test(test_hostile_strings),
         cmocka_unit_test(test_truncation_stays_one_line),
+        cmocka_unit_test(test_request),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "deny.h"
 #include "http_head.h"
 
 struct row {
@@ -653,6 +654,37 @@ static void test_rewrite(void **state)
                                        NULL, 0, out, sizeof(out)), 0);
 }
 
+/* What a refused request is told: a 403, or a 502 for an upstream failure inside inspected
+ * TLS; "Connection: close" unless the connection may go on. It parses as a response. */
+static void test_deny_answers(void **state)
+{
+    char out[DENY_HTTP_MAX];
+    struct http_response r;
+    size_t n;
+
+    (void)state;
+    n = deny_http(out, sizeof(out), "api.example.test", 443, REASON_METHOD_NOT_ALLOWED, false,
+                  true);
+    assert_true(n > 0);
+    assert_string_equal(out, "HTTP/1.1 403 Forbidden\r\n"
+                             "Content-Type: text/plain; charset=us-ascii\r\n"
+                             "Content-Length: 57\r\n"
+                             "X-Sluice-Reason: method_not_allowed\r\n"
+                             "\r\n"
+                             "sluice: api.example.test:443 denied (method_not_allowed)\n");
+    assert_int_equal(http_response_parse((const uint8_t *)out, n, false, &r), HTTP_HEAD_OK);
+    assert_int_equal(r.status, 403);
+    assert_false(r.close);
+    assert_int_equal(r.head_len + r.content_length, n);
+    n = deny_http(out, sizeof(out), "x\r\ny.test", 443, REASON_UPSTREAM_CERT_INVALID, true,
+                  false);
+    assert_int_equal(http_response_parse((const uint8_t *)out, n, false, &r), HTTP_HEAD_OK);
+    assert_int_equal(r.status, 502);
+    assert_true(r.close);
+    assert_non_null(strstr(out, "X-Sluice-Reason: upstream_cert_invalid\r\n"));
+    assert_non_null(strstr(out, "sluice: x??y.test:443 denied"));   /* no header injection */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -665,6 +697,7 @@ int main(void)
         cmocka_unit_test(test_response_sizes_and_prefixes),
         cmocka_unit_test(test_response_framing),
         cmocka_unit_test(test_rewrite),
+        cmocka_unit_test(test_deny_answers),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -171,6 +171,7 @@ static int side_flush(struct side *s, struct plain *p, bool *moved)
     if (p->pre) {
         r = write_some(s, p, p->pre, &p->pre_off, p->pre_len);
         if (r > 0) {
+            explicit_bzero(p->pre, p->pre_len);     /* a rewritten head holds a credential */
             free(p->pre);
             p->pre = NULL;
             p->pre_off = p->pre_len = 0;
@@ -353,7 +354,7 @@ static int request_send(struct conn *c, const struct http_head *h, const struct 
     } else {
         p->checked += h->head_len;
     }
-    in->ex_up = h->head_len + add_len;
+    in->ex_up = p->pre ? p->pre_len : h->head_len;
     in->busy = true;
     in->resp_started = in->resp_to_eof = false;
     in->head_req = strcmp(h->method, "HEAD") == 0;
@@ -431,14 +432,18 @@ static enum step process_up(struct conn *c, bool *moved)
             h.head_len = p->len - p->checked;
             h.close = true;
             request_begin(in, &h);
+            *moved = true;
             return request_deny(c, &h, REASON_UNKNOWN_PROTOCOL);
         }
         if (!in->pending)
             request_begin(in, &h);
         if (!request_allowed(c, &h, in->pending, &d)) {
+            enum step st;
+
             in->pending = false;
-            request_deny(c, &h, d.reason);
             *moved = true;
+            if ((st = request_deny(c, &h, d.reason)) != STEP_WAIT)
+                return st;
             continue;
         }
         if (d.outcome == DECISION_AUDIT) {
@@ -761,6 +766,8 @@ void inspect_free(struct conn *c)
     if (in->cs.ev)
         event_free(in->cs.ev);
     SSL_free(in->cs.ssl);
+    if (in->up.pre)
+        explicit_bzero(in->up.pre, in->up.pre_len);
     free(in->up.pre);
     free(in->down.pre);
     free(in);

@@ -604,6 +604,10 @@ static size_t value_bad_byte(const uint8_t *s, size_t len)
     return len;
 }
 
+/* The fix for a value_file the proxy cannot read. */
+#define INJECT_READ_FIX "(the proxy reads it at load and on every reload, as its own user " \
+    "after the privilege drop: make it readable by that user)"
+
 /*
  * Reads value_file into J->value after PREFIX. No message names a byte of
  * the file: only the file, a cause, an offset and the fix.
@@ -614,19 +618,31 @@ static bool inject_read(struct loader *ld, yaml_node_t *at, const char *path,
     size_t plen = strlen(prefix), n = 0, bad;
     struct stat st;
     uint8_t *buf;
-    ssize_t r;
-    int fd;
+    ssize_t r = 0;
+    int fd, err;
 
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        ld_error(ld, at, "value_file %s: %s (the proxy reads it at load and on every reload, as "
-                 "its own user after the privilege drop: make it readable by that user)",
-                 path, strerror(errno));
+    /* stat() before open(): opening a FIFO blocks until a writer comes (a reload that never
+     * ends) and opening a device can act on it; symlinks are followed, as Kubernetes mounts
+     * secrets through them. O_NONBLOCK covers a swap between the two calls. */
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        ld_error(ld, at, "value_file %s is not a regular file: point it at the file holding "
+                 "the credential", path);
         return false;
     }
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > POLICY_SECRET_MAX) {
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) {
+        ld_error(ld, at, "value_file %s: %s " INJECT_READ_FIX, path, strerror(errno));
+        return false;
+    }
+    if (fstat(fd, &st) < 0) {
+        ld_error(ld, at, "value_file %s: %s " INJECT_READ_FIX, path, strerror(errno));
+        close(fd);
+        return false;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size > POLICY_SECRET_MAX) {
         ld_error(ld, at, "value_file %s: %s", path, !S_ISREG(st.st_mode)
-                 ? "not a regular file" : "larger than 8 KiB (a header value, not a document)");
+                 ? "not a regular file: point it at the file holding the credential"
+                 : "larger than 8 KiB (a header value, not a document)");
         close(fd);
         return false;
     }
@@ -637,10 +653,22 @@ static bool inject_read(struct loader *ld, yaml_node_t *at, const char *path,
         return false;
     }
     memcpy(buf, prefix, plen);
-    while (n <= POLICY_SECRET_MAX &&
-           (r = read(fd, buf + plen + n, POLICY_SECRET_MAX + 1 - n)) > 0)
-        n += (size_t)r;
+    /* st_size is only a hint (it is 0 in /proc and may change under us): read to EOF, one
+     * byte past the cap so that a larger file is told apart from one of exactly 8 KiB */
+    while (n <= POLICY_SECRET_MAX) {
+        r = read(fd, buf + plen + n, POLICY_SECRET_MAX + 1 - n);
+        if (r > 0)
+            n += (size_t)r;
+        else if (r == 0 || errno != EINTR)
+            break;
+    }
+    err = r < 0 ? errno : 0;
     close(fd);
+    if (err) {
+        /* what was read so far taken for the whole file would inject a cut credential */
+        ld_error(ld, at, "value_file %s: %s " INJECT_READ_FIX, path, strerror(err));
+        goto bad;
+    }
     if (n > POLICY_SECRET_MAX) {
         ld_error(ld, at, "value_file %s: larger than 8 KiB (a header value, not a document)",
                  path);
@@ -689,8 +717,8 @@ static void load_inject_item(struct loader *ld, yaml_node_t *item, struct policy
         ld_error(ld, item, "an inject entry needs 'header: NAME' and 'value_file: PATH'");
         return;
     }
-    if (!(header = scalar(ld, ic.header, "header")) || !(file = scalar(ld, ic.file, "value_file")) ||
-        (ic.prefix && !(prefix = scalar(ld, ic.prefix, "prefix"))))
+    if (!(header = scalar(ld, ic.header, "header")) ||
+        !(file = scalar(ld, ic.file, "value_file")) || (ic.prefix && !(prefix = scalar(ld, ic.prefix, "prefix"))))
         return;
     if (!header_token_ok(header)) {
         ld_error(ld, ic.header, "header '%s' is not an HTTP field name (letters, digits and "

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -938,6 +939,42 @@ static void test_inject(void **state)
     assert_null(load_inject(entry, true, &d));
     assert_non_null(strstr(d.v[0].msg, "larger than 8 KiB"));
     no_secret_in(&d);
+    diag_clear(&d);
+
+    /* exactly 8 KiB loads: the cap is the largest file, not one byte under it */
+    snprintf(entry, sizeof(entry), "{header: Authorization, value_file: %s}",
+             secret_file(&s, "big", big, POLICY_SECRET_MAX));
+    p = load_inject(entry, true, &d);
+    assert_non_null(p);
+    assert_int_equal(p->rules[0].inject[0].value_len, POLICY_SECRET_MAX);
+    policy_free(p);
+    diag_clear(&d);
+
+    /* a FIFO is refused before it is opened: open() would wait for a writer forever */
+    snprintf(s.path, sizeof(s.path), "%s/fifo", s.dir);
+    assert_int_equal(mkfifo(s.path, 0600), 0);
+    snprintf(entry, sizeof(entry), "{header: Authorization, value_file: %s}", s.path);
+    assert_null(load_inject(entry, true, &d));
+    assert_non_null(strstr(d.v[0].msg, "not a regular file"));
+    assert_non_null(strstr(d.v[0].msg, "/fifo"));
+    diag_clear(&d);
+    unlink(s.path);
+    assert_null(load_inject("{header: Authorization, value_file: /dev/null}", true, &d));
+    assert_non_null(strstr(d.v[0].msg, "not a regular file"));
+    diag_clear(&d);
+
+    /* st_size is a hint: /proc files say 0 and still have contents */
+    p = load_inject("{header: X-Comm, value_file: /proc/self/comm}", true, &d);
+    assert_non_null(p);
+    assert_true(p->rules[0].inject[0].value_len > 0);
+    policy_free(p);
+    diag_clear(&d);
+
+    /* a read that fails is an error, not a short value (/proc/self/mem at offset 0: EIO) */
+    assert_null(load_inject("{header: Authorization, value_file: /proc/self/mem}", true, &d));
+    assert_int_equal(d.n_errors, 1);
+    assert_non_null(strstr(d.v[0].msg, "/proc/self/mem"));
+    assert_non_null(strstr(d.v[0].msg, "readable by that user"));
     diag_clear(&d);
 
     /* the same header twice, whatever its case */

@@ -674,11 +674,13 @@ static bool inject_read(struct loader *ld, yaml_node_t *at, const char *path,
                  path);
         goto bad;
     }
-    /* one trailing newline is how editors and `echo` end a file, not part of the value */
-    if (n > 0 && buf[plen + n - 1] == '\n')
+    /* one trailing newline (LF or CRLF) is how editors and `echo` end a file, not part of
+     * the value; a lone CR is not, and is refused below like any control byte */
+    if (n > 0 && buf[plen + n - 1] == '\n') {
         n--;
-    if (n > 0 && buf[plen + n - 1] == '\r')
-        n--;
+        if (n > 0 && buf[plen + n - 1] == '\r')
+            n--;
+    }
     if (n == 0) {
         ld_error(ld, at, "value_file %s is empty: write the credential into it", path);
         goto bad;

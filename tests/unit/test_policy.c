@@ -902,6 +902,9 @@ static void test_inject(void **state)
             {"{header: Authorization, value_file: ", "}", "h", SECRET "\nX-Evil: 1", 22,
              "byte 13"},
             {"{header: Authorization, value_file: ", "}", "i", SECRET "\0tail", 17, "byte 13"},
+            /* only LF or CRLF ends a file; a lone CR is a control byte like any other */
+            {"{header: Authorization, value_file: ", "}", "k", SECRET "\r", 13, "byte 13"},
+            {"{header: Authorization, value_file: ", "}", "l", SECRET "\n\n", 14, "byte 13"},
             {"{header: Authorization, value_file: ", ", extra: 1}", "j", SECRET, 12,
              "unknown key 'extra'"},
         };
@@ -1005,7 +1008,7 @@ static void test_inject(void **state)
     unlink(s.path);
     {
         static const char *const names[] = {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j",
-                                            "big"};
+                                            "k", "l", "big"};
         size_t i;
 
         for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {

@@ -939,7 +939,11 @@ static void check_rule(struct loader *ld, struct rule_ctx *rc, yaml_node_t *item
     struct policy_rule *r = rc->r;
     yaml_node_t *at = rc->domain ? rc->domain : rc->cidr;
 
-    if (rc->inject && !r->inspect)
+    /* on a cidr rule, asking for inspect: true would only lead to the next refusal */
+    if (rc->inject && r->kind == RULE_CIDR)
+        ld_error(ld, rc->inject, "inject needs a name; it cannot apply to cidr %s (headers "
+                 "are added inside inspected TLS, which needs a domain rule)", r->pattern);
+    else if (rc->inject && !r->inspect)
         ld_error(ld, rc->inject, "inject on '%s' needs 'inspect: true' (the proxy can only add "
                  "headers to requests it can see)", r->pattern);
     if (r->kind == RULE_CIDR) {

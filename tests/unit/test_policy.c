@@ -856,6 +856,30 @@ static void test_inject(void **state)
     no_secret_in(&d);
     diag_clear(&d);
 
+    /* on a cidr rule: no name to inspect under, so the error says so rather than asking for
+     * 'inspect: true', which would only be refused next */
+    {
+        static const char *const inspect[] = {"", "    inspect: true\n"};
+        char text[512];
+        size_t i;
+
+        for (i = 0; i < 2; i++) {
+            snprintf(text, sizeof(text),
+                     "version: 1\n"
+                     "egress:\n"
+                     "  - cidr: 192.0.2.0/24\n"
+                     "%s"
+                     "    inject:\n"
+                     "      - {header: Authorization, value_file: %s}\n", inspect[i], s.path);
+            assert_null(load_str(text, &d));
+            assert_non_null(strstr(d.v[0].msg, "cannot apply to cidr 192.0.2.0/24"));
+            assert_int_equal(d.v[0].line, 5 + i);
+            assert_int_equal(d.v[0].col, 7);
+            no_secret_in(&d);
+            diag_clear(&d);
+        }
+    }
+
     /* the same file twice loads the same; a changed file, or another entry, does not */
     {
         struct policy *a = load_inject(entry, true, &d), *b;

@@ -23,10 +23,17 @@ static void print_ports(const struct policy_rule *r)
 
 static void print_rule(const struct policy *p, const struct policy_rule *r)
 {
+    size_t i;
+
     printf("  rule: %s:%u:%u %s %s ports ", p->file, r->line, r->col,
            r->kind == RULE_CIDR ? "cidr" : "domain", r->pattern);
     print_ports(r);
-    printf("%s\n", r->inspect ? " inspect" : "");
+    printf("%s", r->inspect ? " inspect" : "");
+    /* the header names only: a value is the sandbox's credential, and explain output ends
+     * up in terminals, tickets and CI logs */
+    for (i = 0; i < r->n_inject; i++)
+        printf("%s%s", i ? ", " : " injects [", r->inject[i].header);
+    printf("%s\n", r->n_inject ? "]" : "");
 }
 
 int cmd_explain(int argc, char **argv)

@@ -3,12 +3,15 @@
  * byte string is a policy file; when one compiles, every lookup is asked with
  * fixed queries, queries built from the rules themselves (which must allow)
  * and queries cut from the input, so a bad index or a broken table shows up.
+ * inject entries read real files: /proc/self/comm (in the dictionary) is one
+ * that always loads.
  */
 #include <arpa/inet.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "diag.h"
@@ -160,6 +163,30 @@ static void ask_rule(const struct policy *p, const struct policy_rule *r)
     }
 }
 
+/* What a rule injects passed every check of the loader: only an inspect rule on a name
+ * injects, each header once, a value a header line carries whole (no CR, LF, NUL or other
+ * control byte), the file named by an absolute path. */
+static void check_inject(const struct policy_rule *r)
+{
+    size_t i, k;
+
+    CHECK(r->n_inject == 0 || (r->inspect && r->kind != RULE_CIDR));
+    CHECK(r->n_inject <= POLICY_INJECT_MAX);
+    for (i = 0; i < r->n_inject; i++) {
+        const struct policy_inject *j = &r->inject[i];
+
+        CHECK(j->header && j->header[0] && j->file && j->file[0] == '/');
+        CHECK(j->value && j->value_len > 0 && strlen(j->value) == j->value_len);
+        for (k = 0; k < j->value_len; k++) {
+            unsigned char c = (unsigned char)j->value[k];
+
+            CHECK((c >= 0x20 || c == '\t') && c != 0x7f);
+        }
+        for (k = 0; k < i; k++)
+            CHECK(strcasecmp(r->inject[k].header, j->header) != 0);
+    }
+}
+
 static void exercise(const struct policy *p, const uint8_t *data, size_t size)
 {
     uint8_t addr[16];
@@ -187,8 +214,11 @@ static void exercise(const struct policy *p, const uint8_t *data, size_t size)
         ask_addr(p, AF_INET6, addr);
     }
 
-    for (i = 0; i < p->n_rules; i++)
+    for (i = 0; i < p->n_rules; i++) {
         ask_rule(p, &p->rules[i]);
+        check_inject(&p->rules[i]);
+    }
+    CHECK(policy_same_secrets(p, p));
     for (i = 0; i < p->n_allow_ranges; i++)
         CHECK(policy_range_allowed(p, p->allow_ranges[i].family, p->allow_ranges[i].addr));
 }

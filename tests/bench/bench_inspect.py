@@ -110,20 +110,9 @@ class Bench(bench_proxy.Bench):
     # ---- Squid ssl_bump ----
 
     def add_squid_ns(self):
-        """A client namespace whose port 443 goes to Squid in host (intercept: Squid
-        reads the original destination from conntrack, as on a router)."""
-        w = self.w
-        sq = w.add_ns("sq")
-        self.ns["squid"] = sq
-        w.veth(w.host, sq, "bsq0", "eth0", [SQUID_NET[0]], [SQUID_NET[1]])
-        self.run(sq, ["ip", "route", "add", "default", "via", SQUID_NET[0].split("/")[0]])
-        nft = self.tmp / "squid.nft"
-        nft.write_text("table ip slbench_sq {\n"
-                       "  chain pre {\n"
-                       "    type nat hook prerouting priority dstnat; policy accept;\n"
-                       f'    iifname "bsq0" tcp dport 443 redirect to :{SQUID_PORT}\n'
-                       "  }\n}\n")
-        self.run(w.host, ["nft", "-f", str(nft)])
+        """Squid intercepts as on a router: it reads the original destination from
+        conntrack after the redirect."""
+        self.add_redirected("squid", "sq", SQUID_NET, SQUID_PORT)
 
     def start_squid(self):
         w = self.w

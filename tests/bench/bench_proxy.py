@@ -258,21 +258,26 @@ class Bench:
         self.run(dr, ["ip", "route", "add", "default", "via", DIRECT_NET[0].split("/")[0]])
         w.route_via_host(DIRECT_NET[0].rsplit(".", 1)[0] + ".0/30")
 
-    def add_nginx(self):
-        """The nginx path: port 443 redirected to nginx stream listening in host. No
-        route back from inet: if the redirect did not work, nothing would connect."""
+    def add_redirected(self, path, role, net, port):
+        """A client namespace for PATH whose port 443 an nft redirect in host sends
+        to PORT there. No route back from inet: if the redirect did not work,
+        nothing would connect."""
         w = self.w
-        nr = w.add_ns("nr")
-        self.ns["nginx"] = nr
-        w.veth(w.host, nr, "bnr0", "eth0", [STREAM_NET[0]], [STREAM_NET[1]])
-        self.run(nr, ["ip", "route", "add", "default", "via", STREAM_NET[0].split("/")[0]])
-        nft = self.tmp / "redirect.nft"
-        nft.write_text("table ip slbench {\n"
+        ns = w.add_ns(role)
+        self.ns[path] = ns
+        w.veth(w.host, ns, f"b{role}0", "eth0", [net[0]], [net[1]])
+        self.run(ns, ["ip", "route", "add", "default", "via", net[0].split("/")[0]])
+        nft = self.tmp / f"redirect-{role}.nft"
+        nft.write_text(f"table ip slbench_{role} {{\n"
                        "  chain pre {\n"
                        "    type nat hook prerouting priority dstnat; policy accept;\n"
-                       f'    iifname "bnr0" tcp dport 443 redirect to :{STREAM_PORT}\n'
+                       f'    iifname "b{role}0" tcp dport 443 redirect to :{port}\n'
                        "  }\n}\n")
         self.run(w.host, ["nft", "-f", str(nft)])
+
+    def add_nginx(self):
+        """The nginx path: port 443 redirected to nginx stream listening in host."""
+        self.add_redirected("nginx", "nr", STREAM_NET, STREAM_PORT)
 
     def start_stream(self):
         w = self.w

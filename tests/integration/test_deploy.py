@@ -180,37 +180,32 @@ def san(world):
     s.collect()
 
 
-@pytest.fixture(scope="module")
-def github(world):
-    """api.github.com, the shipped policy's inspect rule, served by the test world
-    like pypi.org below. Removed again afterwards."""
-    site = Site("api.github.com", (ADDR.WWW4, ADDR.WWW6))
-    world.dns_add("api.github.com", "A", ADDR.WWW4)
+def served(world, name):
+    """NAME served by the test world (DNS and an HTTPS vhost) for the time of the
+    caller's fixture, then removed again: the world is shared."""
+    site = Site(name, (ADDR.WWW4, ADDR.WWW6))
+    world.dns_add(name, "A", ADDR.WWW4)
     try:
         world.add_site(site)
         yield site
     finally:
-        world.dns_remove("api.github.com")
+        world.dns_remove(name)
         if site in world.sites:
             world.sites.remove(site)
             world.nginx_restart()
+
+
+@pytest.fixture(scope="module")
+def github(world):
+    """api.github.com, the shipped policy's inspect rule."""
+    yield from served(world, "api.github.com")
 
 
 @pytest.fixture(scope="module")
 def pypi(world):
-    """pypi.org, the first name of the shipped policy, served by the test world
-    (DNS and an HTTPS vhost), so that policy runs unchanged but for its
-    allow_ranges. Removed again afterwards: the world is shared."""
-    site = Site("pypi.org", (ADDR.WWW4, ADDR.WWW6))
-    world.dns_add("pypi.org", "A", ADDR.WWW4)
-    try:
-        world.add_site(site)
-        yield site
-    finally:
-        world.dns_remove("pypi.org")
-        if site in world.sites:
-            world.sites.remove(site)
-            world.nginx_restart()
+    """pypi.org, the first name of the shipped policy, so that policy runs
+    unchanged but for its allow_ranges."""
+    yield from served(world, "pypi.org")
 
 
 def test_install_puts_programs_docs_and_units_in_place(installed):

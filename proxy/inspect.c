@@ -57,13 +57,14 @@ struct inspect {
     struct side cs, us;         /* the sandbox, the server */
     struct plain up, down;      /* requests, answers */
     struct event *throttle;     /* wakes a way that ran out of bandwidth budget */
-    bool in_pump;
+    bool in_pump;               /* inspect_pump() is running: a connect done at once does
+                                   not start a second one */
     bool pending;               /* the head at up.checked is allowed and waits for the upstream */
     bool busy;                  /* a request went upstream: its answer is not all back */
     bool req_done;              /* ... its body is all out */
     bool resp_started;          /* ... its final status line came */
     bool resp_to_eof;           /* ... its body ends when the server closes */
-    bool head_req;
+    bool head_req;              /* ... it is a HEAD: its answer has no body */
     bool closing;               /* close once what is queued for the sandbox is out */
     struct http_framing req_fr, resp_fr;
     /* the request in progress, for its record */

@@ -304,6 +304,19 @@ def test_runtime_packages_cover_every_linked_library(installed):
     assert not missing, f"linked but not in scripts/packages-runtime.txt: {missing}"
 
 
+def test_runtime_packages_give_the_proxy_its_upstream_store():
+    """In inspect mode the proxy verifies servers against OpenSSL's default file
+    unless --upstream-ca names one, and does not start without it: the image
+    must hold it, as on a host (tls_ctx_open)."""
+    assert "ca-certificates" in _packages(SCRIPTS / "packages-runtime.txt")
+    owner = subprocess.run(["dpkg", "-S", "/usr/lib/ssl/cert.pem"], capture_output=True,
+                           text=True, timeout=10)
+    assert owner.returncode == 0 and owner.stdout.split(":")[0] == "openssl", owner
+    deps = subprocess.run(["dpkg-query", "-W", "-f", "${Depends}", "ca-certificates"],
+                          capture_output=True, text=True, timeout=10)
+    assert re.match(r"openssl\b", deps.stdout), deps
+
+
 # ------------------------------------------------------------------ container image
 
 def containerfile_stages():

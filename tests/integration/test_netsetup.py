@@ -713,7 +713,9 @@ def test_50_up_down_cycles_leave_no_residue(world, ns_tool):
     elapsed = time.monotonic() - t0
     print(f"50 up/down cycles: {elapsed:.2f} s ({elapsed / 50 * 1000:.1f} ms per cycle, "
           "process start included)")
-    assert elapsed < 30
+    # a bound against a hang, not a timing: speed is bench_netsetup's (a sanitizer
+    # build on a loaded 2-CPU machine took 30.6 s once, 0.6 s a cycle)
+    assert elapsed < 120, f"50 cycles took {elapsed:.0f} s"
     assert_same_dump(before, host_dump(world, ns_tool))
 
 

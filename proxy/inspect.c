@@ -69,7 +69,7 @@ struct inspect {
     struct http_framing req_fr, resp_fr;
     /* the request in progress, for its record */
     char method[HTTP_METHOD_MAX + 1];
-    char path[FLOWLOG_PATH_MAX];
+    char path[FLOWLOG_PATH_MAX + 1];    /* NUL-terminated: a path of length 0 is "" */
     size_t path_len;
     unsigned status;
     enum flow_verdict verdict;
@@ -229,11 +229,12 @@ static void request_begin(struct inspect *in, const struct http_head *h)
 {
     snprintf(in->method, sizeof(in->method), "%s", h->method);
     in->path_len = 0;
-    while (in->path_len < h->path_len && in->path_len < sizeof(in->path) &&
+    while (in->path_len < h->path_len && in->path_len < FLOWLOG_PATH_MAX &&
            h->path[in->path_len] != '?')
         in->path_len++;
     if (in->path_len)                   /* the query may hold tokens: never logged */
         memcpy(in->path, h->path, in->path_len);
+    in->path[in->path_len] = '\0';
     in->status = 0;
     in->verdict = VERDICT_ALLOW;
     in->reason = REASON_NONE;

@@ -163,6 +163,7 @@ void policy_settings_default(struct policy_settings *s)
     memset(s, 0, sizeof(*s));
     s->mode = POLICY_ENFORCE;
     s->dns.unlisted = DNS_UNLISTED_NXDOMAIN;
+    s->dns.answers = DNS_ANSWERS_REAL;
     s->dns.queries_per_second = 50;
     s->dns.max_name_length = 100;
     s->dns.max_ttl = 60;

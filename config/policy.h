@@ -22,6 +22,8 @@
 enum policy_mode { POLICY_ENFORCE, POLICY_AUDIT };
 enum policy_rule_kind { RULE_EXACT, RULE_WILDCARD, RULE_CIDR };
 enum policy_dns_unlisted { DNS_UNLISTED_NXDOMAIN, DNS_UNLISTED_REFUSED };
+/* dns.answers: the real addresses, or one of the proxy's virtual ones per name */
+enum policy_dns_answers { DNS_ANSWERS_REAL, DNS_ANSWERS_VIRTUAL };
 enum policy_ech { ECH_DENY, ECH_ALLOW_OUTER };
 
 struct policy_http_rule {
@@ -68,6 +70,7 @@ struct policy_settings {
     enum policy_mode mode;
     struct {
         enum policy_dns_unlisted unlisted;
+        enum policy_dns_answers answers;
         uint32_t queries_per_second;
         uint32_t max_name_length;
         uint32_t max_ttl;

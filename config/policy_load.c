@@ -1050,6 +1050,16 @@ static void dns_unlisted(struct loader *ld, yaml_node_t *n, void *ctx)
         ld->p->settings.dns.unlisted = (enum policy_dns_unlisted)m;
 }
 
+static void dns_answers(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    static const char *const v[] = {"real", "virtual"};
+    int m;
+
+    (void)ctx;
+    if (get_enum(ld, n, "dns.answers", v, 2, &m))
+        ld->p->settings.dns.answers = (enum policy_dns_answers)m;
+}
+
 #define UINT_SETTING(fn, what, min, max, field)                            \
     static void fn(struct loader *ld, yaml_node_t *n, void *ctx)           \
     {                                                                      \
@@ -1069,7 +1079,7 @@ UINT_SETTING(lim_new, "limits.new_connections_per_second", 0, 1000000,
 static void load_dns(struct loader *ld, yaml_node_t *n, void *ctx)
 {
     static const struct key_handler keys[] = {
-        {"unlisted", dns_unlisted}, {"queries_per_second", dns_qps},
+        {"unlisted", dns_unlisted}, {"answers", dns_answers}, {"queries_per_second", dns_qps},
         {"max_name_length", dns_max_name}, {"max_ttl", dns_max_ttl},
     };
 
@@ -1203,6 +1213,32 @@ static const struct key_handler top_keys[] = {
 };
 enum { TOP_VERSION, TOP_MODE, TOP_EGRESS, TOP_COUNT = sizeof(top_keys) / sizeof(top_keys[0]) };
 
+/*
+ * Under dns.answers: real a flow is matched to a name only by what it says
+ * (SNI, Host): a domain rule's port other than 80 and 443 then works only for
+ * TLS or HTTP on it. Inspect and http rules are HTTP(S) by definition.
+ */
+static void check_real_answers(struct loader *ld)
+{
+    const struct policy *p = ld->p;
+    size_t i, j;
+
+    if (p->settings.dns.answers != DNS_ANSWERS_REAL)
+        return;
+    for (i = 0; i < p->n_rules; i++) {
+        const struct policy_rule *r = &p->rules[i];
+
+        if (r->kind == RULE_CIDR || r->inspect || r->n_http)
+            continue;
+        for (j = 0; j < r->n_ports; j++)
+            if (r->ports[j] != 80 && r->ports[j] != 443)
+                diag_add(ld->d, DIAG_WARNING, r->line, r->col,
+                         "port %u of '%s' needs dns.answers: virtual unless it carries TLS "
+                         "or HTTP; otherwise such flows are denied unknown_protocol",
+                         r->ports[j], r->pattern);
+    }
+}
+
 static void load_document(struct loader *ld)
 {
     yaml_node_t *root = yaml_document_get_root_node(ld->doc);
@@ -1222,6 +1258,7 @@ static void load_document(struct loader *ld)
     if (!present[TOP_EGRESS])
         diag_add(ld->d, DIAG_WARNING, node_line(root), node_col(root),
                  "the policy has no 'egress' rules, so every flow is denied");
+    check_real_answers(ld);
 }
 
 /*

@@ -125,16 +125,21 @@ static void print_flows(yaml_document_t *doc, yaml_node_t *flows)
 {
     yaml_node_item_t *it;
 
-    printf("%-6s %-8s %-5s %-22s %-30s %-5s %-24s %10s %10s %8s\n", "ID", "STATE", "PROTO",
-           "SOURCE", "HOST", "PORT", "UPSTREAM", "UP", "DOWN", "AGE_S");
+    /* DIALLED: the address the sandbox connected to; a virtual one (dns.answers:
+     * virtual) is marked with a *, its HOST the name it was handed out for */
+    printf("%-6s %-8s %-5s %-22s %-23s %-30s %-5s %-24s %10s %10s %8s\n", "ID", "STATE",
+           "PROTO", "SOURCE", "DIALLED", "HOST", "PORT", "UPSTREAM", "UP", "DOWN", "AGE_S");
     if (!flows || flows->type != YAML_SEQUENCE_NODE)
         return;
     for (it = flows->data.sequence.items.start; it < flows->data.sequence.items.top; it++) {
         yaml_node_t *f = yaml_document_get_node(doc, *it);
+        char dialled[64];
 
-        printf("%-6s %-8s %-5s %-22s %-30s %-5s %-24s %10s %10s %8.1f\n",
+        snprintf(dialled, sizeof(dialled), "%s%s", map_str(doc, f, "orig_dst"),
+                 strcmp(map_str(doc, f, "virtual"), "true") == 0 ? "*" : "");
+        printf("%-6s %-8s %-5s %-22s %-23s %-30s %-5s %-24s %10s %10s %8.1f\n",
                map_str(doc, f, "id"), map_str(doc, f, "state"), map_str(doc, f, "proto"),
-               map_str(doc, f, "src"), map_str(doc, f, "host"), map_str(doc, f, "port"),
+               map_str(doc, f, "src"), dialled, map_str(doc, f, "host"), map_str(doc, f, "port"),
                map_str(doc, f, "upstream"), map_str(doc, f, "bytes_up"),
                map_str(doc, f, "bytes_down"), strtod(map_str(doc, f, "age_ms"), NULL) / 1000);
     }

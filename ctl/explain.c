@@ -110,6 +110,18 @@ int cmd_explain(int argc, char **argv)
     else if (allow)
         printf("  the name must also resolve to a public address or one in "
                "destinations.allow_ranges, never one of the proxy host's own\n");
+    if (!family && v.rule) {
+        bool web = port == 80 || port == 443 || v.rule->inspect || v.rule->n_http;
+
+        if (p->settings.dns.answers == DNS_ANSWERS_VIRTUAL)
+            printf("  reached through a virtual address: the proxy's DNS answers %s with an "
+                   "address of 198.18.0.0/15 (or its ULA /96) that means this name%s\n", host,
+                   web ? "; TLS or HTTP on it must name it too (SNI, Host)"
+                       : "; any TCP protocol on it is relayed by that name");
+        else if (!web)
+            printf("  dns.answers is real: only TLS or HTTP naming %s (SNI, Host) reaches it "
+                   "on port %u; other protocols need dns.answers: virtual\n", host, port);
+    }
     if (v.outcome == DECISION_AUDIT)
         printf("  mode is audit: the flow would pass and be logged with verdict audit\n");
     printf("  policy %s generation %llu\n", p->hash, (unsigned long long)p->generation);

@@ -29,6 +29,7 @@
 #include "conn.h"
 #include "json.h"
 #include "leaf.h"
+#include "vpool.h"
 #include "log.h"
 #include "sock.h"
 #include "tls.h"
@@ -89,6 +90,15 @@ static void process_gauges(const struct proxy *px, struct metrics_gauges *g)
         g->leaf_cached = ls.hits;
         g->leaf_minted = ls.minted;
         g->leaf_mint_seconds = (double)ls.mint_ns / 1e9;
+    }
+    if (px->vpool) {
+        struct vpool_stats vs;
+
+        vpool_stats(px->vpool, &vs);
+        g->virtual_pool = true;
+        g->virtual_mapped = vs.mapped;
+        g->virtual_in_use = vs.in_use;
+        g->virtual_evictions = vs.evictions;
     }
 }
 
@@ -225,7 +235,16 @@ static void reply_stats(struct admin *a, struct json_out *o)
     for (i = LIMIT_NONE + 1; i < LIMIT_COUNT; i++)
         json_printf(o, "%s\"%s\":%llu", i > LIMIT_NONE + 1 ? "," : "",
                     flow_limit_name((enum flow_limit)i), (unsigned long long)m->rate_limited[i]);
-    json_printf(o, "}}");
+    json_printf(o, "}");
+    if (px->vpool) {
+        struct vpool_stats vs;
+
+        vpool_stats(px->vpool, &vs);
+        json_printf(o, ",\"virtual\":{\"size\":%u,\"mapped\":%u,\"in_use\":%u,"
+                    "\"evictions\":%llu}", vs.size, vs.mapped, vs.in_use,
+                    (unsigned long long)vs.evictions);
+    }
+    json_printf(o, "}");
 }
 
 static void reply_flows(struct admin *a, struct json_out *o)
@@ -244,6 +263,9 @@ static void reply_flows(struct admin *a, struct json_out *o)
         json_key_str(o, "state", v[i].state, 0);
         json_key_str(o, "proto", v[i].proto, 0);
         json_key_str(o, "src", v[i].src, 0);
+        json_key_str(o, "orig_dst", v[i].orig_dst, 0);
+        if (v[i].virt)
+            json_printf(o, ",\"virtual\":true");
         json_key_str(o, "host", v[i].host[0] ? v[i].host : NULL, 0);
         json_key_u64(o, "port", v[i].port);
         json_key_str(o, "upstream", v[i].upstream[0] ? v[i].upstream : NULL, 0);

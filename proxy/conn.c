@@ -20,6 +20,7 @@
 #include "inspect.h"
 #include "resolver.h"
 #include "tls_hello.h"
+#include "vpool.h"
 
 /* ---- records and teardown ---- */
 
@@ -63,6 +64,8 @@ static void conn_close(struct conn *c)
     struct proxy *px = c->px;
 
     conn_end_record(c);
+    if (c->virt)                        /* its mapping lives on for its TTL */
+        vpool_release(px->vpool, c->dst.ss_family, sock_addr(&c->dst), clock_now_ms());
     inspect_free(c);
     if (c->rq)
         resolver_cancel(c->rq);
@@ -177,6 +180,16 @@ static bool conn_decided(struct conn *c, const struct policy_decision *d, const 
     return true;
 }
 
+/* policy_decide() for a flow: a virtual address's name that the policy no
+ * longer knows was taken away by a reload (it was allowed when answered). */
+static void decide(const struct conn *c, const struct policy_query *q,
+                   struct policy_decision *d)
+{
+    policy_decide(c->px->policy, q, d);
+    if (c->virt && d->outcome != DECISION_ALLOW && d->reason == REASON_NOT_ALLOWLISTED)
+        d->reason = REASON_REVOKED;
+}
+
 /* Applies the policy to HOST on the flow's port (and to METHOD/PATH when given). */
 bool conn_decide(struct conn *c, const char *host, size_t len, const char *method,
                  const char *path, bool quiet, struct policy_decision *d)
@@ -184,7 +197,7 @@ bool conn_decide(struct conn *c, const char *host, size_t len, const char *metho
     struct policy_query q = {.host = (const uint8_t *)host, .host_len = len, .port = c->port,
                              .method = method, .target = path};
 
-    policy_decide(c->px->policy, &q, d);
+    decide(c, &q, d);
     return conn_decided(c, d, host, len, quiet);
 }
 
@@ -205,7 +218,85 @@ static enum step conn_deny_or_audit(struct conn *c, enum reason why)
     if (!conn_decide_refused(c, why, false, &d))
         return conn_refuse(c, why);
     c->refused = why;                   /* a reload to enforce revokes the flow */
-    return c->host[0] ? conn_resolve(c) : conn_connect_orig(c);
+    return c->host[0] ? sniff_go(c) : conn_connect_orig(c);
+}
+
+/* ---- raw TCP by name (virtual addresses) ---- */
+
+enum step sniff_go(struct conn *c)
+{
+    if (c->state != CONN_PEEK)
+        return conn_resolve(c);
+    event_free(c->down.rev);            /* the peek's watch on the server: the relay's now */
+    c->down.rev = NULL;
+    return relay_start(c);
+}
+
+static enum step sniff_decide(struct conn *c, bool full);
+static enum step sniff_read(struct conn *c);
+
+/* The peek ends without the client's first bytes being known: what it sent so
+ * far is judged as it is (a partial ClientHello is no SNI), nothing is raw. */
+static enum step peek_over(struct conn *c)
+{
+    return c->up.len ? sniff_decide(c, true) : sniff_go(c);
+}
+
+/* The server spoke first (an ssh, SMTP or MySQL greeting): a raw relay. */
+static void on_peek_server(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+
+    (void)fd;
+    (void)what;
+    conn_settle(c, peek_over(c));
+}
+
+enum step peek_start(struct conn *c)
+{
+    c->state = CONN_PEEK;
+    conn_arm(c, c->px->policy->settings.timeouts.sniff_ms);
+    c->down.rev = event_new(c->px->base, c->ufd, EV_READ, on_peek_server, c);
+    if (!c->down.rev || event_add(c->down.rev, NULL) < 0 || event_add(c->up.rev, NULL) < 0)
+        return STEP_CLOSE;
+    return sniff_read(c);               /* the client's first bytes may be here already */
+}
+
+/*
+ * A connection to a virtual address (dns.answers: virtual) means the name the
+ * address was handed out for. True when that settled the flow (*ST): an
+ * address with no mapping, a name the policy refuses on this port, or raw TCP
+ * by name, connected at once (the server may speak first) and PEEKed; false
+ * to sniff as usual (not a virtual address; or TLS or HTTP expected, port 80
+ * or 443 or an inspect or http rule: then SNI and Host must be the name).
+ */
+static bool conn_virtual(struct conn *c, enum step *st)
+{
+    struct proxy *px = c->px;
+    const uint8_t *addr = sock_addr(&c->dst);
+    const char *name;
+    struct policy_query q = {.port = c->port};
+    struct policy_decision d;
+
+    if (!px->vpool || !vpool_contains(px->vpool, c->dst.ss_family, addr))
+        return false;
+    name = vpool_lookup(px->vpool, c->dst.ss_family, addr, true);
+    if (!name) {
+        *st = conn_refuse(c, REASON_NOT_ALLOWLISTED);   /* never handed out (here) */
+        return true;
+    }
+    c->virt = true;
+    q.host_len = strlen(name);
+    memcpy(c->host, name, q.host_len + 1);
+    q.host = (const uint8_t *)c->host;
+    decide(c, &q, &d);
+    if (c->port == 80 || c->port == 443 || (d.rule && (d.rule->inspect || d.rule->n_http)))
+        return false;
+    if (!conn_decided(c, &d, NULL, 0, false))
+        *st = conn_refuse(c, d.reason);
+    else
+        *st = (c->peek = true, conn_resolve(c));
+    return true;
 }
 
 /* ---- the timer ---- */
@@ -227,6 +318,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         return;
     case CONN_RESOLVE:
         conn_settle(c, conn_refuse(c, REASON_RESOLVE_FAILED));
+        return;
+    case CONN_PEEK:                     /* neither side spoke: a quiet raw protocol */
+        conn_settle(c, peek_over(c));
         return;
     case CONN_CONNECT:                  /* this address did not answer: the next one */
         if (c->in)
@@ -292,15 +386,18 @@ static enum step sniff_decide(struct conn *c, bool full)
             why = REASON_INVALID_HOSTNAME;
         else if (hello.ech && set->ech == ECH_DENY)
             why = REASON_ECH_REJECTED;
-        if (ts == TLS_HELLO_OK && hello.sni_state == TLS_SNI_OK)
+        if (ts == TLS_HELLO_OK && hello.sni_state == TLS_SNI_OK && !c->virt)
             memcpy(c->host, hello.sni, hello.sni_len + 1);
         if (why != REASON_NONE)
             return conn_deny_or_audit(c, why);  /* refused before any rule is asked */
+        if (c->virt && strcmp(hello.sni, c->host) != 0)
+            return conn_refuse(c, REASON_HOST_MISMATCH);    /* another name's address */
         if (!conn_decide(c, hello.sni, hello.sni_len, NULL, NULL, false, &d))
             return conn_refuse(c, d.reason);
-        if (d.rule && d.rule->inspect)
-            return conn_inspect(c, d.rule);
-        return conn_resolve(c);
+        if (d.rule && d.rule->inspect)  /* (a reload made it one since the peek began) */
+            return c->state == CONN_PEEK ? conn_refuse(c, REASON_REVOKED)
+                                         : conn_inspect(c, d.rule);
+        return sniff_go(c);
     }
 
     hs = http_head_parse(b, n, &head);
@@ -308,14 +405,18 @@ static enum step sniff_decide(struct conn *c, bool full)
         return STEP_WAIT;
     if (hs == HTTP_HEAD_NOT_HTTP) {
         c->proto = PROTO_TCP;
+        if (c->state == CONN_PEEK)
+            return sniff_go(c);         /* raw TCP by name: what its rule allowed */
         return conn_deny_or_audit(c, REASON_UNKNOWN_PROTOCOL);
     }
     c->proto = PROTO_HTTP;
     if (hs != HTTP_HEAD_OK)
         return conn_refuse(c, REASON_UNKNOWN_PROTOCOL);
-    if (head.host_state == HTTP_HOST_OK)
+    if (head.host_state == HTTP_HOST_OK && !c->virt)
         memcpy(c->host, head.host, head.host_len + 1);
-    if (head.host_state == HTTP_HOST_MISMATCH)
+    if (head.host_state == HTTP_HOST_OK && c->virt && strcmp(head.host, c->host) != 0)
+        why = REASON_HOST_MISMATCH;         /* another name's address */
+    else if (head.host_state == HTTP_HOST_MISMATCH)
         why = REASON_HOST_MISMATCH;
     else if (head.host_state != HTTP_HOST_OK)
         why = REASON_INVALID_HOSTNAME;
@@ -327,7 +428,7 @@ static enum step sniff_decide(struct conn *c, bool full)
      * which also writes the audit record: this look is quiet */
     if (!conn_decide(c, head.host, head.host_len, NULL, NULL, true, &d))
         return conn_refuse(c, d.reason);
-    return conn_resolve(c);
+    return sniff_go(c);
 }
 
 /* Reads what the client sent and decides when it is enough. */
@@ -344,9 +445,11 @@ static enum step sniff_read(struct conn *c)
          * without a byte (a port scan) is an attempt too: it is logged as one no
          * protocol could be read from (and in audit mode let through as such) */
         if (c->up.len == 0)
-            return conn_deny_or_audit(c, REASON_UNKNOWN_PROTOCOL);
+            return c->state == CONN_PEEK ? sniff_go(c)
+                                         : conn_deny_or_audit(c, REASON_UNKNOWN_PROTOCOL);
         st = sniff_decide(c, true);
-        return st == STEP_WAIT && c->state == CONN_SNIFF ? STEP_CLOSE : st;
+        return st == STEP_WAIT && (c->state == CONN_SNIFF || c->state == CONN_PEEK)
+                   ? STEP_CLOSE : st;
     }
     c->up.len += (size_t)n;
     return sniff_decide(c, c->up.len == CONN_SNIFF_MAX);
@@ -460,7 +563,7 @@ void conn_accept(struct proxy *px, int fd, const struct sockaddr_storage *peer)
         return;
     }
     c->up.cap = CONN_SNIFF_MAX;
-    if (try_cidr(c, &st)) {
+    if (conn_virtual(c, &st) || (!c->virt && try_cidr(c, &st))) {
         conn_settle(c, st);
         return;
     }
@@ -556,7 +659,7 @@ size_t conn_list(const struct proxy *px, struct conn_info *out, size_t max)
 {
     static const char *const states[] = {
         [CONN_SNIFF] = "sniff", [CONN_TLS] = "tls", [CONN_RESOLVE] = "resolve",
-        [CONN_CONNECT] = "connect",
+        [CONN_CONNECT] = "connect", [CONN_PEEK] = "peek",
         [CONN_RELAY] = "relay",
     };
     const struct list *l;
@@ -571,6 +674,8 @@ size_t conn_list(const struct proxy *px, struct conn_info *out, size_t max)
         i->state = states[c->state];
         i->proto = flow_proto_name(c->proto);
         i->src = c->src_s;
+        i->orig_dst = c->dst_s;
+        i->virt = c->virt;
         i->host = c->host;
         i->upstream = c->up_s;
         i->port = c->port;

@@ -30,9 +30,10 @@ void relay_pool_free(struct relay_pool *pool);
 /* A live flow as the control socket shows it; the strings live as long as the flow. */
 struct conn_info {
     uint64_t id;
-    const char *state;          /* "sniff", "resolve", "connect", "relay" */
+    const char *state;          /* "sniff", "tls", "resolve", "connect", "peek", "relay" */
     const char *proto;
-    const char *src, *host, *upstream;  /* host and upstream may be "" */
+    const char *src, *orig_dst, *host, *upstream;  /* host and upstream may be "" */
+    bool virt;                  /* orig_dst is a virtual address; host is its name */
     uint16_t port;
     uint64_t bytes_up, bytes_down;
     uint64_t age_ms;

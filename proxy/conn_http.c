@@ -97,7 +97,7 @@ enum step http_check(struct dir *d)
         default:
             return conn_refuse(c, REASON_UNKNOWN_PROTOCOL);
         }
-        if (h.host_state == HTTP_HOST_OK && h.port == c->port &&
+        if (h.host_state == HTTP_HOST_OK && h.port == c->port && !c->virt &&
             strcmp(h.host, c->host) != 0 && other_host_allowed(c, &h)) {
             d->rehost = true;                       /* held here: see conn_rehost() */
             return STEP_WAIT;

@@ -24,8 +24,10 @@ struct inspect;
 struct resolver_query;
 struct resolver_addr;
 
-/* TLS: an inspected flow's handshake with the sandbox (inspect.c), within timeouts.sniff */
-enum conn_state { CONN_SNIFF, CONN_TLS, CONN_RESOLVE, CONN_CONNECT, CONN_RELAY };
+/* TLS: an inspected flow's handshake with the sandbox (inspect.c), within timeouts.sniff.
+ * PEEK: raw TCP to a virtual address, connected, the first bytes of either side awaited
+ * (the client's are held until they are known not to be TLS or HTTP for another name) */
+enum conn_state { CONN_SNIFF, CONN_TLS, CONN_RESOLVE, CONN_CONNECT, CONN_PEEK, CONN_RELAY };
 
 enum step {
     STEP_WAIT,                  /* alive: waiting for an event, or moved on by itself */
@@ -73,7 +75,10 @@ struct conn {
     struct sockaddr_storage upstream;   /* connected to (or trying), once CONNECT */
     char src_s[SOCK_ADDR_STR], dst_s[SOCK_ADDR_STR], up_s[SOCK_ADDR_STR];
     enum flow_proto proto;      /* tls, http, tcp */
-    char host[HOSTNAME_MAX + 1];
+    char host[HOSTNAME_MAX + 1];    /* for a virtual address, the name it was handed out for */
+    bool virt;                  /* dialled a virtual address: holds its mapping; SNI and
+                                   Host must be host, no other name rides on it */
+    bool peek;                  /* raw TCP by name: PEEK once connected */
     uint16_t port;
     char rule[128];
     char policy[POLICY_HASH_HEX + 1];   /* the policy that decided; records carry it */
@@ -104,6 +109,9 @@ bool conn_decide(struct conn *c, const char *host, size_t len, const char *metho
 bool conn_decide_refused(struct conn *c, enum reason why, bool quiet, struct policy_decision *d);
 void conn_arm(struct conn *c, uint64_t ms);   /* (re)sets the flow's one timer */
 void on_client(evutil_socket_t fd, short what, void *arg);
+
+enum step sniff_go(struct conn *c);    /* a sniffed flow is allowed: on to its upstream */
+enum step peek_start(struct conn *c);  /* connected raw TCP by name: PEEK */
 
 /* connect.c */
 enum step conn_resolve(struct conn *c);         /* the name is allowed: resolve, connect */

@@ -66,7 +66,9 @@ enum step conn_resolve(struct conn *c)
 static enum step conn_connected(struct conn *c)
 {
     metrics_observe_connect(&c->px->metrics, clock_now_s() - c->connect_start);
-    return c->in ? inspect_connected(c) : relay_start(c);
+    if (c->in)
+        return inspect_connected(c);
+    return c->peek ? peek_start(c) : relay_start(c);
 }
 
 /* The upstream socket is writable: the handshake is done, or failed. */

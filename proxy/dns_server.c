@@ -22,6 +22,7 @@
 #include "log.h"
 #include "resolver.h"
 #include "sock.h"
+#include "vpool.h"
 
 #define TCP_BUF (2 + 4096)          /* a query over TCP: length and message */
 #define DNS_TCP_BACKLOG 64
@@ -128,16 +129,59 @@ static void pending_free(struct dns_pending *p)
     free(p);
 }
 
-/* Answers Q (A or AAAA) from the resolver's RES: P5's ranges removed, TTLs capped. */
+/*
+ * dns.answers: virtual: Q's name gets its own address of the pool, to live
+ * TTL seconds (and the grace) past now, in ANS. Returns 1, or 0 when the
+ * sandbox has no IPv6 for an AAAA, or -1 when the pool is exhausted (a
+ * limit record said so).
+ */
+static int answer_virtual(struct dns_server *s, const struct dns_query *q, uint32_t ttl,
+                          struct dns_answer *ans)
+{
+    struct proxy *px = s->px;
+    struct vpool_addr va;
+    struct flow_record r;
+    bool evicted;
+
+    if (q->qtype == DNS_TYPE_AAAA && !px->v6)
+        return 0;
+    if (vpool_map(px->vpool, q->qname, clock_now_ms(),
+                  (uint64_t)ttl * 1000 + PROXY_VIRTUAL_GRACE_MS, &va, &evicted) == 0) {
+        ans->type = q->qtype;
+        ans->ttl = ttl;
+        memcpy(ans->addr, q->qtype == DNS_TYPE_A ? va.v4 : va.v6,
+               q->qtype == DNS_TYPE_A ? 4 : 16);
+        return 1;
+    }
+    memset(&r, 0, sizeof(r));
+    r.event = EV_LIMIT;
+    r.proto = PROTO_DNS;
+    r.limit = LIMIT_VIRTUAL_POOL;
+    r.qname = q->qname;
+    r.qname_len = q->qname_len;
+    r.has_qtype = true;
+    r.qtype = q->qtype;
+    proxy_log(px, &r);
+    return -1;
+}
+
+/*
+ * Answers Q (A or AAAA) from the resolver's RES: P5's ranges removed, TTLs
+ * capped. Under dns.answers: virtual the answer is the name's virtual
+ * address, when the name has any address (of either family) the proxy would
+ * connect to; the proxy resolves it again at connect time.
+ */
 static void answer(struct dns_server *s, struct dns_tcp *tcp,
                    const struct sockaddr_storage *peer, socklen_t peer_len,
                    const struct dns_query *q, enum flow_verdict verdict,
                    const struct resolver_result *res)
 {
     const struct policy *pol = s->px->policy;
+    bool virt = pol->settings.dns.answers == DNS_ANSWERS_VIRTUAL;
     struct dns_answer ans[RESOLVER_MAX_ADDRS] = {{0}};
     int family = q->qtype == DNS_TYPE_A ? AF_INET : AF_INET6, rcode;
-    size_t i, n = 0, removed = 0;
+    size_t i, n = 0, removed = 0, usable = 0;
+    uint32_t ttl, min_ttl = pol->settings.dns.max_ttl;
 
     if (res->status == RESOLVER_NXDOMAIN)
         rcode = DNS_RCODE_NXDOMAIN;
@@ -148,17 +192,32 @@ static void answer(struct dns_server *s, struct dns_tcp *tcp,
     for (i = 0; rcode == DNS_RCODE_NOERROR && i < res->n && n < RESOLVER_MAX_ADDRS; i++) {
         const struct resolver_addr *a = &res->addrs[i];
 
-        if (a->family != family)
+        if (a->family != family && !virt)
             continue;
         /* the sandbox learns only what the proxy would connect to (P5) */
         if (!proxy_dest_allowed(s->px, a->family, a->addr)) {
             removed++;
             continue;
         }
+        ttl = a->ttl < pol->settings.dns.max_ttl ? a->ttl : pol->settings.dns.max_ttl;
+        if (virt) {
+            usable++;
+            min_ttl = ttl < min_ttl ? ttl : min_ttl;
+            continue;
+        }
         ans[n].type = q->qtype;
-        ans[n].ttl = a->ttl < pol->settings.dns.max_ttl ? a->ttl : pol->settings.dns.max_ttl;
+        ans[n].ttl = ttl;
         memcpy(ans[n].addr, a->addr, family == AF_INET ? 4 : 16);
         n++;
+    }
+    if (usable) {
+        int got = answer_virtual(s, q, min_ttl, ans);
+
+        if (got < 0) {
+            send_response(s, tcp, peer, peer_len, q, DNS_RCODE_SERVFAIL, NULL, 0);
+            return;
+        }
+        n = (size_t)got;
     }
     send_response(s, tcp, peer, peer_len, q, rcode, ans, n);
     dns_log(s, q, rcode, verdict,

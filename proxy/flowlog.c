@@ -38,6 +38,7 @@ static const char *const limits[LIMIT_COUNT] = {
     [LIMIT_UPLOAD] = "upload_bytes_per_second",
     [LIMIT_DOWNLOAD] = "download_bytes_per_second",
     [LIMIT_DNS_QUERIES] = "dns_queries_per_second",
+    [LIMIT_VIRTUAL_POOL] = "virtual_pool",             /* sluice-proxy --virtual-pool */
 };
 
 const char *flow_proto_name(enum flow_proto p)

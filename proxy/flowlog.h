@@ -27,6 +27,7 @@ enum flow_limit {
     LIMIT_UPLOAD,
     LIMIT_DOWNLOAD,
     LIMIT_DNS_QUERIES,
+    LIMIT_VIRTUAL_POOL,         /* dns.answers: virtual, every address in use or in its life */
     LIMIT_COUNT
 };
 

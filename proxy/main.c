@@ -2,13 +2,16 @@
  * sluice-proxy's command line: parses it, validates the policy for --check,
  * and hands everything else to the process core (proxy.c).
  */
+#include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "log.h"
 #include "privdrop.h"
 #include "proxy.h"
+#include "vpool.h"
 
 static void usage(FILE *out)
 {
@@ -18,6 +21,7 @@ static void usage(FILE *out)
             "                    [--id NAME] [--log FILE|-] [--metrics ADDR:PORT]\n"
             "                    [--control PATH] [--user USER] [--no-seccomp]\n"
             "                    [--ca-cert FILE --ca-key FILE [--upstream-ca FILE]]\n"
+            "                    [--virtual-pool N]\n"
             "                    [--check] [--foreground]\n"
             "\n"
             "  --policy FILE        the policy (see sluicectl check); reloaded on SIGHUP and\n"
@@ -47,6 +51,11 @@ static void usage(FILE *out)
             "  --upstream-ca FILE   PEM certificates that upstream servers' chains are\n"
             "                       verified against in inspect mode (default: the system\n"
             "                       store, read whole at start)\n"
+            "  --virtual-pool N     dns.answers: virtual: how many names may hold an\n"
+            "                       address of 198.18.0.0/15 (and fd73:6c75:6963:6576::/96\n"
+            "                       when a --listen is IPv6) at once (1-%u, default %u);\n"
+            "                       a full pool reuses the idle mapping whose TTL ended\n"
+            "                       first, never one a flow uses\n"
             "  --no-seccomp         no syscall filter (debugging only; the default filter\n"
             "                       kills the process on a syscall it does not allow)\n"
             "  --check              validate the policy, print problems, exit 0 or 1\n"
@@ -56,14 +65,30 @@ static void usage(FILE *out)
             "lets flows finish for %d s. exit codes: 0 ok, 1 runtime failure (including a\n"
             "failed privilege drop or an unreadable CA), 2 usage (including inspect rules\n"
             "without --ca-cert/--ca-key).\n",
-            PRIVDROP_DEFAULT_USER, PRIVDROP_FALLBACK_USER, PROXY_DRAIN_GRACE_MS / 1000);
+            PRIVDROP_DEFAULT_USER, PRIVDROP_FALLBACK_USER, VPOOL_MAX, PROXY_VIRTUAL_POOL,
+            PROXY_DRAIN_GRACE_MS / 1000);
+}
+
+static bool parse_pool(const char *s, uint32_t *out)
+{
+    char *end;
+    unsigned long v;
+
+    errno = 0;
+    v = strtoul(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || v < 1 || v > VPOOL_MAX) {
+        log_warnx("--virtual-pool '%s': not a number of addresses in 1-%u", s, VPOOL_MAX);
+        return false;
+    }
+    *out = (uint32_t)v;
+    return true;
 }
 
 int main(int argc, char **argv)
 {
     enum { O_POLICY = 256, O_LISTEN, O_DNS, O_UPSTREAM, O_ID, O_LOG, O_CHECK, O_FOREGROUND,
            O_METRICS, O_CONTROL, O_HELP, O_USER, O_NO_SECCOMP, O_CA_CERT, O_CA_KEY,
-           O_UPSTREAM_CA };
+           O_UPSTREAM_CA, O_VIRTUAL_POOL };
     static const struct option opts[] = {
         {"policy", required_argument, NULL, O_POLICY},
         {"listen", required_argument, NULL, O_LISTEN},
@@ -81,6 +106,7 @@ int main(int argc, char **argv)
         {"ca-cert", required_argument, NULL, O_CA_CERT},
         {"ca-key", required_argument, NULL, O_CA_KEY},
         {"upstream-ca", required_argument, NULL, O_UPSTREAM_CA},
+        {"virtual-pool", required_argument, NULL, O_VIRTUAL_POOL},
         {NULL, 0, NULL, 0},
     };
     struct proxy_options o = {.log_path = "-", .seccomp = true};
@@ -122,6 +148,10 @@ int main(int argc, char **argv)
         case O_CA_CERT: o.ca_cert = optarg; break;
         case O_CA_KEY: o.ca_key = optarg; break;
         case O_UPSTREAM_CA: o.upstream_ca = optarg; break;
+        case O_VIRTUAL_POOL:
+            if (!parse_pool(optarg, &o.virtual_pool))
+                return LOG_EXIT_USAGE;
+            break;
         default:
             log_warnx("unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
             return LOG_EXIT_USAGE;

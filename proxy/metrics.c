@@ -66,7 +66,7 @@ void metrics_count(struct metrics *m, const struct flow_record *r)
         /* connection limits refuse a flow, the DNS limit a query: count those too */
         if (r->limit == LIMIT_MAX_CONNECTIONS || r->limit == LIMIT_NEW_CONNECTIONS)
             m->flows[VERDICT_DENY][why][proto_index(r->proto)]++;
-        else if (r->limit == LIMIT_DNS_QUERIES)
+        else if (r->limit == LIMIT_DNS_QUERIES || r->limit == LIMIT_VIRTUAL_POOL)
             m->dns[VERDICT_DENY][qtype_index(r->qtype)]++;
         break;
     case EV_REQUEST:
@@ -173,6 +173,18 @@ int metrics_render(const struct metrics *m, const struct metrics_gauges *g,
              "Time spent minting leaf certificates.");
         evbuffer_add_printf(out, "sluice_inspect_leaf_mint_seconds_total %.6f\n",
                             g->leaf_mint_seconds);
+    }
+    if (g->virtual_pool) {
+        head(out, "sluice_virtual_addresses", "gauge",
+             "dns.answers: virtual: names holding an address, held by a flow or idle.");
+        evbuffer_add_printf(out, "sluice_virtual_addresses{state=\"in_use\"} %llu\n"
+                            "sluice_virtual_addresses{state=\"idle\"} %llu\n",
+                            (unsigned long long)g->virtual_in_use,
+                            (unsigned long long)(g->virtual_mapped - g->virtual_in_use));
+        head(out, "sluice_virtual_address_evictions_total", "counter",
+             "Idle mappings whose address went to another name (the pool was full).");
+        evbuffer_add_printf(out, "sluice_virtual_address_evictions_total %llu\n",
+                            (unsigned long long)g->virtual_evictions);
     }
     head(out, "process_cpu_seconds_total", "counter", "User and system CPU time.");
     evbuffer_add_printf(out, "process_cpu_seconds_total %.3f\n", g->cpu_seconds);

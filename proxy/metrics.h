@@ -43,6 +43,8 @@ struct metrics_gauges {
     bool inspect;                   /* inspect mode is configured: its leaf counters */
     uint64_t leaf_cached, leaf_minted;
     double leaf_mint_seconds;
+    bool virtual_pool;              /* dns.answers: virtual has a pool: its gauges */
+    uint64_t virtual_mapped, virtual_in_use, virtual_evictions;
 };
 
 /* Counts one flow-log record (flow_start, deny, dns, reload, limit, request). */

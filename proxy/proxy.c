@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -30,6 +31,7 @@
 #include "route.h"
 #include "sock.h"
 #include "tls.h"
+#include "vpool.h"
 
 #define ACCEPT_BACKOFF_MS 100       /* out of descriptors: pause accepting this long */
 #define ACCEPT_BATCH 64             /* connections taken per wake-up before others run */
@@ -159,6 +161,8 @@ static int listen_on(struct proxy *px, const char *spec)
         return -1;
     }
     l->px = px;
+    if (ss.ss_family == AF_INET6)
+        px->v6 = true;
     l->ev = event_new(px->base, l->fd, EV_READ | EV_PERSIST, on_accept, l);
     core->n_listeners++;                /* closed by proxy_close() even if this fails */
     return l->ev && event_add(l->ev, NULL) == 0 ? 0 : -1;
@@ -177,6 +181,15 @@ static void listeners_close(struct proxy_core *core)
     }
     core->n_listeners = 0;
 }
+int proxy_vpool_ensure(struct proxy *px, const struct policy *p)
+{
+    static const uint8_t ula[12] = VPOOL_ULA;
+
+    if (px->vpool || p->settings.dns.answers != DNS_ANSWERS_VIRTUAL)
+        return 0;
+    px->vpool = vpool_new(px->vpool_max, ula, px->vpool_key);
+    return px->vpool ? 0 : -ENOMEM;
+}
 
 /* ---- policy reload ---- */
 
@@ -192,6 +205,10 @@ int proxy_reload(struct proxy *px, const char *why, char *msg, size_t cap)
     if (rc == 0 && tls_policy_check(px->tls, p, &d) > 0) {
         policy_free(p);                 /* never an inspect rule passed by SNI alone */
         rc = -EINVAL;
+    } else if (rc == 0 && (rc = proxy_vpool_ensure(px, p)) < 0) {
+        diag_add(&d, DIAG_ERROR, 0, 0, "dns.answers: virtual: no memory for %u addresses "
+                 "(sluice-proxy --virtual-pool)", px->vpool_max);
+        policy_free(p);
     }
     memset(&r, 0, sizeof(r));
     r.event = EV_RELOAD;
@@ -387,6 +404,7 @@ int proxy_open(struct proxy *px, const struct proxy_options *opt, struct policy 
     px->id = opt->id ? opt->id : "";
     px->policy_path = opt->policy_path;
     px->policy = policy;
+    px->vpool_max = opt->virtual_pool ? opt->virtual_pool : PROXY_VIRTUAL_POOL;
     px->core = core = calloc(1, sizeof(*core));
     if (!core)
         return 1;
@@ -396,6 +414,15 @@ int proxy_open(struct proxy *px, const struct proxy_options *opt, struct policy 
     raise_nofile();
     if ((rc = open_inspect(px, opt)) != 0)
         return rc;
+    if (getrandom(px->vpool_key, sizeof(px->vpool_key), 0) != (ssize_t)sizeof(px->vpool_key)) {
+        log_warnx("getrandom: %s", strerror(errno));
+        return 1;
+    }
+    if (proxy_vpool_ensure(px, policy) < 0) {
+        log_warnx("dns.answers: virtual: no memory for %u addresses (--virtual-pool)",
+                  px->vpool_max);
+        return 1;
+    }
     px->base = event_base_new();
     px->log = flowlog_open(opt->log_path);
     if (!px->base || !px->log) {
@@ -496,6 +523,7 @@ void proxy_close(struct proxy *px)
     resolver_free(px->resolver);
     route_probe_free(px->route);
     tls_ctx_free(px->tls);
+    vpool_free(px->vpool);
     flowlog_close(px->log);
     policy_free(px->policy);
     if (px->base)

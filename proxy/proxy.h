@@ -25,11 +25,16 @@ struct route_probe;
 struct relay_pool;
 struct proxy_core;
 struct tls_ctx;
+struct vpool;
 
 #define PROXY_LOG_PER_SECOND 100    /* dns and limit records a second; the rest are counted */
 #define PROXY_MAX_LISTENERS 8       /* --listen */
 #define PROXY_MAX_DNS 4             /* --dns-listen */
 #define PROXY_DRAIN_GRACE_MS 10000  /* SIGTERM: how long flows may finish */
+#define PROXY_VIRTUAL_POOL 16384    /* --virtual-pool default: names with an address at once */
+/* a virtual address outlives the TTL it was answered with by this much: the
+ * sandbox's resolve-then-connect, and clients that keep an answer a little long */
+#define PROXY_VIRTUAL_GRACE_MS 5000
 
 struct proxy {
     struct event_base *base;
@@ -51,6 +56,12 @@ struct proxy {
     struct limit_bucket dns_queries;    /* dns.queries_per_second */
     struct proxy_core *core;        /* the process core's own (proxy.c) */
     struct tls_ctx *tls;            /* inspect mode: the CA and both TLS contexts, or NULL */
+    struct vpool *vpool;            /* dns.answers: virtual's addresses; made when a policy
+                                       first asks for them, kept across reloads */
+    uint32_t vpool_max;             /* --virtual-pool */
+    uint64_t vpool_key[2];          /* its SipHash key, drawn at start: the syscall
+                                       filter has no getrandom for a reload */
+    bool v6;                        /* a --listen is IPv6: the sandbox has IPv6 (AAAA answers) */
 };
 
 /* What the command line asks of a process (sluice-proxy --help says each). */
@@ -62,6 +73,7 @@ struct proxy_options {
     size_t n_dns;
     const char *upstream, *id, *log_path, *metrics, *control, *user;
     const char *ca_cert, *ca_key, *upstream_ca;     /* inspect mode */
+    uint32_t virtual_pool;          /* --virtual-pool, 0: the default */
     bool seccomp;
 };
 
@@ -106,5 +118,12 @@ int proxy_reload(struct proxy *px, const char *why, char *msg, size_t cap);
  * is refused).
  */
 bool proxy_dest_allowed(const struct proxy *px, int family, const uint8_t *addr);
+
+/*
+ * Makes the virtual-address pool when policy P answers virtual and there is
+ * none yet (at start, or on the reload that first asks for it). -ENOMEM when
+ * it cannot be made.
+ */
+int proxy_vpool_ensure(struct proxy *px, const struct policy *p);
 
 #endif

@@ -20,7 +20,7 @@ struct slot {
     char name[HOSTNAME_MAX + 1];    /* "" while free (or forgotten and still held) */
     uint64_t hash;
     int32_t next_hash;
-    int32_t prev, next;             /* idle list, or the free list (next only) */
+    int32_t prev, next;             /* idle list */
     bool idle;                      /* on the idle list */
     uint32_t refs;                  /* flows using the addresses */
     uint64_t ttl_ms;                /* what it was last answered with */
@@ -32,8 +32,8 @@ struct vpool {
     struct slot *slots;
     int32_t *buckets;
     uint32_t n_buckets;             /* a power of two, at least twice MAX */
-    uint32_t next_unused;           /* slots from here on were never handed out */
-    int32_t free_head;              /* slots handed out and forgotten since */
+    uint32_t next_unused;           /* how many slots were ever handed out */
+    uint32_t start;                 /* the first slot handed out (see take_slot()) */
     int32_t idle_head, idle_tail;   /* the life that ends first at the head */
     uint8_t ula[12];
     uint64_t key[2];
@@ -60,10 +60,11 @@ struct vpool *vpool_new(uint32_t max, const uint8_t ula_prefix[12], const uint64
         return NULL;
     }
     memset(p->buckets, 0xff, p->n_buckets * sizeof(*p->buckets));     /* NONE */
-    p->free_head = p->idle_head = p->idle_tail = NONE;
+    p->idle_head = p->idle_tail = NONE;
     memcpy(p->ula, ula_prefix, sizeof(p->ula));
     p->key[0] = key[0];
     p->key[1] = key[1];
+    p->start = (uint32_t)(key[1] % max);
     return p;
 }
 
@@ -162,18 +163,18 @@ static void addrs_of(const struct vpool *p, uint32_t i, struct vpool_addr *out)
     out->v6[15] = (uint8_t)n;
 }
 
-/* A slot for a new name: never used, forgotten, or the idle one whose life ended first. */
+/*
+ * A slot for a new name: one never used, else the idle one whose life ended
+ * first. Fresh slots are handed out from a random start, so that a restarted
+ * proxy is unlikely to give a name the address another name had before (an
+ * answer the sandbox still holds then maps to nothing, not to another name).
+ */
 static int32_t take_slot(struct vpool *p, uint64_t now_ms, bool *evicted)
 {
     int32_t i;
 
     if (p->next_unused < p->max)
-        return (int32_t)p->next_unused++;
-    if (p->free_head != NONE) {
-        i = p->free_head;
-        p->free_head = p->slots[i].next;
-        return i;
-    }
+        return (int32_t)((p->start + p->next_unused++) % p->max);
     i = p->idle_head;
     if (i == NONE || p->slots[i].expires_ms > now_ms)
         return NONE;
@@ -273,29 +274,9 @@ void vpool_release(struct vpool *p, int family, const uint8_t *addr, uint64_t no
     if (--s->refs > 0)
         return;
     p->in_use--;
-    if (!s->name[0]) {                      /* forgotten while held: free now */
-        s->next = p->free_head;
-        p->free_head = i;
-        return;
-    }
     if (now_ms + s->ttl_ms > s->expires_ms)
         s->expires_ms = now_ms + s->ttl_ms;
     idle_insert(p, i);
-}
-
-void vpool_forget(struct vpool *p, const char *name)
-{
-    uint64_t hash = siphash24(p->key, (const uint8_t *)name, strlen(name));
-    int32_t i = find(p, name, hash);
-
-    if (i == NONE)
-        return;
-    idle_unlink(p, i);
-    unname(p, i);
-    if (p->slots[i].refs == 0) {            /* held ones are freed by their last release */
-        p->slots[i].next = p->free_head;
-        p->free_head = i;
-    }
 }
 
 void vpool_stats(const struct vpool *p, struct vpool_stats *st)

@@ -1,5 +1,5 @@
 /*
- * The virtual-address pool of `dns.answers: virtual` (issue 17, first step):
+ * The virtual-address pool of `dns.answers: virtual`:
  * each allowed name the sandbox asks for is answered with an address of its
  * own from 198.18.0.0/15 (IPv4, the benchmarking range, never routed) and a
  * ULA /96 (IPv6), so that a connection to that address means that name,
@@ -19,6 +19,8 @@
 #define VPOOL_V4_BASE 0xc6120000u       /* 198.18.0.0 */
 #define VPOOL_V4_PREFIX 15
 #define VPOOL_MAX ((1u << (32 - VPOOL_V4_PREFIX)) - 2)     /* .0 and the last left out */
+/* The proxy's IPv6 pool: fd73:6c75:6963:6576::/96 ("sluicev" after fd) */
+#define VPOOL_ULA {0xfd, 0x73, 0x6c, 0x75, 0x69, 0x63, 0x65, 0x76, 0, 0, 0, 0}
 
 struct vpool;
 
@@ -37,7 +39,7 @@ void vpool_free(struct vpool *p);
 /*
  * The addresses of NAME (a normalized hostname), valid until at least
  * NOW_MS + TTL_MS: the name's own if it has some (their life is extended),
- * else a free slot, else the idle slot whose life ended longest ago (its old
+ * else a slot never used, else the idle slot whose life ended longest ago (its old
  * name loses them: *EVICTED is set). -ENOSPC when every slot is in use or
  * still within its life: the caller answers as its pool-exhausted limit says.
  */
@@ -54,9 +56,6 @@ bool vpool_contains(const struct vpool *p, int family, const uint8_t *addr);
  */
 const char *vpool_lookup(struct vpool *p, int family, const uint8_t *addr, bool hold);
 void vpool_release(struct vpool *p, int family, const uint8_t *addr, uint64_t now_ms);
-
-/* Forgets NAME's mapping (a reload no longer allows it): its addresses map to nothing. */
-void vpool_forget(struct vpool *p, const char *name);
 
 struct vpool_stats {
     uint32_t size;              /* slots */

@@ -36,6 +36,24 @@ egress:
 destinations:
   allow_ranges: [203.0.113.0/24]      # the demo's internet lives in a TEST-NET
 """
+# The same, reloaded live: each allowed name answered with a virtual address of
+# its own, so that a rule can allow any TCP protocol by name
+POLICY_VIRTUAL = POLICY.replace("egress:\n", """egress:
+  - domain: ssh.example.test          # an ssh-style server: raw TCP by name
+    ports: [22]
+""") + """dns:
+  answers: virtual
+"""
+SSH4 = "203.0.113.22"
+# an ssh-style client: connect to port 22 by name, print the server's greeting
+GREETING = """\
+import socket, sys
+try:
+    s = socket.create_connection((sys.argv[1], 22), timeout=3)
+    print(s.getpeername()[0], "says:", s.recv(100).decode().strip() or "(closed)")
+except OSError as e:
+    print(f"{sys.argv[1]}: {e}")
+"""
 
 
 def say(text):
@@ -77,7 +95,7 @@ def main():
         netsetup = str(BUILD / "netsetup" / "sluice-netsetup")
 
         say("== sluicectl ca init: the inspect-mode CA, name-constrained to the inspect rules")
-        policy = world.tmp / "policy.yaml"
+        policy = testworld.open_path_to(world.tmp) / "policy.yaml"   # reread as nobody
         policy.write_text(POLICY)
         ca = world.tmp / "ca"
         subprocess.run([str(BUILD / "ctl" / "sluicectl"), "ca", "init", str(ca), "--policy",
@@ -134,6 +152,29 @@ def main():
 
         say("== denied: no name at all, just an address")
         curl(world, name, f"https://{ADDR.WWW4}/", "-k")
+
+        say("== any TCP protocol by name: the policy reloaded with dns.answers: virtual and")
+        print("   a rule for ssh.example.test port 22 (an ssh-style server that speaks first)")
+        world.add_inet_addr(SSH4)
+        world.dns_add("ssh.example.test", "A", SSH4)
+        banner_log = world.tmp / "banner.jsonl"
+        world.spawn(world.inet, [sys.executable, ROOT / "tests" / "integration" /
+                                 "banner_server.py", "--listen", f"{SSH4}:22", "--log",
+                                 banner_log], name="banner")
+        wait_for(lambda: Path(f"{banner_log}.ready").exists(), 5.0, what="banner server")
+        policy.write_text(POLICY_VIRTUAL)
+        wait_for(lambda: any(json.loads(x).get("event") == "reload"
+                             for x in log.read_text().splitlines()), 5.0,
+                 what=f"the reload: {proxy.log()}")
+        greet = world.tmp / "greet.py"
+        greet.write_text(GREETING)
+        greet.chmod(0o644)
+        sandbox_run(world, name, ["dig", "+short", "ssh.example.test"])
+        sandbox_run(world, name, ["python3", greet, "ssh.example.test"], netns_exec=True)
+        say("== denied: the same port on a name no rule allows (NXDOMAIN, nothing dialled),")
+        print("   and on the server's real address (no name: nothing says where it goes)")
+        sandbox_run(world, name, ["python3", greet, "other.example.test"], netns_exec=True)
+        sandbox_run(world, name, ["python3", greet, SSH4], netns_exec=True)
 
         say("== QUIC (udp/443) is refused at once, so clients fall back to TCP")
         sandbox_run(world, name, ["python3", "-c",

@@ -112,3 +112,34 @@ def test_explain_audit_mode_says_it_would_pass(ctl, tmp_path):
     r = ctl("explain", str(p), "pypi.org")
     assert r.returncode == 1
     assert "mode is audit: the flow would pass" in r.stdout
+
+
+RAW_BY_NAME = "version: 1\negress:\n  - domain: db.example\n    ports: [443, 5432]\n"
+
+
+def test_check_warns_of_a_raw_port_under_real_answers(ctl, tmp_path):
+    p = tmp_path / "p.yaml"
+    p.write_text(RAW_BY_NAME)
+    r = ctl("check", str(p))
+    assert r.returncode == 0
+    assert r.stderr.splitlines() == [
+        f"{p}:3:5: warning: port 5432 of 'db.example' needs dns.answers: virtual unless it "
+        "carries TLS or HTTP; otherwise such flows are denied unknown_protocol"]
+    p.write_text(RAW_BY_NAME + "dns:\n  answers: virtual\n")
+    r = ctl("check", str(p))
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
+def test_explain_says_how_a_name_is_reached(ctl, tmp_path):
+    p = tmp_path / "p.yaml"
+    p.write_text(RAW_BY_NAME)
+    real = ctl("explain", str(p), "db.example:5432")
+    assert real.returncode == 0
+    assert "dns.answers is real: only TLS or HTTP naming db.example" in real.stdout
+    assert "virtual address" not in ctl("explain", str(p), "db.example:443").stdout
+    p.write_text(RAW_BY_NAME + "dns:\n  answers: virtual\n")
+    raw = ctl("explain", str(p), "db.example:5432")
+    assert "reached through a virtual address" in raw.stdout
+    assert "any TCP protocol on it is relayed by that name" in raw.stdout
+    tls = ctl("explain", str(p), "db.example:443")
+    assert "TLS or HTTP on it must name it too (SNI, Host)" in tls.stdout

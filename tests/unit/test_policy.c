@@ -333,6 +333,8 @@ static const struct error_row error_rows[] = {
      "bare name as a rule"},
     {"version: 1\ndns:\n  unlisted: servfail\n", 3, 13,
      "dns.unlisted must be nxdomain or refused", "bad dns answer"},
+    {"version: 1\ndns:\n  answers: fake\n", 3, 12,
+     "dns.answers must be real or virtual", "bad dns.answers"},
     {"version: 1\ndns:\n  max_name_length: 300\n", 3, 20, "out of range (1-253)",
      "name length over 253"},
     {"version: 1\ntimeouts:\n  sniff: 5 seconds\n", 3, 10, "write it like '5s'",
@@ -406,6 +408,8 @@ static const struct warn_row warn_rows[] = {
     {"version: 1\negress:\n  - domain: a.test\n    http:\n      - methods: [GET]\n", 3,
      "apply to plain HTTP only"},
     {"version: 1\n", 1, "no 'egress' rules"},
+    {"version: 1\negress:\n  - domain: db.test\n    ports: [443, 5432]\n", 3,
+     "port 5432 of 'db.test' needs dns.answers: virtual unless it carries TLS or HTTP"},
 };
 
 static void test_warnings(void **state)
@@ -490,9 +494,28 @@ static void test_settings(void **state)
     policy_free(p);
     diag_clear(&d);
 
+    /* a port beside 80 and 443 is what virtual answers are for: no warning; nor
+     * on rules whose traffic is HTTP(S) by definition */
+    p = load_str("version: 1\negress:\n  - domain: db.test\n    ports: [5432]\n"
+                 "  - domain: api.test\n    ports: [8443]\n    inspect: true\n"
+                 "dns: {answers: virtual}\n", &d);
+    assert_non_null(p);
+    assert_int_equal(p->settings.dns.answers, DNS_ANSWERS_VIRTUAL);
+    assert_int_equal(d.n, 0);
+    policy_free(p);
+    diag_clear(&d);
+    p = load_str("version: 1\negress:\n  - domain: api.test\n    ports: [8443]\n"
+                 "    http: [{methods: [GET]}]\n", &d);
+    assert_non_null(p);
+    assert_int_equal(d.n, 1);                   /* only "http rules apply to plain HTTP" */
+    assert_non_null(strstr(d.v[0].msg, "plain HTTP only"));
+    policy_free(p);
+    diag_clear(&d);
+
     /* defaults */
     p = load_str("version: 1\negress: []\n", &d);
     assert_non_null(p);
+    assert_int_equal(p->settings.dns.answers, DNS_ANSWERS_REAL);
     assert_int_equal(p->settings.mode, POLICY_ENFORCE);
     assert_int_equal(p->settings.timeouts.sniff_ms, 5000);
     assert_int_equal(p->settings.dns.max_ttl, 60);

@@ -1,6 +1,6 @@
 /*
  * The virtual-address pool: addresses per name and back, lives and reuse,
- * held mappings never reused, forgetting, exhaustion.
+ * held mappings never reused, where fresh slots start, exhaustion.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <cmocka.h>
@@ -15,7 +16,8 @@
 #include "vpool.h"
 
 static const uint8_t ula[12] = {0xfd, 0x5c, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0, 0};
-static const uint64_t key[2] = {0x0123456789abcdefull, 0xfedcba9876543210ull};
+/* the second word a multiple of every pool size below: fresh slots start at slot 0 */
+static const uint64_t key[2] = {0x0123456789abcdefull, 1000ull * 0x123456789ull};
 
 #define TTL 60000
 
@@ -113,34 +115,25 @@ static void test_held_mappings_are_never_reused(void **state)
     vpool_free(p);
 }
 
-static void test_forget(void **state)
+static void test_fresh_slots_start_anywhere_and_wrap(void **state)
 {
-    struct vpool *p = vpool_new(2, ula, key);
-    struct vpool_addr a, b, c;
-    struct vpool_stats st;
+    static const uint64_t key7[2] = {1, 7};     /* the start is the key's second word mod max */
+    struct vpool *p = vpool_new(9, ula, key7);
+    struct vpool_addr a;
+    char name[16];
+    int i;
 
     (void)state;
-    a = map_ok(p, "a.test", 0, false);
-    b = map_ok(p, "b.test", 0, false);
-    vpool_forget(p, "a.test");                  /* a reload no longer allows it */
-    assert_null(vpool_lookup(p, AF_INET, a.v4, false));
-    c = map_ok(p, "c.test", 1, false);          /* its slot is free at once */
-    assert_memory_equal(c.v4, a.v4, 4);
-    /* forgotten while a flow holds it: no new flow maps to it, and the slot is
-     * free only when that flow ends */
-    assert_non_null(vpool_lookup(p, AF_INET, b.v4, true));
-    vpool_forget(p, "b.test");
-    assert_null(vpool_lookup(p, AF_INET, b.v4, true));
-    vpool_stats(p, &st);
-    assert_int_equal(st.mapped, 1);
-    assert_int_equal(st.in_use, 1);
-    vpool_release(p, AF_INET, b.v4, 5);
-    a = map_ok(p, "a.test", 6, false);
-    assert_memory_equal(a.v4, b.v4, 4);
-    vpool_forget(p, "never.test");              /* unknown names change nothing */
-    vpool_stats(p, &st);
-    assert_int_equal(st.mapped, 2);
-    assert_int_equal(st.in_use, 0);
+    a = map_ok(p, "first.test", 0, false);
+    assert_memory_equal(a.v4, ((uint8_t[]){198, 18, 0, 8}), 4);
+    map_ok(p, "second.test", 0, false);         /* slot 8: 198.18.0.9, the last */
+    a = map_ok(p, "third.test", 0, false);      /* wraps to slot 0 */
+    assert_memory_equal(a.v4, ((uint8_t[]){198, 18, 0, 1}), 4);
+    for (i = 0; i < 6; i++) {
+        snprintf(name, sizeof(name), "n%d.test", i);
+        map_ok(p, name, 0, false);
+    }
+    assert_int_equal(vpool_map(p, "tenth.test", 1, TTL, &a, &(bool){false}), -ENOSPC);
     vpool_free(p);
 }
 
@@ -150,7 +143,7 @@ int main(void)
         cmocka_unit_test(test_addresses_and_back),
         cmocka_unit_test(test_full_pool_reuses_the_oldest_idle),
         cmocka_unit_test(test_held_mappings_are_never_reused),
-        cmocka_unit_test(test_forget),
+        cmocka_unit_test(test_fresh_slots_start_anywhere_and_wrap),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -70,6 +70,13 @@ static int do_process_metrics(void)
     return n > 2 ? 0 : 3;
 }
 
+static int do_getrandom(void)
+{
+    uint8_t b[16];
+
+    return syscall(SYS_getrandom, b, sizeof(b), 0) == (long)sizeof(b) ? 0 : 1;
+}
+
 static int do_malloc(void)
 {
     size_t i;
@@ -169,6 +176,7 @@ static const struct row rows[] = {
     {"pipes, splice-style descriptors and IPv4/IPv6/unix sockets", do_relay_calls, WORKS},
     {"/proc/self/statm and /proc/self/fd for the metrics", do_process_metrics, WORKS},
     {"malloc of small and large blocks", do_malloc, WORKS},
+    {"getrandom: OpenSSL's hourly reseed in inspect mode", do_getrandom, WORKS},
     {"execve: a compromised proxy must not run anything", do_execve, KILLED},
     {"AF_PACKET socket: sniffing other traffic", do_packet_socket, KILLED},
     {"AF_NETLINK socket: changing routes or nftables", do_netlink_socket, KILLED},

@@ -69,19 +69,21 @@ static bool rate_ok(struct dns_server *s)
     return qps == 0 || limit_bucket_take(&s->px->dns_queries, qps, qps, 1, clock_now_ms()) == 1;
 }
 
-static void dns_log(struct dns_server *s, const struct dns_query *q, int rcode,
-                    enum flow_verdict verdict, enum reason why)
+/* The dns record of Q's answer (RCODE), or with LIMIT the limit record that refused it. */
+static void dns_log(struct dns_server *s, const struct dns_query *q, enum flow_limit limit,
+                    int rcode, enum flow_verdict verdict, enum reason why)
 {
     struct flow_record r;
 
     memset(&r, 0, sizeof(r));
-    r.event = EV_DNS;
+    r.event = limit == LIMIT_NONE ? EV_DNS : EV_LIMIT;
+    r.limit = limit;
     r.proto = PROTO_DNS;
     r.qname = q->qname;
     r.qname_len = q->qname_len;
     r.has_qtype = true;
     r.qtype = q->qtype;
-    r.rcode = dns_rcode_name(rcode);
+    r.rcode = limit == LIMIT_NONE ? dns_rcode_name(rcode) : NULL;
     r.verdict = verdict;
     r.reason = why;
     proxy_log(s->px, &r);
@@ -140,7 +142,6 @@ static int answer_virtual(struct dns_server *s, const struct dns_query *q, uint3
 {
     struct proxy *px = s->px;
     struct vpool_addr va;
-    struct flow_record r;
     bool evicted;
 
     if (q->qtype == DNS_TYPE_AAAA && !px->v6)
@@ -153,15 +154,7 @@ static int answer_virtual(struct dns_server *s, const struct dns_query *q, uint3
                q->qtype == DNS_TYPE_A ? 4 : 16);
         return 1;
     }
-    memset(&r, 0, sizeof(r));
-    r.event = EV_LIMIT;
-    r.proto = PROTO_DNS;
-    r.limit = LIMIT_VIRTUAL_POOL;
-    r.qname = q->qname;
-    r.qname_len = q->qname_len;
-    r.has_qtype = true;
-    r.qtype = q->qtype;
-    proxy_log(px, &r);
+    dns_log(s, q, LIMIT_VIRTUAL_POOL, 0, VERDICT_NONE, REASON_NONE);
     return -1;
 }
 
@@ -220,7 +213,7 @@ static void answer(struct dns_server *s, struct dns_tcp *tcp,
         n = (size_t)got;
     }
     send_response(s, tcp, peer, peer_len, q, rcode, ans, n);
-    dns_log(s, q, rcode, verdict,
+    dns_log(s, q, LIMIT_NONE, rcode, verdict,
             n == 0 && removed ? REASON_PRIVATE_DESTINATION
             : rcode == DNS_RCODE_SERVFAIL ? REASON_RESOLVE_FAILED : REASON_NONE);
 }
@@ -263,25 +256,14 @@ static void handle(struct dns_server *s, struct dns_tcp *tcp, const uint8_t *msg
         break;
     }
     if (!rate_ok(s)) {
-        struct flow_record r;
-
         send_response(s, tcp, peer, peer_len, &q, DNS_RCODE_REFUSED, NULL, 0);
-        memset(&r, 0, sizeof(r));
-        r.event = EV_LIMIT;
-        r.proto = PROTO_DNS;
-        r.limit = LIMIT_DNS_QUERIES;
-        r.reason = REASON_RATE_LIMITED;
-        r.qname = q.qname;
-        r.qname_len = q.qname_len;
-        r.has_qtype = true;
-        r.qtype = q.qtype;
-        proxy_log(s->px, &r);
+        dns_log(s, &q, LIMIT_DNS_QUERIES, 0, VERDICT_NONE, REASON_RATE_LIMITED);
         return;
     }
     if (q.qtype == DNS_TYPE_ANY || q.qtype == DNS_TYPE_AXFR || q.qtype == DNS_TYPE_IXFR ||
         q.qclass != 1) {
         send_response(s, tcp, peer, peer_len, &q, DNS_RCODE_NOTIMP, NULL, 0);
-        dns_log(s, &q, DNS_RCODE_NOTIMP, VERDICT_DENY, REASON_NONE);
+        dns_log(s, &q, LIMIT_NONE, DNS_RCODE_NOTIMP, VERDICT_DENY, REASON_NONE);
         return;
     }
 
@@ -293,7 +275,7 @@ static void handle(struct dns_server *s, struct dns_tcp *tcp, const uint8_t *msg
     policy_decide(pol, &pq, &d);
     if (d.outcome == DECISION_DENY) {
         send_response(s, tcp, peer, peer_len, &q, unlisted, NULL, 0);
-        dns_log(s, &q, unlisted, VERDICT_DENY, d.reason);
+        dns_log(s, &q, LIMIT_NONE, unlisted, VERDICT_DENY, d.reason);
         return;
     }
     if (d.outcome == DECISION_AUDIT)
@@ -301,7 +283,7 @@ static void handle(struct dns_server *s, struct dns_tcp *tcp, const uint8_t *msg
     if (q.qtype != DNS_TYPE_A && q.qtype != DNS_TYPE_AAAA) {
         /* TXT, MX, SRV, HTTPS...: the name exists for the sandbox, its data does not */
         send_response(s, tcp, peer, peer_len, &q, DNS_RCODE_NOERROR, NULL, 0);
-        dns_log(s, &q, DNS_RCODE_NOERROR, verdict, REASON_NONE);
+        dns_log(s, &q, LIMIT_NONE, DNS_RCODE_NOERROR, verdict, REASON_NONE);
         return;
     }
     if (resolver_cached(s->px->resolver, q.qname, &res, cname)) {

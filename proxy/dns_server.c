@@ -214,7 +214,7 @@ static void answer(struct dns_server *s, struct dns_tcp *tcp,
     }
     send_response(s, tcp, peer, peer_len, q, rcode, ans, n);
     dns_log(s, q, LIMIT_NONE, rcode, verdict,
-            n == 0 && removed ? REASON_PRIVATE_DESTINATION
+            n == 0 && removed && !usable ? REASON_PRIVATE_DESTINATION
             : rcode == DNS_RCODE_SERVFAIL ? REASON_RESOLVE_FAILED : REASON_NONE);
 }
 

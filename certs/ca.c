@@ -87,6 +87,23 @@ static bool add_ext(X509 *cert, int nid, const char *value, X509V3_CTX *ctx)
 }
 
 /* The critical name constraints: every inspect rule's subtree, no IP address. */
+/* Pushes a subtree of GN onto SK; GN is the subtree's from here on (freed on failure). */
+static bool push_subtree(STACK_OF(GENERAL_SUBTREE) *sk, GENERAL_NAME *gn)
+{
+    GENERAL_SUBTREE *st = gn ? GENERAL_SUBTREE_new() : NULL;
+
+    if (!st) {
+        GENERAL_NAME_free(gn);
+        return false;
+    }
+    GENERAL_NAME_free(st->base);
+    st->base = gn;
+    if (sk_GENERAL_SUBTREE_push(sk, st) > 0)
+        return true;
+    GENERAL_SUBTREE_free(st);
+    return false;
+}
+
 static bool add_constraints(X509 *cert, const struct policy *p)
 {
     NAME_CONSTRAINTS *nc = NAME_CONSTRAINTS_new();
@@ -101,41 +118,16 @@ static bool add_constraints(X509 *cert, const struct policy *p)
     }
     for (i = 0; ok && i < p->n_rules; i++) {
         char name[HOSTNAME_MAX + 2];
-        GENERAL_SUBTREE *st;
-        ASN1_IA5STRING *s;
 
         if (!is_inspect(&p->rules[i]))
             continue;
         ca_subtree_of(&p->rules[i], name);
-        st = GENERAL_SUBTREE_new();
-        s = ASN1_IA5STRING_new();
-        ok = st && s && ASN1_STRING_set(s, name, (int)strlen(name)) == 1;
-        if (ok) {
-            GENERAL_NAME_set0_value(st->base, GEN_DNS, s);
-            s = NULL;
-            ok = sk_GENERAL_SUBTREE_push(nc->permittedSubtrees, st) > 0;
-            if (ok)
-                st = NULL;
-        }
-        ASN1_IA5STRING_free(s);
-        GENERAL_SUBTREE_free(st);
+        ok = push_subtree(nc->permittedSubtrees,
+                          a2i_GENERAL_NAME(NULL, NULL, NULL, GEN_DNS, name, 0));
     }
-    for (i = 0; ok && i < 2; i++) {
-        GENERAL_SUBTREE *st = GENERAL_SUBTREE_new();
-        GENERAL_NAME *gn = a2i_GENERAL_NAME(NULL, NULL, NULL, GEN_IPADD, all_ip[i], 1);
-
-        ok = st && gn;
-        if (ok) {
-            GENERAL_NAME_free(st->base);
-            st->base = gn;
-            gn = NULL;
-            ok = sk_GENERAL_SUBTREE_push(nc->excludedSubtrees, st) > 0;
-            if (ok)
-                st = NULL;
-        }
-        GENERAL_NAME_free(gn);
-        GENERAL_SUBTREE_free(st);
-    }
+    for (i = 0; ok && i < 2; i++)
+        ok = push_subtree(nc->excludedSubtrees,
+                          a2i_GENERAL_NAME(NULL, NULL, NULL, GEN_IPADD, all_ip[i], 1));
     ok = ok && X509_add1_ext_i2d(cert, NID_name_constraints, nc, 1, X509V3_ADD_DEFAULT) == 1;
     NAME_CONSTRAINTS_free(nc);
     return ok;

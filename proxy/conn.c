@@ -89,24 +89,19 @@ static void conn_deny(struct conn *c, enum reason why)
     struct flow_record r;
     uint8_t alert[DENY_TLS_ALERT_LEN];
     char resp[DENY_HTTP_MAX];
-    size_t n = 0;
-    const void *msg = NULL;
 
     if (c->in) {
         inspect_refuse(c, why);         /* said inside the sandbox's TLS, if it is up */
-    } else if (c->proto == PROTO_TLS) {
-        n = deny_tls_alert(alert, why);
-        msg = alert;
-    } else if (c->proto == PROTO_HTTP) {
-        n = deny_http(resp, sizeof(resp), c->host[0] ? c->host : "-", c->port, why, false,
-                      false);
-        msg = resp;
-    }
-    if (c->in) {
         shutdown(c->cfd, SHUT_WR);
-    } else if (msg) {
+    } else if (c->proto == PROTO_TLS || c->proto == PROTO_HTTP) {
+        size_t n = c->proto == PROTO_TLS
+                       ? deny_tls_alert(alert, why)
+                       : deny_http(resp, sizeof(resp), c->host[0] ? c->host : "-", c->port,
+                                   why, false, false);
+
         /* best effort: a few bytes into an empty socket buffer; failure changes nothing */
-        (void)!send(c->cfd, msg, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)!send(c->cfd, c->proto == PROTO_TLS ? (const void *)alert : resp, n,
+                    MSG_NOSIGNAL | MSG_DONTWAIT);
         shutdown(c->cfd, SHUT_WR);
     } else {
         struct linger rst = {1, 0};     /* anything else: a TCP reset */

@@ -12,6 +12,7 @@
 #define SLUICE_CONN_INT_H
 
 #include <event2/util.h>
+#include <string.h>
 
 #include "conn.h"
 #include "http_head.h"
@@ -98,6 +99,24 @@ struct conn {
     struct inspect *in;         /* inspect mode (inspect.c), or NULL */
     char injected[128];         /* inspect: the headers its rule adds, "A,B" (names only) */
 };
+
+/*
+ * Room at the end of a user-space window of CAP bytes, where [OFF, LEN) is
+ * still to send and CHECKED lies between: an emptied window starts over, a
+ * full one moves what is left to the front.
+ */
+static inline void window_compact(uint8_t *buf, size_t cap, size_t *off, size_t *len,
+                                  size_t *checked)
+{
+    if (*off > 0 && *off == *len) {
+        *off = *len = *checked = 0;
+    } else if (*len == cap && *off > 0) {
+        memmove(buf, buf + *off, *len - *off);
+        *len -= *off;
+        *checked -= *off;
+        *off = 0;
+    }
+}
 
 /* conn.c */
 void conn_settle(struct conn *c, enum step st);

@@ -118,14 +118,7 @@ static int side_read(struct conn *c, struct side *s, struct plain *p)
     size_t n = 0, room, budget;
     int way = p->count->way, r;
 
-    if (p->off > 0 && p->off == p->len) {
-        p->off = p->checked = p->len = 0;
-    } else if (p->len == sizeof(p->buf) && p->off > 0) {
-        memmove(p->buf, p->buf + p->off, p->len - p->off);
-        p->len -= p->off;
-        p->checked -= p->off;
-        p->off = 0;
-    }
+    window_compact(p->buf, sizeof(p->buf), &p->off, &p->len, &p->checked);
     if (s->eof || p->len == sizeof(p->buf))
         return 0;
     room = sizeof(p->buf) - p->len;

@@ -309,14 +309,7 @@ static enum step dir_window(struct dir *d)
         if (!d->buf)
             return STEP_CLOSE;
     }
-    if (d->off > 0 && d->off == d->len) {
-        d->off = d->len = d->checked = 0;
-    } else if (d->len == d->cap && d->off > 0) {
-        memmove(d->buf, d->buf + d->off, d->len - d->off);
-        d->len -= d->off;
-        d->checked -= d->off;
-        d->off = 0;
-    }
+    window_compact(d->buf, d->cap, &d->off, &d->len, &d->checked);
     return d->len == d->cap ? conn_refuse(d->c, REASON_UNKNOWN_PROTOCOL) : STEP_WAIT;
 }
 

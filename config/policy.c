@@ -534,9 +534,10 @@ static bool paths_match(char *const *v, size_t n, const char *path, size_t len)
 }
 
 void policy_match_http(const struct policy_rule *rule, const char *method,
-                       const char *target, struct policy_verdict *v)
+                       const char *target, size_t target_len, struct policy_verdict *v)
 {
-    size_t len = strcspn(target, "?");      /* the path: a query is not matched */
+    const char *query = memchr(target, '?', target_len);
+    size_t len = query ? (size_t)(query - target) : target_len;    /* a query is not matched */
     bool canonical = policy_path_canonical(target, len), method_seen = false;
     size_t i;
 
@@ -572,7 +573,7 @@ void policy_decide(const struct policy *p, const struct policy_query *q,
         else
             v.reason = REASON_NOT_ALLOWLISTED;
         if (v.allow && q->method)
-            policy_match_http(v.rule, q->method, q->target, &v);
+            policy_match_http(v.rule, q->method, q->target, q->target_len, &v);
     }
     d->reason = v.reason;
     d->rule = v.rule;

@@ -157,7 +157,7 @@ void policy_match_addr(const struct policy *p, int family, const uint8_t *addr,
  * `paths` entry, since origins would not agree on what it names.
  */
 void policy_match_http(const struct policy_rule *rule, const char *method,
-                       const char *target, struct policy_verdict *v);
+                       const char *target, size_t target_len, struct policy_verdict *v);
 
 /*
  * Whether the LEN bytes of PATH name the same resource for every origin: it
@@ -183,7 +183,8 @@ struct policy_query {
     const uint8_t *addr;
     uint16_t port;              /* POLICY_ANY_PORT: any port a rule lists (DNS) */
     const char *method;         /* an HTTP request's method and target, or NULL */
-    const char *target;
+    const char *target;         /* TARGET_LEN bytes, not NUL-terminated */
+    size_t target_len;
     enum reason refused;        /* the caller already refused the flow for this
                                    protocol-level reason (no_sni, unknown_protocol...):
                                    no rule is consulted, only the mode */

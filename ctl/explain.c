@@ -90,6 +90,7 @@ int cmd_explain(int argc, char **argv)
     q.port = port;
     q.method = method;
     q.target = path;
+    q.target_len = path ? strlen(path) : 0;
     policy_decide(p, &q, &v);
     allow = v.outcome == DECISION_ALLOW;
 

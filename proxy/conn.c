@@ -185,12 +185,17 @@ static void decide(const struct conn *c, const struct policy_query *q,
         d->reason = REASON_REVOKED;
 }
 
-/* Applies the policy to HOST on the flow's port (and to METHOD/PATH when given). */
-bool conn_decide(struct conn *c, const char *host, size_t len, const char *method,
-                 const char *path, bool quiet, struct policy_decision *d)
+/* Applies the policy to HOST on the flow's port (and to REQ's method and path when given). */
+bool conn_decide(struct conn *c, const char *host, size_t len, const struct http_head *req,
+                 bool quiet, struct policy_decision *d)
 {
-    struct policy_query q = {.host = (const uint8_t *)host, .host_len = len, .port = c->port,
-                             .method = method, .target = path};
+    struct policy_query q = {.host = (const uint8_t *)host, .host_len = len, .port = c->port};
+
+    if (req) {
+        q.method = req->method;
+        q.target = (const char *)req->path;
+        q.target_len = req->path_len;
+    }
 
     decide(c, &q, d);
     return conn_decided(c, d, host, len, quiet);
@@ -387,7 +392,7 @@ static enum step sniff_decide(struct conn *c, bool full)
             return conn_deny_or_audit(c, why);  /* refused before any rule is asked */
         if (c->virt && strcmp(hello.sni, c->host) != 0)
             return conn_refuse(c, REASON_HOST_MISMATCH);    /* another name's address */
-        if (!conn_decide(c, hello.sni, hello.sni_len, NULL, NULL, false, &d))
+        if (!conn_decide(c, hello.sni, hello.sni_len, NULL, false, &d))
             return conn_refuse(c, d.reason);
         if (d.rule && d.rule->inspect)  /* (a reload made it one since the peek began) */
             return c->state == CONN_PEEK ? conn_refuse(c, REASON_REVOKED)
@@ -421,7 +426,7 @@ static enum step sniff_decide(struct conn *c, bool full)
         return conn_refuse(c, why);
     /* the head itself is checked again, with its method and path, by the relay,
      * which also writes the audit record: this look is quiet */
-    if (!conn_decide(c, head.host, head.host_len, NULL, NULL, true, &d))
+    if (!conn_decide(c, head.host, head.host_len, NULL, true, &d))
         return conn_refuse(c, d.reason);
     return sniff_go(c);
 }

@@ -18,13 +18,11 @@
 /* Whether a request for another host than the flow's may have a flow of its own. */
 static bool other_host_allowed(const struct conn *c, const struct http_head *h)
 {
-    char path[HTTP_HEAD_MAX + 1];
     struct policy_query q = {.host = (const uint8_t *)h->host, .host_len = h->host_len,
-                             .port = c->port, .method = h->method, .target = path};
+                             .port = c->port, .method = h->method,
+                             .target = (const char *)h->path, .target_len = h->path_len};
     struct policy_decision d;
 
-    memcpy(path, h->path, h->path_len);
-    path[h->path_len] = '\0';
     policy_decide(c->px->policy, &q, &d);
     return d.outcome != DECISION_DENY;
 }
@@ -79,7 +77,6 @@ enum step http_check(struct dir *d)
         size_t n = d->len - d->checked;
         struct http_head h;
         struct policy_decision dec;
-        char path[HTTP_HEAD_MAX + 1];
         long used;
 
         if (d->fr.state != HTTP_FRAME_HEAD) {
@@ -119,9 +116,7 @@ enum step http_check(struct dir *d)
              * websocket, so the upgrade must be its first request. */
             return conn_refuse(c, REASON_UNKNOWN_PROTOCOL);
         }
-        memcpy(path, h.path, h.path_len);
-        path[h.path_len] = '\0';
-        if (!conn_decide(c, h.host, h.host_len, h.method, path, false, &dec))
+        if (!conn_decide(c, h.host, h.host_len, &h, false, &dec))
             return conn_refuse(c, dec.reason);
         d->checked += h.head_len;
         d->requests++;

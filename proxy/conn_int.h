@@ -123,8 +123,8 @@ void conn_settle(struct conn *c, enum step st);
 enum step conn_refuse(struct conn *c, enum reason why);    /* STEP_DENY for WHY */
 void conn_record(const struct conn *c, struct flow_record *r, enum flow_event ev);
 void conn_end_record(struct conn *c);
-bool conn_decide(struct conn *c, const char *host, size_t len, const char *method,
-                 const char *path, bool quiet, struct policy_decision *d);
+bool conn_decide(struct conn *c, const char *host, size_t len, const struct http_head *req,
+                 bool quiet, struct policy_decision *d);
 bool conn_decide_refused(struct conn *c, enum reason why, bool quiet, struct policy_decision *d);
 void conn_arm(struct conn *c, uint64_t ms);   /* (re)sets the flow's one timer */
 void on_client(evutil_socket_t fd, short what, void *arg);

@@ -294,7 +294,6 @@ static int answer_denied(struct conn *c, enum reason why, bool keep)
 static bool request_allowed(struct conn *c, const struct http_head *h, bool quiet,
                             struct policy_decision *d)
 {
-    char path[HTTP_HEAD_MAX + 1];
     enum reason why = REASON_NONE;
 
     if (h->host_state == HTTP_HOST_MISMATCH ||
@@ -307,9 +306,7 @@ static bool request_allowed(struct conn *c, const struct http_head *h, bool quie
         why = h->connect ? REASON_METHOD_NOT_ALLOWED : REASON_UNKNOWN_PROTOCOL;
     if (why != REASON_NONE)
         return conn_decide_refused(c, why, quiet, d);
-    memcpy(path, h->path, h->path_len);
-    path[h->path_len] = '\0';
-    return conn_decide(c, c->host, strlen(c->host), h->method, path, quiet, d);
+    return conn_decide(c, c->host, strlen(c->host), h, quiet, d);
 }
 
 /* The allowed head H goes upstream, with the rule's headers in place of any the sandbox sent. */

@@ -94,12 +94,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (canonical)
         check_decoded(target, path_len);
 
-    policy_match_http(&p->rules[0], "GET", target, &v);
+    policy_match_http(&p->rules[0], "GET", target, strlen(target), &v);
     CHECK(canonical || !v.allow);
     /* the same path with another query: the same decision */
     target[path_len] = '\0';
     memcpy(target + path_len, query, sizeof(query));
-    policy_match_http(&p->rules[0], "GET", target, &vq);
+    policy_match_http(&p->rules[0], "GET", target, strlen(target), &vq);
     CHECK(v.allow == vq.allow && v.reason == vq.reason);
     return 0;
 }

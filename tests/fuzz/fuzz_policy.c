@@ -142,7 +142,8 @@ static void ask_rule(const struct policy *p, const struct policy_rule *r)
     check_verdict(p, &v);
 
     for (i = 0; i < sizeof(fixed_requests) / sizeof(fixed_requests[0]); i++) {
-        policy_match_http(r, fixed_requests[i].method, fixed_requests[i].path, &v);
+        policy_match_http(r, fixed_requests[i].method, fixed_requests[i].path,
+                          strlen(fixed_requests[i].path), &v);
         CHECK(v.rule == r);
     }
     /* Each http entry allows its own first method and a path equal to its first glob
@@ -154,11 +155,11 @@ static void ask_rule(const struct policy *p, const struct policy_rule *r)
 
         snprintf(path, sizeof(path), "%s%s", h->n_paths && h->paths[0][0] == '*' ? "/" : "",
                  h->n_paths ? h->paths[0] : "/");
-        policy_match_http(r, h->n_methods ? h->methods[0] : "GET", path, &v);
+        policy_match_http(r, h->n_methods ? h->methods[0] : "GET", path, strlen(path), &v);
         CHECK(v.allow);
     }
     if (r->n_http == 0) {
-        policy_match_http(r, "GET", "/", &v);
+        policy_match_http(r, "GET", "/", 1, &v);
         CHECK(v.allow);
     }
 }

@@ -574,11 +574,20 @@ static void test_http(void **state)
     (void)state;
     assert_non_null(p);
     for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-        policy_match_http(&p->rules[0], rows[i].method, rows[i].path, &v);
+        policy_match_http(&p->rules[0], rows[i].method, rows[i].path, strlen(rows[i].path),
+                          &v);
         if (v.allow != rows[i].allow || v.reason != rows[i].reason)
             fail_msg("%s %s: got %s", rows[i].method, rows[i].path, reason_name(v.reason));
     }
-    policy_match_http(&p->rules[1], "DELETE", "/anything", &v);   /* no http section */
+    /* the target is its length, not up to a NUL: the bytes after it (the rest of
+     * a request head) are never matched, nor is a '?' beyond it */
+    policy_match_http(&p->rules[0], "HEAD", "/meta/x", 5, &v);
+    assert_true(v.allow);
+    policy_match_http(&p->rules[0], "HEAD", "/meta?x", 6, &v);
+    assert_true(v.allow);                       /* "/meta?" is the path "/meta"... */
+    policy_match_http(&p->rules[0], "HEAD", "/metaX?", 6, &v);
+    assert_false(v.allow);                      /* ...and "/metaX" is not */
+    policy_match_http(&p->rules[1], "DELETE", "/anything", 9, &v);   /* no http section */
     assert_true(v.allow);
     policy_free(p);
     diag_clear(&d);
@@ -688,7 +697,9 @@ static void test_decide(void **state)
         assert_non_null(p);
         for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
             struct policy_query q = {.port = rows[i].port, .method = rows[i].method,
-                                     .target = rows[i].target, .refused = rows[i].refused};
+                                     .target = rows[i].target,
+                                     .target_len = rows[i].target ? strlen(rows[i].target) : 0,
+                                     .refused = rows[i].refused};
             struct policy_decision dec;
             enum policy_outcome want;
             uint8_t a[16];

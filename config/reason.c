@@ -40,6 +40,12 @@ const char *reason_name(enum reason r)
     return reasons[r].name;
 }
 
+bool reason_is_upstream(enum reason r)
+{
+    return r == REASON_RESOLVE_FAILED || r == REASON_CONNECT_FAILED ||
+           r == REASON_PRIVATE_DESTINATION || r == REASON_UPSTREAM_CERT_INVALID;
+}
+
 const char *reason_describe(enum reason r)
 {
     if ((unsigned)r >= REASON_COUNT)

@@ -5,6 +5,8 @@
 #ifndef SLUICE_REASON_H
 #define SLUICE_REASON_H
 
+#include <stdbool.h>
+
 enum reason {
     REASON_NONE = 0,            /* allowed: no reason */
     REASON_NOT_ALLOWLISTED,
@@ -32,5 +34,9 @@ const char *reason_name(enum reason r);
 
 /* A one-line explanation for people ("no allowlist rule names this host"). */
 const char *reason_describe(enum reason r);
+
+/* Whether R says the way to the server failed (it could not be resolved,
+ * reached or trusted) rather than the policy refusing: a 502, not a 403. */
+bool reason_is_upstream(enum reason r);
 
 #endif

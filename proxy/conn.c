@@ -97,7 +97,7 @@ static void conn_deny(struct conn *c, enum reason why)
         size_t n = c->proto == PROTO_TLS
                        ? deny_tls_alert(alert, why)
                        : deny_http(resp, sizeof(resp), c->host[0] ? c->host : "-", c->port,
-                                   why, false, false);
+                                   why, false);
 
         /* best effort: a few bytes into an empty socket buffer; failure changes nothing */
         (void)!send(c->cfd, c->proto == PROTO_TLS ? (const void *)alert : resp, n,

@@ -22,7 +22,7 @@ size_t deny_tls_alert(uint8_t out[DENY_TLS_ALERT_LEN], enum reason why)
 }
 
 size_t deny_http(char *out, size_t cap, const char *host, uint16_t port, enum reason why,
-                 bool bad_gateway, bool keep_alive)
+                 bool keep_alive)
 {
     char safe[256], body[384];
     size_t i, j = 0;
@@ -41,7 +41,7 @@ size_t deny_http(char *out, size_t cap, const char *host, uint16_t port, enum re
                  "Content-Length: %d\r\n"
                  "X-Sluice-Reason: %s\r\n"
                  "%s"
-                 "\r\n%s", bad_gateway ? "502 Bad Gateway" : "403 Forbidden", b,
+                 "\r\n%s", reason_is_upstream(why) ? "502 Bad Gateway" : "403 Forbidden", b,
                  reason_name(why), keep_alive ? "" : "Connection: close\r\n", body);
     return n < 0 || (size_t)n >= cap ? 0 : (size_t)n;
 }

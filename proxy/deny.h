@@ -21,10 +21,11 @@ size_t deny_tls_alert(uint8_t out[DENY_TLS_ALERT_LEN], enum reason why);
 /*
  * "HTTP/1.1 403 Forbidden" with X-Sluice-Reason and the one-line body
  * "sluice: HOST:PORT denied (REASON)". HOST is escaped to printable ASCII.
- * BAD_GATEWAY makes it a 502 (the upstream failed, inside inspected TLS);
- * KEEP_ALIVE leaves out "Connection: close" (the next request may follow).
+ * A reason that says the upstream failed (reason_is_upstream()) makes it a
+ * 502 Bad Gateway instead. KEEP_ALIVE leaves out "Connection: close" (the
+ * next request may follow).
  */
 size_t deny_http(char *out, size_t cap, const char *host, uint16_t port, enum reason why,
-                 bool bad_gateway, bool keep_alive);
+                 bool keep_alive);
 
 #endif

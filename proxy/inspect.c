@@ -277,11 +277,9 @@ enum step inspect_connected(struct conn *c)
 static int answer_denied(struct conn *c, enum reason why, bool keep)
 {
     char resp[DENY_HTTP_MAX];
-    bool gateway = why == REASON_UPSTREAM_CERT_INVALID || why == REASON_CONNECT_FAILED ||
-                   why == REASON_RESOLVE_FAILED || why == REASON_PRIVATE_DESTINATION;
-    size_t n = deny_http(resp, sizeof(resp), c->host, c->port, why, gateway, keep);
+    size_t n = deny_http(resp, sizeof(resp), c->host, c->port, why, keep);
 
-    c->in->status = gateway ? 502 : 403;
+    c->in->status = reason_is_upstream(why) ? 502 : 403;
     c->in->ex_down = n;
     return plain_prepend(&c->in->down, resp, n);
 }

@@ -225,38 +225,27 @@ static enum step conn_deny_or_audit(struct conn *c, enum reason why)
 
 enum step sniff_go(struct conn *c)
 {
-    if (c->state != CONN_PEEK)
-        return conn_resolve(c);
-    event_free(c->down.rev);            /* the peek's watch on the server: the relay's now */
-    c->down.rev = NULL;
-    return relay_start(c);
+    return c->state == CONN_PEEK ? relay_start(c) : conn_resolve(c);
 }
 
 static enum step sniff_decide(struct conn *c, bool full);
 static enum step sniff_read(struct conn *c);
 
-/* The peek ends without the client's first bytes being known: what it sent so
- * far is judged as it is (a partial ClientHello is no SNI), nothing is raw. */
-static enum step peek_over(struct conn *c)
+enum step peek_over(struct conn *c)
 {
     return c->up.len ? sniff_decide(c, true) : sniff_go(c);
 }
 
-/* The server spoke first (an ssh, SMTP or MySQL greeting): a raw relay. */
-static void on_peek_server(evutil_socket_t fd, short what, void *arg)
-{
-    struct conn *c = arg;
-
-    (void)fd;
-    (void)what;
-    conn_settle(c, peek_over(c));
-}
-
+/*
+ * The server's side is watched by the event that becomes the relay's down
+ * direction (on_dir() sends its first wake-up here): the server speaking first
+ * costs no epoll change, and its greeting is relayed in the same loop turn.
+ */
 enum step peek_start(struct conn *c)
 {
     c->state = CONN_PEEK;
     conn_arm(c, c->px->policy->settings.timeouts.sniff_ms);
-    c->down.rev = event_new(c->px->base, c->ufd, EV_READ, on_peek_server, c);
+    c->down.rev = event_new(c->px->base, c->ufd, EV_READ | EV_PERSIST, on_dir, &c->down);
     if (!c->down.rev || event_add(c->down.rev, NULL) < 0 || event_add(c->up.rev, NULL) < 0)
         return STEP_CLOSE;
     return sniff_read(c);               /* the client's first bytes may be here already */

@@ -131,6 +131,9 @@ void on_client(evutil_socket_t fd, short what, void *arg);
 
 enum step sniff_go(struct conn *c);    /* a sniffed flow is allowed: on to its upstream */
 enum step peek_start(struct conn *c);  /* connected raw TCP by name: PEEK */
+/* PEEK ends (the server spoke first, or the time is up): the client's bytes so
+ * far are judged as they are (a partial ClientHello is no SNI), else raw */
+enum step peek_over(struct conn *c);
 
 /* connect.c */
 enum step conn_resolve(struct conn *c);         /* the name is allowed: resolve, connect */

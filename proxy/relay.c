@@ -459,10 +459,21 @@ wait_write:
 void on_dir(evutil_socket_t fd, short what, void *arg)
 {
     struct dir *d = arg;
+    struct conn *c = d->c;
+    enum step st;
 
     (void)fd;
     (void)what;
-    conn_settle(d->c, dir_pump(d, false));
+    if (c->state == CONN_PEEK) {
+        /* the server spoke first (conn.c, peek_start()): a raw relay, whose
+         * down direction has bytes (or the end) to move now */
+        st = peek_over(c);
+        if (st == STEP_WAIT && c->state == CONN_RELAY)
+            st = dir_pump(d, false);
+        conn_settle(c, st);
+        return;
+    }
+    conn_settle(c, dir_pump(d, false));
 }
 
 /* Connected: the relay starts, the sniffed bytes first. */

@@ -164,6 +164,7 @@ void policy_settings_default(struct policy_settings *s)
     s->mode = POLICY_ENFORCE;
     s->dns.unlisted = DNS_UNLISTED_NXDOMAIN;
     s->dns.answers = DNS_ANSWERS_REAL;
+    s->feedback = true;
     s->dns.queries_per_second = 50;
     s->dns.max_name_length = 100;
     s->dns.max_ttl = 60;

@@ -85,6 +85,8 @@ struct policy_settings {
         uint64_t download_bytes_per_second;
     } limits;
     enum policy_ech ech;
+    bool feedback;              /* tell the sandbox why it was refused: EDE text, hints in
+                                   a 403, http://sluice.internal/ (default true) */
 };
 
 struct policy_names;

@@ -19,6 +19,7 @@
 #include <yaml.h>
 
 #include "hostname.h"
+#include "psl.h"
 
 #define DEFAULT_PORT 443
 #define MAX_PORTS_PER_RULE 1024
@@ -387,6 +388,12 @@ static void load_version(struct loader *ld, yaml_node_t *n, void *ctx)
         return;
     if (!parse_u64(s, &v, &end) || *end != '\0' || v != 1)
         ld_error(ld, n, "unknown policy version '%s' (this sluice reads version: 1)", s);
+}
+
+static void load_feedback(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    (void)ctx;
+    get_bool(ld, n, "feedback", &ld->p->settings.feedback);
 }
 
 static void load_mode(struct loader *ld, yaml_node_t *n, void *ctx)
@@ -928,10 +935,11 @@ static bool rule_set_ports(struct loader *ld, struct policy_rule *r, yaml_node_t
     return true;
 }
 
-/* How wide a wildcard is: "*" and "*.tld" need allow_broad. */
+/* How wide a wildcard is: "*" and "*.SUFFIX" over a public suffix (com, co.uk,
+ * github.io: anyone may register names under them) need allow_broad. */
 static bool rule_is_broad(const struct policy_rule *r)
 {
-    return r->kind == RULE_WILDCARD && strchr(r->pattern + (r->pattern[1] ? 2 : 0), '.') == NULL;
+    return r->kind == RULE_WILDCARD && (!r->pattern[1] || psl_name_is_public(r->pattern + 2));
 }
 
 static void check_rule(struct loader *ld, struct rule_ctx *rc, yaml_node_t *item)
@@ -961,9 +969,10 @@ static void check_rule(struct loader *ld, struct rule_ctx *rc, yaml_node_t *item
     }
     if (rule_is_broad(r)) {
         if (!r->allow_broad)
-            ld_error(ld, at, "domain '%s' allows %s; add 'allow_broad: true' to the rule if "
-                     "that is really meant", r->pattern,
-                     r->pattern[1] ? "every name under a top-level domain" : "every name");
+            ld_error(ld, at, "domain '%s' allows every name%s%s%s; add 'allow_broad: true' to "
+                     "the rule if that is really meant", r->pattern,
+                     r->pattern[1] ? " under the public suffix '" : "",
+                     r->pattern[1] ? r->pattern + 2 : "", r->pattern[1] ? "'" : "");
         else
             ld_warn(ld, at, "domain '%s' is broad (allowed by allow_broad)", r->pattern);
     } else if (rc->have_allow_broad && r->allow_broad) {
@@ -1209,7 +1218,7 @@ static void load_tls(struct loader *ld, yaml_node_t *n, void *ctx)
 static const struct key_handler top_keys[] = {
     {"version", load_version}, {"mode", load_mode}, {"egress", load_egress},
     {"dns", load_dns}, {"timeouts", load_timeouts}, {"limits", load_limits},
-    {"destinations", load_destinations}, {"tls", load_tls},
+    {"destinations", load_destinations}, {"tls", load_tls}, {"feedback", load_feedback},
 };
 enum { TOP_VERSION, TOP_MODE, TOP_EGRESS, TOP_COUNT = sizeof(top_keys) / sizeof(top_keys[0]) };
 

@@ -17,6 +17,7 @@
 #include "clock.h"
 #include "conn_int.h"
 #include "deny.h"
+#include "feedback.h"
 #include "inspect.h"
 #include "resolver.h"
 #include "tls_hello.h"
@@ -83,12 +84,22 @@ static void conn_close(struct conn *c)
     free(c);
 }
 
+const char *conn_hint(const struct conn *c, enum reason why, char *buf)
+{
+    const struct policy *p = c->px->policy;
+
+    if (!p->settings.feedback)
+        return NULL;
+    deny_hint(buf, c->deny_gen == p->generation ? c->deny_rule : NULL, why, c->host, c->port);
+    return buf;
+}
+
 /* Refuses the flow the way its protocol understands, logs why, and closes it. */
 static void conn_deny(struct conn *c, enum reason why)
 {
     struct flow_record r;
     uint8_t alert[DENY_TLS_ALERT_LEN];
-    char resp[DENY_HTTP_MAX];
+    char resp[DENY_HTTP_MAX], hint[DENY_HINT_MAX];
 
     if (c->in) {
         inspect_refuse(c, why);         /* said inside the sandbox's TLS, if it is up */
@@ -97,7 +108,7 @@ static void conn_deny(struct conn *c, enum reason why)
         size_t n = c->proto == PROTO_TLS
                        ? deny_tls_alert(alert, why)
                        : deny_http(resp, sizeof(resp), c->host[0] ? c->host : "-", c->port,
-                                   why, false);
+                                   why, false, conn_hint(c, why, hint));
 
         /* best effort: a few bytes into an empty socket buffer; failure changes nothing */
         (void)!send(c->cfd, c->proto == PROTO_TLS ? (const void *)alert : resp, n,
@@ -160,8 +171,11 @@ static bool conn_decided(struct conn *c, const struct policy_decision *d, const 
     struct flow_record r;
 
     conn_note(c, d);
-    if (d->outcome == DECISION_DENY)
+    if (d->outcome == DECISION_DENY) {
+        c->deny_rule = d->rule;
+        c->deny_gen = c->px->policy->generation;
         return false;
+    }
     if (d->outcome == DECISION_AUDIT && !quiet) {
         conn_record(c, &r, EV_DENY);
         if (host) {
@@ -271,6 +285,11 @@ static bool conn_virtual(struct conn *c, enum step *st)
         return false;
     name = vpool_lookup(px->vpool, c->dst.ss_family, addr, true);
     if (!name) {
+        uint8_t fb[16];
+
+        if (c->dst.ss_family == AF_INET && proxy_feedback_addr(px, AF_INET, fb) &&
+            memcmp(fb, addr, 4) == 0)
+            return false;               /* sluice.internal in pod mode: sniffed */
         *st = conn_refuse(c, REASON_NOT_ALLOWLISTED);   /* never handed out (here) */
         return true;
     }
@@ -333,6 +352,23 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---- sniffing ---- */
 
+/* http://sluice.internal/: the sandbox's recent denials, from the proxy itself. */
+static enum step feedback_serve(struct conn *c, const uint8_t *head, size_t len)
+{
+    int sndbuf = 1 << 16;           /* the whole page in one send */
+    char *page;
+    size_t n;
+
+    if (feedback_page(c->px->feedback, c->px->policy->hash, feedback_wants_json(head, len),
+                      &page, &n) < 0)
+        return STEP_CLOSE;
+    setsockopt(c->cfd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+    (void)!send(c->cfd, page, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    free(page);
+    shutdown(c->cfd, SHUT_WR);
+    return STEP_CLOSE;                  /* no record: nothing left the proxy */
+}
+
 /* An inspect rule allowed the SNI: the flow is inspected, never passed on by
  * its SNI alone (a proxy without a CA refuses such a policy; fail closed). */
 static enum step conn_inspect(struct conn *c, const struct policy_rule *r)
@@ -377,6 +413,8 @@ static enum step sniff_decide(struct conn *c, bool full)
             why = REASON_ECH_REJECTED;
         if (ts == TLS_HELLO_OK && hello.sni_state == TLS_SNI_OK && !c->virt)
             memcpy(c->host, hello.sni, hello.sni_len + 1);
+        if (why == REASON_NONE && proxy_is_feedback_name(hello.sni, hello.sni_len))
+            return conn_refuse(c, REASON_NOT_ALLOWLISTED);  /* plain HTTP only; never sent on */
         if (why != REASON_NONE)
             return conn_deny_or_audit(c, why);  /* refused before any rule is asked */
         if (c->virt && strcmp(hello.sni, c->host) != 0)
@@ -403,6 +441,9 @@ static enum step sniff_decide(struct conn *c, bool full)
         return conn_refuse(c, REASON_UNKNOWN_PROTOCOL);
     if (head.host_state == HTTP_HOST_OK && !c->virt)
         memcpy(c->host, head.host, head.host_len + 1);
+    if (head.host_state == HTTP_HOST_OK && proxy_is_feedback_name(head.host, head.host_len))
+        return set->feedback ? feedback_serve(c, b, head.head_len)
+                             : conn_refuse(c, REASON_NOT_ALLOWLISTED);
     if (head.host_state == HTTP_HOST_OK && c->virt && strcmp(head.host, c->host) != 0)
         why = REASON_HOST_MISMATCH;         /* another name's address */
     else if (head.host_state == HTTP_HOST_MISMATCH)

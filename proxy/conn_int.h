@@ -98,6 +98,8 @@ struct conn {
     uint64_t last_active_ms;
     struct inspect *in;         /* inspect mode (inspect.c), or NULL */
     char injected[128];         /* inspect: the headers its rule adds, "A,B" (names only) */
+    const struct policy_rule *deny_rule;    /* what the last refusal named, of the policy */
+    uint64_t deny_gen;                      /* of this generation: for the 403's hint */
 };
 
 /*
@@ -127,6 +129,8 @@ bool conn_decide(struct conn *c, const char *host, size_t len, const struct http
                  bool quiet, struct policy_decision *d);
 bool conn_decide_refused(struct conn *c, enum reason why, bool quiet, struct policy_decision *d);
 void conn_arm(struct conn *c, uint64_t ms);   /* (re)sets the flow's one timer */
+/* The hint a refused HTTP request gets (deny_hint(), into BUF), or NULL with feedback off. */
+const char *conn_hint(const struct conn *c, enum reason why, char *buf);
 void on_client(evutil_socket_t fd, short what, void *arg);
 
 enum step sniff_go(struct conn *c);    /* a sniffed flow is allowed: on to its upstream */

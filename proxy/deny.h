@@ -12,8 +12,11 @@
 
 #include "reason.h"
 
+struct policy_rule;
+
 #define DENY_TLS_ALERT_LEN 7
-#define DENY_HTTP_MAX 512
+#define DENY_HTTP_MAX 2048
+#define DENY_HINT_MAX 1024
 
 /* A fatal alert record: unrecognized_name for names no rule knows, else access_denied. */
 size_t deny_tls_alert(uint8_t out[DENY_TLS_ALERT_LEN], enum reason why);
@@ -26,6 +29,16 @@ size_t deny_tls_alert(uint8_t out[DENY_TLS_ALERT_LEN], enum reason why);
  * next request may follow).
  */
 size_t deny_http(char *out, size_t cap, const char *host, uint16_t port, enum reason why,
-                 bool keep_alive);
+                 bool keep_alive, const char *hint);
+
+/*
+ * What would allow the refused request, for the sandbox to act on (feedback:
+ * true): for a port or a method or path the deciding RULE (NULL: none) does
+ * not list, that rule's line and what it does allow; for a name no rule
+ * knows, the rule that would; and where the sandbox's recent denials are.
+ * Lines end in a newline; OUT holds DENY_HINT_MAX.
+ */
+void deny_hint(char out[DENY_HINT_MAX], const struct policy_rule *rule, enum reason why,
+               const char *host, uint16_t port);
 
 #endif

@@ -145,9 +145,12 @@ static void put16(uint8_t *p, size_t v)
 }
 
 size_t dns_build_response(uint8_t *out, size_t cap, size_t limit, const struct dns_query *q,
-                          int rcode, const struct dns_answer *ans, size_t n)
+                          int rcode, const struct dns_answer *ans, size_t n,
+                          const struct dns_ede *ede)
 {
-    size_t off = DNS_HEADER_LEN, opt = q->edns ? 11 : 0, i, written = 0;
+    size_t text = ede && q->edns ? strnlen(ede->text, DNS_EDE_TEXT_MAX) : 0;
+    size_t rdata = ede && q->edns ? 6 + text : 0;  /* option code, length, info code, text */
+    size_t off = DNS_HEADER_LEN, opt = q->edns ? 11 + rdata : 0, i, written = 0;
     uint16_t flags = (uint16_t)(FLAG_QR | FLAG_RA | (q->flags & (FLAG_RD | FLAG_CD)) |
                                 (rcode & 0xf));
 
@@ -179,12 +182,20 @@ size_t dns_build_response(uint8_t *out, size_t cap, size_t limit, const struct d
         off += 12 + rdlen;
         written++;
     }
-    if (q->edns) {                  /* OPT: root, type 41, our size, no flags, no data */
+    if (q->edns) {                  /* OPT: root, type 41, our size, no flags */
         out[off] = 0;
         put16(out + off + 1, DNS_TYPE_OPT);
         put16(out + off + 3, DNS_EDNS_MAX);
-        memset(out + off + 5, 0, 6);
+        memset(out + off + 5, 0, 4);
+        put16(out + off + 9, rdata);
         off += 11;
+        if (rdata) {                /* option 15: Extended DNS Error */
+            put16(out + off, 15);
+            put16(out + off + 2, 2 + text);
+            put16(out + off + 4, ede->code);
+            memcpy(out + off + 6, ede->text, text);
+            off += rdata;
+        }
     }
     put16(out, q->id);
     put16(out + 2, flags);

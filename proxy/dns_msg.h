@@ -64,14 +64,24 @@ struct dns_answer {
     uint8_t addr[16];
 };
 
+/* An Extended DNS Error (RFC 8914): why an answer is what it is. */
+#define DNS_EDE_BLOCKED 15          /* "Blocked": the name is refused by policy */
+#define DNS_EDE_TEXT_MAX 200        /* EXTRA-TEXT bytes kept */
+
+struct dns_ede {
+    uint16_t code;
+    const char *text;               /* UTF-8 (here: ASCII), NUL-terminated; may be "" */
+};
+
 /*
  * Builds the response to Q in OUT (CAP bytes, at most LIMIT used): the
- * question echoed, RCODE, the answers, an OPT record when the query had one.
- * Answers that do not fit set TC. Returns the length, 0 if even the header
- * does not fit.
+ * question echoed, RCODE, the answers, an OPT record when the query had one,
+ * carrying EDE (or NULL: none). Answers that do not fit set TC. Returns the
+ * length, 0 if even the header does not fit.
  */
 size_t dns_build_response(uint8_t *out, size_t cap, size_t limit, const struct dns_query *q,
-                          int rcode, const struct dns_answer *ans, size_t n);
+                          int rcode, const struct dns_answer *ans, size_t n,
+                          const struct dns_ede *ede);
 
 /*
  * Reads the name at *OFF of MSG into WIRE (DNS_NAME_WIRE_MAX bytes:

@@ -91,17 +91,17 @@ static void dns_log(struct dns_server *s, const struct dns_query *q, enum flow_l
 
 static void tcp_close(struct dns_tcp *c);
 
-/* Sends a response over UDP to PEER, or framed over the TCP client. */
-static void send_response(struct dns_server *s, struct dns_tcp *tcp,
-                          const struct sockaddr_storage *peer, socklen_t peer_len,
-                          const struct dns_query *q, int rcode, const struct dns_answer *a,
-                          size_t n)
+/* Sends a response (with EDE, when not NULL) over UDP to PEER, or framed over the TCP client. */
+static void send_message(struct dns_server *s, struct dns_tcp *tcp,
+                         const struct sockaddr_storage *peer, socklen_t peer_len,
+                         const struct dns_query *q, int rcode, const struct dns_answer *a,
+                         size_t n, const struct dns_ede *ede)
 {
     uint8_t out[2 + DNS_EDNS_MAX * 4];
     size_t limit = tcp ? sizeof(out) - 2 : (q->edns ? (q->edns_size < DNS_EDNS_MAX
                                                                ? q->edns_size : DNS_EDNS_MAX)
                                                          : DNS_UDP_MAX);
-    size_t len = dns_build_response(out + 2, sizeof(out) - 2, limit, q, rcode, a, n);
+    size_t len = dns_build_response(out + 2, sizeof(out) - 2, limit, q, rcode, a, n, ede);
 
     if (len == 0 || (!tcp && peer_len == 0))
         return;                     /* nothing fits, or its TCP client went away */
@@ -113,6 +113,56 @@ static void send_response(struct dns_server *s, struct dns_tcp *tcp,
     out[1] = (uint8_t)len;
     if (send(tcp->fd, out, len + 2, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)(len + 2))
         tcp->closing = true;        /* a client that does not read its answers */
+}
+
+static void send_response(struct dns_server *s, struct dns_tcp *tcp,
+                          const struct sockaddr_storage *peer, socklen_t peer_len,
+                          const struct dns_query *q, int rcode, const struct dns_answer *a,
+                          size_t n)
+{
+    send_message(s, tcp, peer, peer_len, q, rcode, a, n, NULL);
+}
+
+/*
+ * A name the policy refuses: RCODE, and (feedback: true, and the query had
+ * EDNS) an Extended DNS Error "Blocked" whose text says why, under which
+ * policy, and where the sandbox can read its recent denials.
+ */
+static void send_refusal(struct dns_server *s, struct dns_tcp *tcp,
+                         const struct sockaddr_storage *peer, socklen_t peer_len,
+                         const struct dns_query *q, int rcode, enum reason why)
+{
+    const struct policy *p = s->px->policy;
+    char text[DNS_EDE_TEXT_MAX + 1];
+    struct dns_ede ede = {DNS_EDE_BLOCKED, text};
+
+    snprintf(text, sizeof(text), "sluice: %s by policy %s; recent denials: http://%s/",
+             reason_name(why), p->hash, PROXY_FEEDBACK_NAME);
+    send_message(s, tcp, peer, peer_len, q, rcode, NULL, 0, p->settings.feedback ? &ede : NULL);
+}
+
+/*
+ * sluice.internal, the proxy's own page of the sandbox's denials: answered
+ * here (the gateway's address), never forwarded; NXDOMAIN with feedback off.
+ */
+static void answer_feedback(struct dns_server *s, struct dns_tcp *tcp,
+                            const struct sockaddr_storage *peer, socklen_t peer_len,
+                            const struct dns_query *q)
+{
+    const struct policy *p = s->px->policy;
+    struct dns_answer a = {.type = q->qtype, .ttl = p->settings.dns.max_ttl};
+    int family = q->qtype == DNS_TYPE_A ? AF_INET : AF_INET6;
+    size_t n;
+
+    if (!p->settings.feedback) {
+        send_response(s, tcp, peer, peer_len, q, DNS_RCODE_NXDOMAIN, NULL, 0);
+        dns_log(s, q, LIMIT_NONE, DNS_RCODE_NXDOMAIN, VERDICT_DENY, REASON_NOT_ALLOWLISTED);
+        return;
+    }
+    n = (q->qtype == DNS_TYPE_A || q->qtype == DNS_TYPE_AAAA) &&
+        proxy_feedback_addr(s->px, family, a.addr);
+    send_response(s, tcp, peer, peer_len, q, DNS_RCODE_NOERROR, &a, n);
+    dns_log(s, q, LIMIT_NONE, DNS_RCODE_NOERROR, VERDICT_ALLOW, REASON_NONE);
 }
 
 static void pending_free(struct dns_pending *p)
@@ -260,6 +310,10 @@ static void handle(struct dns_server *s, struct dns_tcp *tcp, const uint8_t *msg
         dns_log(s, &q, LIMIT_DNS_QUERIES, 0, VERDICT_NONE, REASON_RATE_LIMITED);
         return;
     }
+    if (proxy_is_feedback_name(q.qname, q.qname_len)) {
+        answer_feedback(s, tcp, peer, peer_len, &q);
+        return;
+    }
     if (q.qtype == DNS_TYPE_ANY || q.qtype == DNS_TYPE_AXFR || q.qtype == DNS_TYPE_IXFR ||
         q.qclass != 1) {
         send_response(s, tcp, peer, peer_len, &q, DNS_RCODE_NOTIMP, NULL, 0);
@@ -274,7 +328,7 @@ static void handle(struct dns_server *s, struct dns_tcp *tcp, const uint8_t *msg
     pq.refused = q.qname_valid ? REASON_NONE : REASON_INVALID_HOSTNAME;
     policy_decide(pol, &pq, &d);
     if (d.outcome == DECISION_DENY) {
-        send_response(s, tcp, peer, peer_len, &q, unlisted, NULL, 0);
+        send_refusal(s, tcp, peer, peer_len, &q, unlisted, d.reason);
         dns_log(s, &q, LIMIT_NONE, unlisted, VERDICT_DENY, d.reason);
         return;
     }

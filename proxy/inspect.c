@@ -276,8 +276,9 @@ enum step inspect_connected(struct conn *c)
 /* The sandbox is told why, inside its TLS; KEEP: the connection may carry more requests. */
 static int answer_denied(struct conn *c, enum reason why, bool keep)
 {
-    char resp[DENY_HTTP_MAX];
-    size_t n = deny_http(resp, sizeof(resp), c->host, c->port, why, keep);
+    char resp[DENY_HTTP_MAX], hint[DENY_HINT_MAX];
+    size_t n = deny_http(resp, sizeof(resp), c->host, c->port, why, keep,
+                         conn_hint(c, why, hint));
 
     c->in->status = reason_is_upstream(why) ? 502 : 403;
     c->in->ex_down = n;

@@ -7,6 +7,7 @@
  */
 #include "proxy.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <limits.h>
@@ -25,6 +26,7 @@
 #include "clock.h"
 #include "conn.h"
 #include "dns_server.h"
+#include "feedback.h"
 #include "log.h"
 #include "privdrop.h"
 #include "resolver.h"
@@ -70,6 +72,11 @@ void proxy_log(struct proxy *px, struct flow_record *r)
     if (!r->policy)                 /* a flow's records name the policy that decided it */
         r->policy = px->policy ? px->policy->hash : NULL;
     metrics_count(&px->metrics, r);
+    if (px->policy && px->policy->settings.feedback && r->verdict == VERDICT_DENY) {
+        if (!px->feedback)
+            px->feedback = feedback_new(PROXY_FEEDBACK_MAX);
+        feedback_note(px->feedback, r);
+    }
     if ((r->event == EV_DNS || r->event == EV_LIMIT || r->event == EV_REQUEST) &&
         !log_gate_pass(&px->gate, PROXY_LOG_PER_SECOND,
                        (uint64_t)r->ts.tv_sec * 1000 + (uint64_t)r->ts.tv_nsec / 1000000,
@@ -161,8 +168,12 @@ static int listen_on(struct proxy *px, const char *spec)
         return -1;
     }
     l->px = px;
-    if (ss.ss_family == AF_INET6)
+    if (ss.ss_family == AF_INET6 && !px->v6) {
         px->v6 = true;
+        memcpy(px->gw6, sock_addr(&ss), 16);
+    } else if (ss.ss_family == AF_INET && !px->gw4[0]) {
+        memcpy(px->gw4, sock_addr(&ss), 4);
+    }
     l->ev = event_new(px->base, l->fd, EV_READ | EV_PERSIST, on_accept, l);
     core->n_listeners++;                /* closed by proxy_close() even if this fails */
     return l->ev && event_add(l->ev, NULL) == 0 ? 0 : -1;
@@ -181,6 +192,30 @@ static void listeners_close(struct proxy_core *core)
     }
     core->n_listeners = 0;
 }
+bool proxy_is_feedback_name(const char *name, size_t len)
+{
+    return len == sizeof(PROXY_FEEDBACK_NAME) - 1 && memcmp(name, PROXY_FEEDBACK_NAME, len) == 0;
+}
+
+bool proxy_feedback_addr(const struct proxy *px, int family, uint8_t *out)
+{
+    static const uint8_t zero[16];
+
+    if (family == AF_INET) {
+        uint32_t base = htonl(VPOOL_V4_BASE);
+
+        if (px->gw4[0] != 0 && px->gw4[0] != 127)
+            memcpy(out, px->gw4, 4);
+        else
+            memcpy(out, &base, 4);
+        return true;
+    }
+    if (!px->v6 || memcmp(px->gw6, zero, 15) == 0)     /* none, or ::1 (pod mode) */
+        return false;
+    memcpy(out, px->gw6, 16);
+    return true;
+}
+
 int proxy_vpool_ensure(struct proxy *px, const struct policy *p)
 {
     static const uint8_t ula[12] = VPOOL_ULA;
@@ -524,6 +559,7 @@ void proxy_close(struct proxy *px)
     route_probe_free(px->route);
     tls_ctx_free(px->tls);
     vpool_free(px->vpool);
+    feedback_free(px->feedback);
     flowlog_close(px->log);
     policy_free(px->policy);
     if (px->base)

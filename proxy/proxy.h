@@ -26,6 +26,7 @@ struct relay_pool;
 struct proxy_core;
 struct tls_ctx;
 struct vpool;
+struct feedback;
 
 #define PROXY_LOG_PER_SECOND 100    /* dns and limit records a second; the rest are counted */
 #define PROXY_MAX_LISTENERS 8       /* --listen */
@@ -35,6 +36,9 @@ struct vpool;
 /* a virtual address outlives the TTL it was answered with by this much: the
  * sandbox's resolve-then-connect, and clients that keep an answer a little long */
 #define PROXY_VIRTUAL_GRACE_MS 5000
+/* the name the proxy serves the sandbox its own recent denials under (feedback: true) */
+#define PROXY_FEEDBACK_NAME "sluice.internal"
+#define PROXY_FEEDBACK_MAX 50      /* denials it keeps for that page */
 
 struct proxy {
     struct event_base *base;
@@ -62,6 +66,9 @@ struct proxy {
     uint64_t vpool_key[2];          /* its SipHash key, drawn at start: the syscall
                                        filter has no getrandom for a reload */
     bool v6;                        /* a --listen is IPv6: the sandbox has IPv6 (AAAA answers) */
+    uint8_t gw4[4], gw6[16];        /* the first --listen of each family (the sandbox's
+                                       gateway): where sluice.internal is; 0: none */
+    struct feedback *feedback;      /* the sandbox's recent denials; made on the first */
 };
 
 /* What the command line asks of a process (sluice-proxy --help says each). */
@@ -118,6 +125,17 @@ int proxy_reload(struct proxy *px, const char *why, char *msg, size_t cap);
  * is refused).
  */
 bool proxy_dest_allowed(const struct proxy *px, int family, const uint8_t *addr);
+
+/* Whether NAME (LEN bytes, lowercase) is PROXY_FEEDBACK_NAME, which is never forwarded. */
+bool proxy_is_feedback_name(const char *name, size_t len);
+
+/*
+ * The address sluice.internal has for the sandbox in FAMILY (4 or 16 bytes
+ * into OUT): the gateway, or in pod mode, where the proxy listens on loopback,
+ * 198.18.0.0 (the virtual pool's base, never a name's), which is routed to the
+ * proxy like any destination. False when there is none (no IPv6).
+ */
+bool proxy_feedback_addr(const struct proxy *px, int family, uint8_t *out);
 
 /*
  * Makes the virtual-address pool when policy P answers virtual and there is

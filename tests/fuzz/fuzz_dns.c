@@ -22,6 +22,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const size_t limits[] = {DNS_UDP_MAX, DNS_EDNS_MAX, 12, 40};
+    static const struct dns_ede ede = {DNS_EDE_BLOCKED, "sluice: not_allowlisted"};
     struct dns_answer ans[20];
     uint8_t out[DNS_EDNS_MAX];
     struct dns_query q;
@@ -35,7 +36,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (i = 0; i < 20; i++)
         ans[i].type = i % 2 ? DNS_TYPE_AAAA : DNS_TYPE_A;
     for (i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
-        n = dns_build_response(out, sizeof(out), limits[i], &q, DNS_RCODE_NOERROR, ans, 20);
+        n = dns_build_response(out, sizeof(out), limits[i], &q, DNS_RCODE_NOERROR, ans, 20,
+                               i % 2 ? &ede : NULL);
         CHECK(n <= limits[i]);
         if (n)
             CHECK(out[0] == data[0] && out[1] == data[1]);     /* the id comes back */

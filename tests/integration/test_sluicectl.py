@@ -143,3 +143,18 @@ def test_explain_says_how_a_name_is_reached(ctl, tmp_path):
     assert "any TCP protocol on it is relayed by that name" in raw.stdout
     tls = ctl("explain", str(p), "db.example:443")
     assert "TLS or HTTP on it must name it too (SNI, Host)" in tls.stdout
+
+
+@pytest.mark.parametrize("suffix", ["co.uk", "github.io", "s3.amazonaws.com", "com"])
+def test_check_knows_public_suffixes(ctl, tmp_path, suffix):
+    """A wildcard over a public suffix (libpsl, Debian's publicsuffix list, its
+    private section included) needs allow_broad; one a label below does not."""
+    p = tmp_path / "p.yaml"
+    p.write_text(f"version: 1\negress:\n  - domain: \"*.{suffix}\"\n")
+    r = ctl("check", str(p))
+    assert r.returncode == 1
+    assert (f"{p}:3:13: domain '*.{suffix}' allows every name under the public suffix "
+            f"'{suffix}'; add 'allow_broad: true'") in r.stderr
+    p.write_text(f"version: 1\negress:\n  - domain: \"*.example.{suffix}\"\n")
+    r = ctl("check", str(p))
+    assert r.returncode == 0 and r.stderr == "", r.stderr

@@ -26,6 +26,7 @@
 
 #include "clock.h"
 #include "conn.h"
+#include "feedback.h"
 #include "resolver.h"
 
 #define WAIT_MS 3000                    /* the most any step here may take */
@@ -137,6 +138,7 @@ static int teardown(void **state)
     relay_pool_free(w->px.relay);
     resolver_free(w->px.resolver);
     flowlog_close(w->px.log);
+    feedback_free(w->px.feedback);
     policy_free(w->px.policy);
     event_free(w->lev);
     event_base_free(w->px.base);

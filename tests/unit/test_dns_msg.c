@@ -140,7 +140,7 @@ static void test_build(void **state)
     a[0].type = DNS_TYPE_A;
     a[0].ttl = 60;
     inet_pton(AF_INET, "203.0.113.10", a[0].addr);
-    len = dns_build_response(r, sizeof(r), DNS_EDNS_MAX, &q, DNS_RCODE_NOERROR, a, 1);
+    len = dns_build_response(r, sizeof(r), DNS_EDNS_MAX, &q, DNS_RCODE_NOERROR, a, 1, NULL);
     assert_int_equal(len, n + 16);                  /* the query, plus one A record */
     assert_int_equal(r[2] & 0x80, 0x80);            /* QR */
     assert_int_equal(r[2] & 0x01, 0x01);            /* RD echoed */
@@ -151,15 +151,51 @@ static void test_build(void **state)
     for (i = 0; i < 40; i++)                        /* more than 512 bytes of answers */
         a[i] = a[0];
     q.edns = false;
-    len = dns_build_response(r, sizeof(r), DNS_UDP_MAX, &q, DNS_RCODE_NOERROR, a, 40);
+    len = dns_build_response(r, sizeof(r), DNS_UDP_MAX, &q, DNS_RCODE_NOERROR, a, 40, NULL);
     assert_true(len <= DNS_UDP_MAX);
     assert_int_equal(r[2] & 0x02, 0x02);            /* TC: retry over TCP */
     assert_true(r[7] < 40);
 
-    len = dns_build_response(r, sizeof(r), DNS_EDNS_MAX, &q, DNS_RCODE_NXDOMAIN, NULL, 0);
+    len = dns_build_response(r, sizeof(r), DNS_EDNS_MAX, &q, DNS_RCODE_NXDOMAIN, NULL, 0,
+                             &(struct dns_ede){DNS_EDE_BLOCKED, "x"});
     assert_int_equal(r[3] & 0x0f, DNS_RCODE_NXDOMAIN);
     assert_int_equal(r[7], 0);
-    assert_int_equal(len, n - 11);                  /* the query without its OPT */
+    assert_int_equal(len, n - 11);                  /* without EDNS: no OPT, so no EDE */
+}
+
+/* An Extended DNS Error rides in the OPT record of a query that had EDNS. */
+static void test_ede(void **state)
+{
+    static const char why[] = "sluice: not_allowlisted (policy 84c7041f8ff5)";
+    uint8_t m[600], r[DNS_EDNS_MAX];
+    struct dns_query q;
+    struct dns_ede e = {DNS_EDE_BLOCKED, why};
+    size_t n, len, opt;
+    char long_text[DNS_EDE_TEXT_MAX + 50];
+
+    (void)state;
+    n = query(m, "exfil.example.test", DNS_TYPE_A, true);
+    assert_int_equal(dns_query_parse(m, n, &q), DNS_PARSE_OK);
+    len = dns_build_response(r, sizeof(r), DNS_EDNS_MAX, &q, DNS_RCODE_NXDOMAIN, NULL, 0, &e);
+    opt = len - 11 - 6 - (sizeof(why) - 1);        /* where the OPT record starts */
+    assert_int_equal(r[11], 1);                     /* ARCOUNT: the OPT */
+    assert_int_equal(r[opt], 0);                    /* root */
+    assert_int_equal(r[opt + 1] << 8 | r[opt + 2], DNS_TYPE_OPT);
+    assert_int_equal(r[opt + 9] << 8 | r[opt + 10], 6 + sizeof(why) - 1);   /* RDLENGTH */
+    assert_int_equal(r[opt + 11] << 8 | r[opt + 12], 15);                   /* EDE */
+    assert_int_equal(r[opt + 13] << 8 | r[opt + 14], 2 + sizeof(why) - 1);
+    assert_int_equal(r[opt + 15] << 8 | r[opt + 16], DNS_EDE_BLOCKED);
+    assert_memory_equal(r + opt + 17, why, sizeof(why) - 1);
+    /* a long text is cut, and a response limit the EDE does not fit in is refused
+     * whole rather than sent without its OPT */
+    memset(long_text, 'a', sizeof(long_text) - 1);
+    long_text[sizeof(long_text) - 1] = '\0';
+    e.text = long_text;
+    len = dns_build_response(r, sizeof(r), DNS_EDNS_MAX, &q, DNS_RCODE_NXDOMAIN, NULL, 0, &e);
+    assert_int_equal(r[len - DNS_EDE_TEXT_MAX - 1], DNS_EDE_BLOCKED);   /* its code's low byte */
+    assert_int_equal(r[len - 1], 'a');
+    assert_int_equal(dns_build_response(r, sizeof(r), n, &q, DNS_RCODE_NXDOMAIN, NULL, 0, &e),
+                     0);
 }
 
 int main(void)
@@ -168,6 +204,7 @@ int main(void)
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_build),
+        cmocka_unit_test(test_ede),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

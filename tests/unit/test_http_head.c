@@ -663,7 +663,8 @@ static void test_deny_answers(void **state)
     size_t n;
 
     (void)state;
-    n = deny_http(out, sizeof(out), "api.example.test", 443, REASON_METHOD_NOT_ALLOWED, true);
+    n = deny_http(out, sizeof(out), "api.example.test", 443, REASON_METHOD_NOT_ALLOWED, true,
+                  NULL);
     assert_true(n > 0);
     assert_string_equal(out, "HTTP/1.1 403 Forbidden\r\n"
                              "Content-Type: text/plain; charset=us-ascii\r\n"
@@ -676,17 +677,19 @@ static void test_deny_answers(void **state)
     assert_false(r.close);
     assert_int_equal(r.head_len + r.content_length, n);
     n = deny_http(out, sizeof(out), "x\r\ny.test", 443, REASON_UPSTREAM_CERT_INVALID,
-                  false);
+                  false, NULL);
     assert_int_equal(http_response_parse((const uint8_t *)out, n, false, &r), HTTP_HEAD_OK);
     assert_int_equal(r.status, 502);
     assert_true(r.close);
     assert_non_null(strstr(out, "X-Sluice-Reason: upstream_cert_invalid\r\n"));
     assert_non_null(strstr(out, "sluice: x??y.test:443 denied"));   /* no header injection */
     /* the way to the server failed, whatever the protocol: a gateway's answer */
-    n = deny_http(out, sizeof(out), "db.test", 80, REASON_PRIVATE_DESTINATION, false);
+    n = deny_http(out, sizeof(out), "db.test", 80, REASON_PRIVATE_DESTINATION, false, NULL);
     assert_int_equal(http_response_parse((const uint8_t *)out, n, false, &r), HTTP_HEAD_OK);
     assert_int_equal(r.status, 502);
-    n = deny_http(out, sizeof(out), "db.test", 80, REASON_HOST_MISMATCH, false);
+    n = deny_http(out, sizeof(out), "db.test", 80, REASON_HOST_MISMATCH, false,
+                  "a hint\n");
+    assert_non_null(strstr(out, "denied (host_mismatch)\na hint\n"));
     assert_int_equal(http_response_parse((const uint8_t *)out, n, false, &r), HTTP_HEAD_OK);
     assert_int_equal(r.status, 403);
 }

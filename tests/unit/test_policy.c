@@ -233,7 +233,11 @@ static void test_broad(void **state)
     struct policy *p = load_str("version: 1\negress:\n"
                                 "  - domain: \"*\"\n    allow_broad: true\n    ports: [80]\n"
                                 "  - domain: \"*.com\"\n    allow_broad: true\n"
-                                "  - domain: \"*.corp.test\"\n", &d);
+                                "  - domain: \"*.corp.test\"\n"
+                                /* below a public suffix: a registrable domain's names */
+                                "  - domain: \"*.example.co.uk\"\n"
+                                "  - domain: \"*.me.github.io\"\n"
+                                "  - domain: \"*.corp.internal\"\n", &d);
     struct policy_verdict v;
 
     (void)state;
@@ -298,7 +302,15 @@ static const struct error_row error_rows[] = {
     {"version: 1\negress:\n  - domain: \"*\"\n", 3, 13, "add 'allow_broad: true'",
      "star without allow_broad"},
     {"version: 1\negress:\n  - domain: \"*.com\"\n", 3, 13,
-     "every name under a top-level domain", "*.tld without allow_broad"},
+     "every name under the public suffix 'com'", "*.tld without allow_broad"},
+    {"version: 1\negress:\n  - domain: \"*.co.uk\"\n", 3, 13,
+     "every name under the public suffix 'co.uk'", "*.co.uk: a public suffix (libpsl)"},
+    {"version: 1\negress:\n  - domain: \"*.github.io\"\n", 3, 13,
+     "under the public suffix 'github.io'", "the list's private section counts too"},
+    {"version: 1\negress:\n  - domain: \"*.s3.amazonaws.com\"\n", 3, 13,
+     "under the public suffix 's3.amazonaws.com'", "a cloud provider's private suffix"},
+    {"version: 1\negress:\n  - domain: \"*.internal\"\n", 3, 13,
+     "under the public suffix 'internal'", "an unlisted top-level domain"},
     {"version: 1\negress:\n  - domain: \"a.*.test\"\n", 3, 13,
      "'*' may only stand as the whole first label", "star in the middle"},
     {"version: 1\negress:\n  - domain: \"*a.test\"\n", 3, 13,

@@ -16,5 +16,6 @@ int cmd_check(int argc, char **argv);
 int cmd_explain(int argc, char **argv);
 int cmd_control(int argc, char **argv);
 int cmd_ca(int argc, char **argv);
+int cmd_suggest(int argc, char **argv);
 
 #endif

@@ -29,6 +29,15 @@ static const struct command commands[] = {
      "      constraints permitting exactly the policy's inspect rules and no IP\n"
      "      address (--days: 1-3650, default 365); or print one. exit 0 ok, 1 failed\n"
      "      (an existing key is never replaced), 2 usage or invalid policy"},
+    {"suggest", cmd_suggest,
+     "suggest LOG... [--policy CURRENT] [--min-runs K] [--merge N] [--diff] [--json]",
+     "learn a policy from flow logs (plain or gzip, - for standard input; a run\n"
+     "      is a file, or a sandbox id in it): each name seen in at least K runs\n"
+     "      (default 1) with its ports and evidence; N or more names under a\n"
+     "      parent that is not a public suffix merged into *.parent; names only\n"
+     "      resolved and bare addresses listed as comments. --policy keeps that\n"
+     "      policy's settings; --diff prints what would be added and removed.\n"
+     "      exit 0 (--diff: no change), 1 (--diff: a change; or an error), 2 usage"},
     {"--control", cmd_control, "--control PATH stats|flows|reload [--json]",
      "ask the proxy behind a control socket: its counters and policy (stats),\n"
      "      its live flows (flows), or to load its policy file again (reload).\n"

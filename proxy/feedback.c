@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include "hostname.h"
@@ -87,6 +86,17 @@ static void entry_hint(const struct entry *e, char *out, size_t cap)
         snprintf(out, cap, "%s", reason_describe(e->reason));
 }
 
+/* Whether the N bytes at P are LOWER (lowercase) in any case; P is not a string. */
+static bool same_caseless(const uint8_t *p, const char *lower, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if ((p[i] >= 'A' && p[i] <= 'Z' ? p[i] + 32 : p[i]) != (uint8_t)lower[i])
+            return false;
+    return true;
+}
+
 bool feedback_wants_json(const uint8_t *buf, size_t len)
 {
     static const char key[] = "\naccept:";
@@ -95,7 +105,7 @@ bool feedback_wants_json(const uint8_t *buf, size_t len)
     for (i = 0; i + sizeof(key) - 1 < len; i++) {
         const uint8_t *v, *eol;
 
-        if (strncasecmp((const char *)buf + i, key, sizeof(key) - 1) != 0)
+        if (!same_caseless(buf + i, key, sizeof(key) - 1))
             continue;
         v = buf + i + sizeof(key) - 1;
         eol = memchr(v, '\n', len - (size_t)(v - buf));

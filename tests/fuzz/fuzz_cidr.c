@@ -18,14 +18,6 @@
 
 #define TOKENS_MAX 64           /* strings per input that go into the table */
 
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "fuzz_cidr: %s:%d: check failed: %s\n", __FILE__, __LINE__, \
-                    #cond);                                                          \
-            abort();                                                                 \
-        }                                                                            \
-    } while (0)
 
 static unsigned bits_of(const struct cidr *c)
 {

@@ -10,14 +10,6 @@
 #include "dns_msg.h"
 #include "fuzz.h"
 
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "fuzz_dns: %s:%d: check failed: %s\n", __FILE__, __LINE__, \
-                    #cond);                                                          \
-            abort();                                                                 \
-        }                                                                            \
-    } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -14,14 +14,6 @@
 #include "fuzz.h"
 #include "http_head.h"
 
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "fuzz_http_head: %s:%d: check failed: %s\n", __FILE__,    \
-                    __LINE__, #cond);                                                \
-            abort();                                                                 \
-        }                                                                            \
-    } while (0)
 
 /* Whether a field line in OUT..N (a request line, field lines, 2 bytes) is named one of DROP. */
 static bool has_dropped(const uint8_t *out, size_t n, const char *const *drop, size_t n_drop)

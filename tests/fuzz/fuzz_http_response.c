@@ -13,14 +13,6 @@
 #include "fuzz.h"
 #include "http_head.h"
 
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "fuzz_http_response: %s:%d: check failed: %s\n", __FILE__, \
-                    __LINE__, #cond);                                                \
-            abort();                                                                 \
-        }                                                                            \
-    } while (0)
 
 #define RESPONSES_MAX 16        /* responses read from one input */
 

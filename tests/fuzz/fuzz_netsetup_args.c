@@ -16,14 +16,6 @@
 
 #define ARGS_MAX 64             /* longer command lines are cut here */
 
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "fuzz_netsetup_args: %s:%d: check failed: %s\n", __FILE__, \
-                    __LINE__, #cond);                                                \
-            abort();                                                                 \
-        }                                                                            \
-    } while (0)
 
 /* True when S is one of the ARGC strings of ARGV (the pointer, not a copy). */
 static bool from_argv(const char *s, char **argv, int argc)

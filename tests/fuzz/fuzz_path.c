@@ -19,7 +19,6 @@
 #include "fuzz.h"
 #include "policy.h"
 
-#define CHECK(x) ((x) ? (void)0 : abort())
 #define TARGET_MAX 4096
 
 static const char POLICY[] = "version: 1\n"

@@ -22,14 +22,6 @@
 #define HOST_SLICE_MAX (HOSTNAME_MAX + 8)   /* a little past the longest valid name */
 
 /* Fails the run loudly: a broken invariant is as much a finding as a crash. */
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "fuzz_policy: %s:%d: check failed: %s\n", __FILE__,       \
-                    __LINE__, #cond);                                                \
-            abort();                                                                 \
-        }                                                                            \
-    } while (0)
 
 static const char *const fixed_hosts[] = {
     "pypi.org", "PyPI.org.", "files.pythonhosted.org", "a.b.c.pythonhosted.org",

@@ -34,18 +34,24 @@ static struct flow_record denial(enum flow_event ev, const char *host, uint16_t 
     return r;
 }
 
+/* The page's body, NUL-terminated (the page itself is bytes and a length). */
 static char *body_of(const struct feedback *f, bool json)
 {
-    char *page, *body;
+    char *page, *text, *body;
     size_t len;
 
     assert_int_equal(feedback_page(f, "84c7041f8ff5", json, &page, &len), 0);
-    body = strstr(page, "\r\n\r\n");
-    assert_non_null(body);
-    assert_int_equal((size_t)(body + 4 - page) + strtoul(strstr(page, "Content-Length: ") + 16,
-                                                         NULL, 10), len);
-    body = strndup(body + 4, len - (size_t)(body + 4 - page));
+    text = malloc(len + 1);
+    assert_non_null(text);
+    memcpy(text, page, len);
+    text[len] = '\0';
     free(page);
+    body = strstr(text, "\r\n\r\n");
+    assert_non_null(body);
+    assert_int_equal((size_t)(body + 4 - text) + strtoul(strstr(text, "Content-Length: ") + 16,
+                                                         NULL, 10), len);
+    body = strdup(body + 4);
+    free(text);
     return body;
 }
 

@@ -1,0 +1,40 @@
+/*
+ * One flow-log line read back (sluicectl suggest): the fields a policy can be
+ * learnt from, out of one flat JSON object as sluice-proxy writes them. Lines
+ * are untrusted (a log may be edited, cut, or not sluice's at all): the reader
+ * is strict, bounded, and fuzzed (tests/fuzz/fuzz_flowrec.c).
+ */
+#ifndef SLUICE_FLOWREC_H
+#define SLUICE_FLOWREC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hostname.h"
+
+#define FLOWREC_LINE_MAX 8192       /* longer lines are not sluice's: skipped */
+
+struct flowrec {
+    char ts[32];                    /* as written: RFC 3339, sortable as text */
+    char sandbox[128];
+    char event[16];                 /* flow_start, flow_end, deny, dns, ... */
+    char proto[8];
+    char verdict[8];
+    char reason[32];
+    char host[HOSTNAME_MAX + 1];    /* "" when absent */
+    char qname[HOSTNAME_MAX + 1];
+    char orig_dst[64];
+    uint16_t port;                  /* 0 when absent */
+    uint64_t bytes_up, bytes_down;
+};
+
+/*
+ * Reads the JSON object in LINE (LEN bytes, no newline) into R. Unknown keys
+ * are skipped; a string longer than its field, a nested value, a number out
+ * of range or anything that is not one flat JSON object is an error. Returns 0
+ * or -1.
+ */
+int flowrec_parse(const char *line, size_t len, struct flowrec *r);
+
+#endif

@@ -287,20 +287,17 @@ static bool conn_virtual(struct conn *c, enum step *st)
         return false;
     name = vpool_lookup(px->vpool, c->dst.ss_family, addr, true);
     if (!name) {
-        uint8_t fb[16];
-
-        if (c->dst.ss_family == AF_INET && proxy_feedback_addr(px, AF_INET, fb) &&
-            memcmp(fb, addr, 4) == 0)
-            return false;               /* sluice.internal in pod mode: sniffed */
         *st = conn_refuse(c, REASON_NOT_ALLOWLISTED);   /* never handed out (here) */
         return true;
     }
     c->virt = true;
     q.host_len = strlen(name);
     memcpy(c->host, name, q.host_len + 1);
+    if (c->port == 80 || c->port == 443)
+        return false;                   /* decided once, by the SNI or Host sniffed */
     q.host = (const uint8_t *)c->host;
     decide(c, &q, &d);
-    if (c->port == 80 || c->port == 443 || (d.rule && (d.rule->inspect || d.rule->n_http)))
+    if (d.rule && (d.rule->inspect || d.rule->n_http))
         return false;
     if (!conn_decided(c, &d, NULL, 0, false))
         *st = conn_refuse(c, d.reason);

@@ -226,7 +226,8 @@ bool vpool_contains(const struct vpool *p, int family, const uint8_t *addr)
         uint32_t a = (uint32_t)addr[0] << 24 | (uint32_t)addr[1] << 16 |
                      (uint32_t)addr[2] << 8 | addr[3];
 
-        return (a >> (32 - VPOOL_V4_PREFIX)) == (VPOOL_V4_BASE >> (32 - VPOOL_V4_PREFIX));
+        return (a >> (32 - VPOOL_V4_PREFIX)) == (VPOOL_V4_BASE >> (32 - VPOOL_V4_PREFIX)) &&
+               a != VPOOL_V4_BASE;
     }
     return family == AF_INET6 && memcmp(addr, p->ula, sizeof(p->ula)) == 0;
 }

@@ -46,7 +46,9 @@ void vpool_free(struct vpool *p);
 int vpool_map(struct vpool *p, const char *name, uint64_t now_ms, uint64_t ttl_ms,
               struct vpool_addr *out, bool *evicted);
 
-/* Whether ADDR (4 or 16 bytes of FAMILY) lies in the pool's ranges. */
+/* Whether ADDR (4 or 16 bytes of FAMILY) lies in the pool's ranges. The IPv4
+ * base, 198.18.0.0, is no slot's and not the pool's: the proxy's own name
+ * sluice.internal has it in pod mode. */
 bool vpool_contains(const struct vpool *p, int family, const uint8_t *addr);
 
 /*

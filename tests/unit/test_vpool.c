@@ -54,6 +54,7 @@ static void test_addresses_and_back(void **state)
     assert_true(vpool_contains(p, AF_INET, never));
     assert_null(vpool_lookup(p, AF_INET, never, false));    /* never handed out */
     assert_false(vpool_contains(p, AF_INET, outside));      /* 198.20/16 is not the pool */
+    assert_false(vpool_contains(p, AF_INET, ((uint8_t[]){198, 18, 0, 0})));  /* the base */
     assert_null(vpool_lookup(p, AF_INET, outside, false));
     vpool_stats(p, &st);
     assert_int_equal(st.size, 1000);

@@ -334,60 +334,52 @@ static int cmp_port(const void *a, const void *b)
 }
 
 /*
- * --merge N: N or more kept names directly or deeper under one parent that is
- * not a public suffix become "*.parent" (a new entry, the members marked
- * merged). Sorted by name, siblings sit together under their parent only
- * when sorted by reversed labels: the groups are found with a table instead.
+ * --merge N: N or more names with a flow directly under one parent that is
+ * not a public suffix become "*.parent" (a new entry; the members are marked
+ * merged). Two passes over the names: count each parent's, then fold each
+ * name into its parent's wildcard when that has enough.
  */
 static int merge(struct suggest *s, struct name **v, size_t n)
 {
     struct table parents = {.key = {s->names.key[0] ^ 1, s->names.key[1]}};
-    size_t i, j;
-    int rc = 0;
+    struct name **grp = calloc(n + 1, sizeof(*grp));
+    size_t i, k;
+    int rc = grp ? 0 : -ENOMEM;
 
     for (i = 0; i < n && rc == 0; i++) {
         const char *p = parent_of(v[i]->name);
-        struct name *g;
 
         if (!(v[i]->flowed || v[i]->denied) || !p || psl_name_is_public(p))
             continue;
-        if (!(g = name_get(&parents, p))) {
+        if (!(grp[i] = name_get(&parents, p)))
             rc = -ENOMEM;
-            break;
-        }
-        g->conns++;                     /* how many distinct names */
+        else
+            grp[i]->conns++;            /* how many distinct names */
     }
-    for (i = 0; i < parents.cap && rc == 0; i++) {
-        struct name *g = parents.slots[i], *w;
+    for (i = 0; i < n && rc == 0; i++) {
         char pattern[HOSTNAME_MAX + 3];
+        struct name *w;
 
-        if (!g || g->conns < s->merge)
+        if (!grp[i] || grp[i]->conns < s->merge)
             continue;
-        snprintf(pattern, sizeof(pattern), "*.%s", g->name);
+        snprintf(pattern, sizeof(pattern), "*.%s", grp[i]->name);
         if (!(w = name_get(&s->names, pattern))) {
             rc = -ENOMEM;
             break;
         }
-        for (j = 0; j < n; j++) {
-            const char *p = parent_of(v[j]->name);
-            size_t k;
-
-            if (!(v[j]->flowed || v[j]->denied) || !p || strcmp(p, g->name) != 0)
-                continue;
-            v[j]->merged = true;
-            w->flowed |= v[j]->flowed;
-            w->denied |= v[j]->denied;
-            w->conns += v[j]->conns;
-            w->up += v[j]->up;
-            w->down += v[j]->down;
-            seen_at(w, v[j]->first);
-            seen_at(w, v[j]->last);
-            for (k = 0; k < v[j]->n_ports; k++)
-                add_port(w->ports, &w->n_ports, v[j]->ports[k]);
-            for (k = 0; k < v[j]->runs_words * 64 && rc == 0; k++)
-                if (v[j]->runs[k / 64] & (1ull << (k % 64)))
-                    rc = mark_run(w, k);
-        }
+        v[i]->merged = true;
+        w->flowed |= v[i]->flowed;
+        w->denied |= v[i]->denied;
+        w->conns += v[i]->conns;
+        w->up += v[i]->up;
+        w->down += v[i]->down;
+        seen_at(w, v[i]->first);
+        seen_at(w, v[i]->last);
+        for (k = 0; k < v[i]->n_ports; k++)
+            add_port(w->ports, &w->n_ports, v[i]->ports[k]);
+        for (k = 0; k < v[i]->runs_words * 64 && rc == 0; k++)
+            if (v[i]->runs[k / 64] & (1ull << (k % 64)))
+                rc = mark_run(w, k);
     }
     for (i = 0; i < parents.cap; i++)
         if (parents.slots[i]) {
@@ -396,6 +388,7 @@ static int merge(struct suggest *s, struct name **v, size_t n)
             free(parents.slots[i]);
         }
     free(parents.slots);
+    free(grp);
     return rc;
 }
 

@@ -15,12 +15,9 @@ usage: bench_dns.py [--quick] [--proxy PATH] [--netsetup PATH]
 import json
 import os
 import re
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -78,44 +75,11 @@ def pct(sorted_v, p):
     return sorted_v[k]
 
 
-class Bench:
+class Bench(benchlib.WorldBench):
     def __init__(self, args):
-        self.args = args
-        self.deadline = time.monotonic() + args.max_seconds
-        self.w = None
-        self.tmp = Path(tempfile.mkdtemp(prefix="sluice-bench-dns-"))
-        self.sb = self.cl = None
+        super().__init__(args, "dns")
+        self.cl = None
         self.proxy = self.unbound = self.fwd = None
-        self.findings = []
-        self.netsetup_env = dict(os.environ)
-        self.cleaned = False
-
-    # ---- safety and bounds ----
-
-    def guard(self):
-        if time.monotonic() > self.deadline:
-            raise RuntimeError(f"time limit of {self.args.max_seconds:g} s reached")
-
-    def run(self, ns, argv, timeout=60, check=True, env=None):
-        self.guard()
-        r = self.w.run(ns, argv, timeout=timeout, nsenter=True, env=env)
-        if check and r.returncode != 0:
-            raise RuntimeError(f"in {ns}: {' '.join(map(str, argv))}: exit {r.returncode}: "
-                               f"{(r.stderr or r.stdout).strip()[-2000:]}")
-        return r
-
-    def cleanup(self):
-        if self.cleaned:
-            return
-        self.cleaned = True
-        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            if self.w:
-                benchlib.teardown_world(self.w, self.args.netsetup, self.sb,
-                                        self.netsetup_env)
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        finally:
-            signal.signal(signal.SIGINT, old)
 
     # ---- the world ----
 

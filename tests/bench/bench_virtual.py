@@ -22,11 +22,9 @@ usage: bench_virtual.py [--quick] [--proxy PATH] [--netsetup PATH]
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -115,43 +113,11 @@ print(json.dumps({"bytes": n, "seconds": time.monotonic() - t0}))
 """
 
 
-class Bench:
+class Bench(benchlib.WorldBench):
     def __init__(self, args):
-        self.args = args
-        self.deadline = time.monotonic() + args.max_seconds
-        self.w = None
-        self.tmp = Path(tempfile.mkdtemp(prefix="sluice-bench-virtual-"))
-        self.sb = None
+        super().__init__(args, "virtual")
         self.proxy = None
-        self.findings = []
-        self.netsetup_env = dict(os.environ)
-        self.cleaned = False
         self.reloads = 0
-
-    def guard(self):
-        if time.monotonic() > self.deadline:
-            raise RuntimeError(f"time limit of {self.args.max_seconds:g} s reached")
-
-    def run(self, ns, argv, timeout=60, check=True, env=None):
-        self.guard()
-        r = self.w.run(ns, argv, timeout=timeout, nsenter=True, env=env)
-        if check and r.returncode != 0:
-            raise RuntimeError(f"in {ns}: {' '.join(map(str, argv))}: exit {r.returncode}: "
-                               f"{(r.stderr or r.stdout).strip()[-2000:]}")
-        return r
-
-    def cleanup(self):
-        if self.cleaned:
-            return
-        self.cleaned = True
-        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            if self.w:
-                benchlib.teardown_world(self.w, self.args.netsetup, self.sb,
-                                        self.netsetup_env)
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        finally:
-            signal.signal(signal.SIGINT, old)
 
     # ---- the world ----
 

@@ -9,7 +9,9 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -89,3 +91,44 @@ def teardown_world(w, netsetup=None, sandbox=None, env=None):
         log(f"WARNING: namespaces left behind: {' '.join(left)}")
     else:
         log(f"cleanup: no namespace {prefix}* is left (ip netns list checked)")
+
+
+class WorldBench:
+    """What a benchmark on a test world with one sluice sandbox keeps: its
+    bounds (--max-seconds), the world W, the sandbox SB, a temp dir, the failed
+    checks, and a cleanup that downs the sandbox and tears the world down once."""
+
+    def __init__(self, args, name):
+        self.args = args
+        self.deadline = time.monotonic() + args.max_seconds
+        self.w = None
+        self.sb = None
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"sluice-bench-{name}-"))
+        self.findings = []          # correctness problems: they make the exit status 1
+        self.netsetup_env = dict(os.environ)
+        self.cleaned = False
+
+    def guard(self):
+        if time.monotonic() > self.deadline:
+            raise RuntimeError(f"time limit of {self.args.max_seconds:g} s reached")
+
+    def run(self, ns, argv, timeout=60, check=True, env=None):
+        """ARGV inside namespace NS (one of the world's: checked by testworld)."""
+        self.guard()
+        r = self.w.run(ns, argv, timeout=timeout, nsenter=True, env=env)
+        if check and r.returncode != 0:
+            raise RuntimeError(f"in {ns}: {' '.join(map(str, argv))}: exit {r.returncode}: "
+                               f"{(r.stderr or r.stdout).strip()[-2000:]}")
+        return r
+
+    def cleanup(self):
+        if self.cleaned:
+            return
+        self.cleaned = True
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            if self.w:
+                teardown_world(self.w, self.args.netsetup, self.sb, self.netsetup_env)
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        finally:
+            signal.signal(signal.SIGINT, old)

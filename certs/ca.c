@@ -473,8 +473,8 @@ size_t ca_check_policy(const struct ca_info *info, const struct policy *p, const
         for (j = 0; j < info->n_permitted && !covered; j++)
             covered = ca_subtree_covers(info->permitted[j], r);
         if (!covered) {
-            diag_add(diags, DIAG_ERROR, r->line, r->col,
-                     "inspect rule '%s' is outside the name constraints of %s; make a CA "
+            diag_add_in(diags, r->file, DIAG_ERROR, r->line, r->col,
+                        "inspect rule '%s' is outside the name constraints of %s; make a CA "
                      "for this policy with 'sluicectl ca init DIR --policy %s'",
                      r->pattern, cert, p->file);
             missing++;

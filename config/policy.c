@@ -245,6 +245,9 @@ void policy_free(struct policy *p)
     free(p->names);
     cidr_table_free(p->cidr_rules);
     cidr_table_free(p->allow_table);
+    for (i = 0; i < p->n_includes; i++)
+        free(p->includes[i]);
+    free(p->includes);
     free(p->file);
     free(p);
 }
@@ -252,9 +255,13 @@ void policy_free(struct policy *p)
 static void report_duplicate(struct diag_list *d, const struct policy_rule *r,
                              const struct policy_rule *first)
 {
-    diag_add(d, DIAG_ERROR, r->line, r->col,
-             "duplicate rule for '%s' (first at line %u); merge the two into one rule",
-             r->pattern, first->line);
+    if (first->file == r->file)
+        diag_add_in(d, r->file, DIAG_ERROR, r->line, r->col, "duplicate rule for '%s' (first "
+                    "at line %u); merge the two into one rule", r->pattern, first->line);
+    else
+        diag_add_in(d, r->file, DIAG_ERROR, r->line, r->col, "duplicate rule for '%s' (first "
+                    "at %s:%u:%u); keep one of the two", r->pattern, first->file, first->line,
+                    first->col);
 }
 
 int policy_compile(struct policy *p, struct diag_list *d)

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "cidr.h"
 #include "diag.h"
@@ -63,6 +64,8 @@ struct policy_rule {
     size_t n_http;
     struct policy_inject *inject;
     size_t n_inject;
+    const char *file;           /* the file it is in: the policy's, or one it includes
+                                   (a string the policy owns) */
     unsigned line, col;         /* where the rule's list item starts */
 };
 
@@ -100,6 +103,9 @@ struct name_ref {               /* a rule as the lookup tables hold it (policy.c
 struct policy {
     uint64_t generation;        /* unique per compiled policy in this process */
     char *file;                 /* where it came from */
+    char **includes;            /* the files it includes (include:, nested ones too), as
+                                   opened: relative to the including file's directory */
+    size_t n_includes;
     char hash[POLICY_HASH_HEX + 1];
     struct policy_settings settings;
     struct policy_rule *rules;
@@ -120,6 +126,17 @@ struct policy_verdict {
     enum reason reason;         /* REASON_NONE when allowed */
     const struct policy_rule *rule; /* the deciding rule; NULL when none matched */
 };
+
+/*
+ * The last component of a policy file's PATH: how hints to the sandbox name a
+ * rule's file ("line 12 of pypi.yaml"), without the operator's directories.
+ */
+static inline const char *policy_file_base(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+
+    return slash ? slash + 1 : path;
+}
 
 /* The defaults a policy starts from before its file overrides them. */
 void policy_settings_default(struct policy_settings *s);

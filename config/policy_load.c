@@ -8,7 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#define OPENSSL_SUPPRESS_DEPRECATED     /* SHA256_Init: see hash_hex() */
+#define OPENSSL_SUPPRESS_DEPRECATED     /* SHA256_Init: see load_policy() */
 #include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +25,27 @@
 #define MAX_PORTS_PER_RULE 1024
 #define HTTP_TOKEN_MAX 32       /* longest method name accepted */
 #define HTTP_PATH_MAX 2048      /* longest path pattern accepted */
+#define INCLUDE_MAX 64          /* files one policy may include, nested ones counted */
+
+/* A file read for the policy: the policy's own, or one it includes. */
+struct load_file {
+    dev_t dev;
+    ino_t ino;
+    const char *path;           /* as the policy holds it */
+    bool reading;               /* still being loaded: meeting it again is a cycle */
+    const char *from;           /* where it was included (NULL: the policy itself) */
+    unsigned line, col;
+};
+
+/* What the load of a policy and of every file it includes share. */
+struct load_shared {
+    struct policy *p;
+    size_t rules_cap;
+    size_t ranges_cap;
+    SHA256_CTX hash;            /* the policy's bytes, then each included file's */
+    struct load_file files[INCLUDE_MAX + 1];
+    size_t n_files;
+};
 
 struct loader {
     struct diag_list *d;
@@ -32,8 +53,9 @@ struct loader {
     uint8_t *seen;              /* per node: visited once already */
     size_t n_nodes;
     struct policy *p;
-    size_t rules_cap;
-    size_t ranges_cap;
+    const char *file;           /* the file being read, as rules and messages name it */
+    bool included;              /* it is an included file, not the policy */
+    struct load_shared *sh;
 };
 
 typedef void (*key_fn)(struct loader *ld, yaml_node_t *val, void *ctx);
@@ -54,9 +76,11 @@ static unsigned node_col(const yaml_node_t *n)
 }
 
 #define ld_error(ld, n, ...) \
-    diag_add((ld)->d, DIAG_ERROR, node_line(n), node_col(n), __VA_ARGS__)
+    diag_add_in((ld)->d, (ld)->file, DIAG_ERROR, node_line(n), node_col(n), __VA_ARGS__)
 #define ld_warn(ld, n, ...) \
-    diag_add((ld)->d, DIAG_WARNING, node_line(n), node_col(n), __VA_ARGS__)
+    diag_add_in((ld)->d, (ld)->file, DIAG_WARNING, node_line(n), node_col(n), __VA_ARGS__)
+/* A problem of the file as a whole (no position) */
+#define ld_file_error(ld, ...) diag_add_in((ld)->d, (ld)->file, DIAG_ERROR, 0, 0, __VA_ARGS__)
 
 /* Fetches a child node; a node met twice came through an alias. */
 static yaml_node_t *ld_node(struct loader *ld, yaml_node_item_t idx)
@@ -242,6 +266,9 @@ static bool get_rate_bytes(struct loader *ld, yaml_node_t *n, const char *what,
                       "'512KiB', '1MiB' or '10MB'", 0, 1ull << 40, out);
 }
 
+#define INCLUDED_WHERE "an included file"
+static bool is_top_key(const char *key);
+
 static unsigned edit_distance(const char *a, const char *b)
 {
     unsigned row[32], i, j, prev, tmp;
@@ -275,6 +302,11 @@ static void unknown_key(struct loader *ld, yaml_node_t *k, const char *key, cons
     char list[256] = "";
     size_t i, off = 0;
 
+    if (ld->included && strcmp(where, INCLUDED_WHERE) == 0 && is_top_key(key)) {
+        ld_error(ld, k, "'%s' is a setting of the policy, not of an included file (which "
+                 "holds only version, include and egress); move it to the policy", key);
+        return;
+    }
     for (i = 0; i < n; i++) {
         if (edit_distance(key, keys[i].key) <= 2) {
             ld_error(ld, k, "unknown key '%s' in %s; did you mean '%s'?", key, where,
@@ -727,7 +759,8 @@ static void load_inject_item(struct loader *ld, yaml_node_t *item, struct policy
         return;
     }
     if (!(header = scalar(ld, ic.header, "header")) ||
-        !(file = scalar(ld, ic.file, "value_file")) || (ic.prefix && !(prefix = scalar(ld, ic.prefix, "prefix"))))
+        !(file = scalar(ld, ic.file, "value_file")) ||
+        (ic.prefix && !(prefix = scalar(ld, ic.prefix, "prefix"))))
         return;
     if (!header_token_ok(header)) {
         ld_error(ld, ic.header, "header '%s' is not an HTTP field name (letters, digits and "
@@ -991,7 +1024,7 @@ static void load_rule(struct loader *ld, yaml_node_t *item)
         {"inject", rule_inject},
     };
     struct policy *p = ld->p;
-    struct policy_rule rule = {.line = node_line(item), .col = node_col(item)};
+    struct policy_rule rule = {.file = ld->file, .line = node_line(item), .col = node_col(item)};
     struct rule_ctx rc = {.r = &rule};
     size_t errors = ld->d->n_errors;
     struct policy_rule *nv;
@@ -1025,7 +1058,7 @@ static void load_rule(struct loader *ld, yaml_node_t *item)
         policy_rule_clear(&rule);
         return;
     }
-    nv = grow(p->rules, &ld->rules_cap, p->n_rules, sizeof(*nv));
+    nv = grow(p->rules, &ld->sh->rules_cap, p->n_rules, sizeof(*nv));
     if (!nv) {
         ld_error(ld, item, "out of memory");
         policy_rule_clear(&rule);
@@ -1181,7 +1214,7 @@ static void load_allow_ranges(struct loader *ld, yaml_node_t *n, void *ctx)
             if (cidr_contains(&c, sensitive[i].family, sensitive[i].addr))
                 ld_warn(ld, item, "allow_ranges entry %s lets the sandbox reach %s", s,
                         sensitive[i].text);
-        nv = grow(p->allow_ranges, &ld->ranges_cap, p->n_allow_ranges, sizeof(*nv));
+        nv = grow(p->allow_ranges, &ld->sh->ranges_cap, p->n_allow_ranges, sizeof(*nv));
         if (!nv) {
             ld_error(ld, item, "out of memory");
             return;
@@ -1215,12 +1248,253 @@ static void load_tls(struct loader *ld, yaml_node_t *n, void *ctx)
     load_map(ld, n, "tls", keys, 1, ctx, NULL);
 }
 
+/* ---- include: rule files ---- */
+
+static void load_include(struct loader *ld, yaml_node_t *n, void *ctx);
+
 static const struct key_handler top_keys[] = {
     {"version", load_version}, {"mode", load_mode}, {"egress", load_egress},
-    {"dns", load_dns}, {"timeouts", load_timeouts}, {"limits", load_limits},
-    {"destinations", load_destinations}, {"tls", load_tls}, {"feedback", load_feedback},
+    {"include", load_include}, {"dns", load_dns}, {"timeouts", load_timeouts},
+    {"limits", load_limits}, {"destinations", load_destinations}, {"tls", load_tls},
+    {"feedback", load_feedback},
 };
-enum { TOP_VERSION, TOP_MODE, TOP_EGRESS, TOP_COUNT = sizeof(top_keys) / sizeof(top_keys[0]) };
+enum {
+    TOP_VERSION, TOP_MODE, TOP_EGRESS, TOP_INCLUDE,
+    TOP_COUNT = sizeof(top_keys) / sizeof(top_keys[0])
+};
+
+/* An included file holds rules: its own, and those of the files it includes. */
+static const struct key_handler include_keys[] = {
+    {"version", load_version}, {"egress", load_egress}, {"include", load_include},
+};
+
+static bool is_top_key(const char *key)
+{
+    size_t i;
+
+    for (i = 0; i < TOP_COUNT; i++)
+        if (strcmp(top_keys[i].key, key) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * Reads the regular file PATH whole into *BUF (*LEN bytes), its identity in *ST.
+ * Returns 0 or -errno: -EINVAL not a regular file, -EFBIG over POLICY_MAX_FILE.
+ */
+static int read_policy_file(const char *path, uint8_t **buf, size_t *len, struct stat *st)
+{
+    size_t off = 0;
+    uint8_t *b = NULL;
+    int fd, r = 0;
+
+    *buf = NULL;
+    /* O_NONBLOCK: opening a FIFO would wait for a writer, a reload that never ends */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0 || fstat(fd, st) < 0)
+        r = -errno;
+    else if (!S_ISREG(st->st_mode))
+        r = -EINVAL;
+    else if ((uint64_t)st->st_size > POLICY_MAX_FILE)
+        r = -EFBIG;
+    else if (!(b = malloc((size_t)st->st_size + 1)))
+        r = -ENOMEM;
+    if (r < 0) {
+        if (fd >= 0)
+            close(fd);
+        return r;
+    }
+    while (off < (size_t)st->st_size) {
+        ssize_t n = read(fd, b + off, (size_t)st->st_size - off);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            r = -errno;
+            free(b);
+            close(fd);
+            return r;
+        }
+        if (n == 0)
+            break;      /* the file shrank under us: take what is there */
+        off += (size_t)n;
+    }
+    close(fd);
+    *buf = b;
+    *len = off;
+    return 0;
+}
+
+/* What read_policy_file()'s R means, for "PATH: ..." (in BUF when it must be made) */
+static const char *read_error(int r, char buf[128])
+{
+    switch (r) {
+    case -EINVAL: return "not a regular file; give a policy file's path";
+    case -EFBIG: return "larger than the 64 MiB a policy file may have";
+    case -ENOMEM: return "out of memory";
+    default:
+        snprintf(buf, 128, "cannot open: %s", strerror(-r));
+        return buf;
+    }
+}
+
+/* Parses BUF as LD->file's one YAML document and hands it to LOAD. */
+static void parse_yaml(struct loader *ld, const uint8_t *buf, size_t len,
+                       void (*load)(struct loader *ld))
+{
+    yaml_parser_t parser;
+    yaml_document_t doc, extra;
+
+    if (!yaml_parser_initialize(&parser)) {
+        ld_file_error(ld, "out of memory");
+        return;
+    }
+    yaml_parser_set_input_string(&parser, buf, len);
+    if (!yaml_parser_load(&parser, &doc)) {
+        diag_add_in(ld->d, ld->file, DIAG_ERROR, (unsigned)parser.problem_mark.line + 1,
+                    (unsigned)parser.problem_mark.column + 1, "YAML syntax error: %s%s%s",
+                    parser.problem ? parser.problem : "unreadable",
+                    parser.context ? " " : "", parser.context ? parser.context : "");
+        yaml_parser_delete(&parser);
+        return;
+    }
+    ld->doc = &doc;
+    ld->n_nodes = (size_t)(doc.nodes.top - doc.nodes.start);
+    ld->seen = calloc(ld->n_nodes + 1, 1);
+    if (!ld->seen) {
+        ld_file_error(ld, "out of memory");
+    } else {
+        load(ld);
+        if (yaml_parser_load(&parser, &extra)) {
+            yaml_node_t *root = yaml_document_get_root_node(&extra);
+
+            if (root)
+                ld_error(ld, root, "a second YAML document; a policy file holds exactly one");
+            yaml_document_delete(&extra);
+        }
+    }
+    free(ld->seen);
+    ld->seen = NULL;
+    yaml_document_delete(&doc);
+    yaml_parser_delete(&parser);
+}
+
+static void load_included_document(struct loader *ld)
+{
+    yaml_node_t *root = yaml_document_get_root_node(ld->doc);
+    bool present[3] = {false};
+
+    if (!root) {
+        diag_add_in(ld->d, ld->file, DIAG_WARNING, 1, 1, "an empty file: it adds no rules");
+        return;
+    }
+    ld->seen[0] = 1;
+    load_map(ld, root, INCLUDED_WHERE, include_keys, 3, NULL, present);
+    if (root->type == YAML_MAPPING_NODE && !present[1] && !present[2])
+        ld_warn(ld, root, "no 'egress' rules: including this file adds nothing");
+}
+
+/* A relative NAME is relative to the directory of the file naming it. */
+static char *include_path(const char *from, const char *name)
+{
+    const char *slash = strrchr(from, '/');
+    char *path;
+
+    if (name[0] == '/' || !slash)
+        return strdup(name);
+    if (asprintf(&path, "%.*s/%s", (int)(slash - from), from, name) < 0)
+        return NULL;
+    return path;
+}
+
+/*
+ * Reads NAME (from an include list, at AT) into the policy: its rules join the
+ * policy's, its bytes the policy's hash. Every file is read once: meeting one
+ * again is a cycle when it is still being read, a duplicate otherwise.
+ */
+static void include_file(struct loader *ld, yaml_node_t *at, const char *name)
+{
+    struct load_shared *sh = ld->sh;
+    struct loader child = {.d = ld->d, .p = ld->p, .included = true, .sh = sh};
+    struct load_file *f;
+    struct stat st;
+    uint8_t *buf = NULL;
+    uint64_t len64;
+    char *path = include_path(ld->file, name), **nv, err[128];
+    size_t len, i;
+    int r;
+
+    if (!path) {
+        ld_error(ld, at, "out of memory");
+        return;
+    }
+    if ((r = read_policy_file(path, &buf, &len, &st)) < 0) {
+        ld_error(ld, at, "include %s: %s", path, read_error(r, err));
+        goto out;
+    }
+    for (i = 0; i < sh->n_files; i++) {
+        f = &sh->files[i];
+        if (f->dev != st.st_dev || f->ino != st.st_ino)
+            continue;
+        if (f->reading)
+            ld_error(ld, at, "include %s is a cycle: that file is being read already (it "
+                     "includes %s, directly or through others); remove one of the two",
+                     path, ld->file);
+        else if (f->from)
+            ld_error(ld, at, "include %s: that file is included already (at %s:%u:%u); "
+                     "include it once", path, f->from, f->line, f->col);
+        else
+            ld_error(ld, at, "include %s is the policy itself; remove it", path);
+        goto out;
+    }
+    if (sh->n_files > INCLUDE_MAX) {
+        ld_error(ld, at, "include %s: more than %d included files; merge some", path,
+                 INCLUDE_MAX);
+        goto out;
+    }
+    nv = realloc(ld->p->includes, (ld->p->n_includes + 1) * sizeof(*nv));
+    if (!nv) {
+        ld_error(ld, at, "out of memory");
+        goto out;
+    }
+    ld->p->includes = nv;
+    nv[ld->p->n_includes++] = path;     /* the policy owns it: its rules point to it */
+    child.file = path;
+    path = NULL;
+    f = &sh->files[sh->n_files++];
+    *f = (struct load_file){.dev = st.st_dev, .ino = st.st_ino, .path = child.file,
+                            .reading = true, .from = ld->file, .line = node_line(at),
+                            .col = node_col(at)};
+    len64 = len;                        /* each file's length first: the hash of a policy
+                                           is not that of its files run together */
+    SHA256_Update(&sh->hash, &len64, sizeof(len64));
+    SHA256_Update(&sh->hash, buf, len);
+    parse_yaml(&child, buf, len, load_included_document);
+    f->reading = false;
+out:
+    free(path);
+    free(buf);
+}
+
+static void load_include(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    yaml_node_t *item;
+    const char *name;
+
+    (void)ctx;
+    for_each_item(ld, n, "include", item) {
+        if (ld->d->n_errors >= DIAG_MAX_ERRORS)
+            return;
+        if (!(name = scalar(ld, item, "an include")))
+            continue;
+        if (!*name)
+            ld_error(ld, item, "an include names a file; this one is empty");
+        else
+            include_file(ld, item, name);
+    }
+}
+
+/* ---- the policy ---- */
 
 /*
  * Under dns.answers: real a flow is matched to a name only by what it says
@@ -1241,10 +1515,10 @@ static void check_real_answers(struct loader *ld)
             continue;
         for (j = 0; j < r->n_ports; j++)
             if (r->ports[j] != 80 && r->ports[j] != 443)
-                diag_add(ld->d, DIAG_WARNING, r->line, r->col,
-                         "port %u of '%s' needs dns.answers: virtual unless it carries TLS "
-                         "or HTTP; otherwise such flows are denied unknown_protocol",
-                         r->ports[j], r->pattern);
+                diag_add_in(ld->d, r->file, DIAG_WARNING, r->line, r->col,
+                            "port %u of '%s' needs dns.answers: virtual unless it carries "
+                            "TLS or HTTP; otherwise such flows are denied unknown_protocol",
+                            r->ports[j], r->pattern);
     }
 }
 
@@ -1254,7 +1528,8 @@ static void load_document(struct loader *ld)
     bool present[TOP_COUNT] = {false};
 
     if (!root) {
-        diag_add(ld->d, DIAG_ERROR, 1, 1, "empty policy; a policy starts with 'version: 1'");
+        diag_add_in(ld->d, ld->file, DIAG_ERROR, 1, 1,
+                    "empty policy; a policy starts with 'version: 1'");
         return;
     }
     ld->seen[0] = 1;
@@ -1262,89 +1537,52 @@ static void load_document(struct loader *ld)
     if (root->type != YAML_MAPPING_NODE)
         return;
     if (!present[TOP_VERSION])
-        diag_add(ld->d, DIAG_ERROR, node_line(root), node_col(root),
-                 "the policy has no 'version'; add 'version: 1' at the top");
-    if (!present[TOP_EGRESS])
-        diag_add(ld->d, DIAG_WARNING, node_line(root), node_col(root),
-                 "the policy has no 'egress' rules, so every flow is denied");
+        ld_error(ld, root, "the policy has no 'version'; add 'version: 1' at the top");
+    if (!present[TOP_EGRESS] && !present[TOP_INCLUDE])
+        ld_warn(ld, root, "the policy has no 'egress' rules, so every flow is denied");
     check_real_answers(ld);
 }
 
-/*
- * SHA-256 through OpenSSL's low-level interface, on purpose: the EVP way
- * (EVP_Digest, and SHA256() too in OpenSSL 3) fetches the algorithm from a
- * provider, which loads the provider machinery and openssl.cnf into every
- * process, about 3 MiB of resident pages per proxy, for one hash per reload.
- * The low-level functions are deprecated in OpenSSL 3 but kept, and linked
- * from the static libcrypto they cost a few KiB.
- */
-static void hash_hex(const uint8_t *buf, size_t len, char out[POLICY_HASH_HEX + 1])
-{
-    unsigned char md[SHA256_DIGEST_LENGTH];
-    SHA256_CTX ctx;
-    size_t i;
-
-    SHA256_Init(&ctx);
-    SHA256_Update(&ctx, buf, len);
-    SHA256_Final(md, &ctx);
-    for (i = 0; i < POLICY_HASH_HEX / 2; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
-}
-
-int policy_load_buffer(const char *name, const uint8_t *buf, size_t len,
+/* The policy in BUF, read from NAME (ST: the file's identity, or NULL). */
+static int load_policy(const char *name, const uint8_t *buf, size_t len, const struct stat *st,
                        struct policy **out, struct diag_list *diags)
 {
-    struct loader ld = {.d = diags};
-    yaml_parser_t parser;
-    yaml_document_t doc, extra;
+    struct load_shared *sh = calloc(1, sizeof(*sh));
+    struct loader ld = {.d = diags, .sh = sh};
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    size_t i;
     int r = -EINVAL;
 
     *out = NULL;
-    if (len > POLICY_MAX_FILE) {
-        diag_add(diags, DIAG_ERROR, 0, 0, "policy is larger than %u MiB", POLICY_MAX_FILE >> 20);
-        return -EFBIG;
-    }
     ld.p = policy_new(name);
-    if (!ld.p || !yaml_parser_initialize(&parser)) {
+    if (!sh || !ld.p) {
         policy_free(ld.p);
+        free(sh);
         diag_add(diags, DIAG_ERROR, 0, 0, "out of memory");
         return -ENOMEM;
     }
-    yaml_parser_set_input_string(&parser, buf, len);
-    if (!yaml_parser_load(&parser, &doc)) {
-        diag_add(diags, DIAG_ERROR, (unsigned)parser.problem_mark.line + 1,
-                 (unsigned)parser.problem_mark.column + 1, "YAML syntax error: %s%s%s",
-                 parser.problem ? parser.problem : "unreadable",
-                 parser.context ? " " : "", parser.context ? parser.context : "");
-        goto out_parser;
-    }
-    ld.doc = &doc;
-    ld.n_nodes = (size_t)(doc.nodes.top - doc.nodes.start);
-    ld.seen = calloc(ld.n_nodes + 1, 1);
-    if (!ld.seen) {
-        diag_add(diags, DIAG_ERROR, 0, 0, "out of memory");
-        r = -ENOMEM;
-        goto out_doc;
-    }
-    load_document(&ld);
-
-    if (yaml_parser_load(&parser, &extra)) {
-        yaml_node_t *root = yaml_document_get_root_node(&extra);
-
-        if (root)
-            diag_add(diags, DIAG_ERROR, node_line(root), node_col(root),
-                     "a second YAML document; a policy file holds exactly one");
-        yaml_document_delete(&extra);
-    }
-    if (diags->n_errors == 0) {
-        hash_hex(buf, len, ld.p->hash);
+    sh->p = ld.p;
+    ld.file = ld.p->file;
+    if (st)
+        sh->files[sh->n_files++] = (struct load_file){.dev = st->st_dev, .ino = st->st_ino,
+                                                      .path = ld.file, .reading = true};
+    /*
+     * SHA-256 through OpenSSL's low-level interface, on purpose: the EVP way
+     * (EVP_Digest, and SHA256() too in OpenSSL 3) fetches the algorithm from a
+     * provider, which loads the provider machinery and openssl.cnf into every
+     * process, about 3 MiB of resident pages per proxy, for one hash per reload.
+     * The low-level functions are deprecated in OpenSSL 3 but kept, and linked
+     * from the static libcrypto they cost a few KiB.
+     */
+    SHA256_Init(&sh->hash);
+    SHA256_Update(&sh->hash, buf, len);
+    parse_yaml(&ld, buf, len, load_document);
+    SHA256_Final(md, &sh->hash);
+    for (i = 0; i < POLICY_HASH_HEX / 2; i++)
+        snprintf(ld.p->hash + 2 * i, 3, "%02x", md[i]);
+    if (diags->n_errors == 0)
         r = policy_compile(ld.p, diags);
-    }
-    free(ld.seen);
-out_doc:
-    yaml_document_delete(&doc);
-out_parser:
-    yaml_parser_delete(&parser);
+    free(sh);
     if (r == 0)
         *out = ld.p;
     else
@@ -1352,55 +1590,31 @@ out_parser:
     return r;
 }
 
+int policy_load_buffer(const char *name, const uint8_t *buf, size_t len,
+                       struct policy **out, struct diag_list *diags)
+{
+    *out = NULL;
+    if (len > POLICY_MAX_FILE) {
+        diag_add(diags, DIAG_ERROR, 0, 0, "policy is larger than %u MiB", POLICY_MAX_FILE >> 20);
+        return -EFBIG;
+    }
+    return load_policy(name, buf, len, NULL, out, diags);
+}
+
 int policy_load_file(const char *path, struct policy **out, struct diag_list *diags)
 {
+    char err[128];
     struct stat st;
-    uint8_t *buf = NULL;
-    size_t off = 0;
-    int fd, r;
+    uint8_t *buf;
+    size_t len;
+    int r;
 
     *out = NULL;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &st) < 0) {
-        r = -errno;
-        diag_add(diags, DIAG_ERROR, 0, 0, "cannot open: %s", strerror(-r));
-        goto out;
+    if ((r = read_policy_file(path, &buf, &len, &st)) < 0) {
+        diag_add(diags, DIAG_ERROR, 0, 0, "%s", read_error(r, err));
+        return r;
     }
-    if (!S_ISREG(st.st_mode)) {
-        r = -EINVAL;
-        diag_add(diags, DIAG_ERROR, 0, 0, "not a regular file; give the policy file's path");
-        goto out;
-    }
-    if ((uint64_t)st.st_size > POLICY_MAX_FILE) {
-        r = -EFBIG;
-        diag_add(diags, DIAG_ERROR, 0, 0, "larger than the %u MiB a policy may have",
-                 POLICY_MAX_FILE >> 20);
-        goto out;
-    }
-    buf = malloc((size_t)st.st_size + 1);
-    if (!buf) {
-        r = -ENOMEM;
-        diag_add(diags, DIAG_ERROR, 0, 0, "out of memory");
-        goto out;
-    }
-    while (off < (size_t)st.st_size) {
-        ssize_t n = read(fd, buf + off, (size_t)st.st_size - off);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            r = -errno;
-            diag_add(diags, DIAG_ERROR, 0, 0, "cannot read: %s", strerror(-r));
-            goto out;
-        }
-        if (n == 0)
-            break;      /* the file shrank under us: take what is there */
-        off += (size_t)n;
-    }
-    r = policy_load_buffer(path, buf, off, out, diags);
-out:
+    r = load_policy(path, buf, len, &st, out, diags);
     free(buf);
-    if (fd >= 0)
-        close(fd);
     return r;
 }

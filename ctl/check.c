@@ -41,6 +41,15 @@ static int check_ca(const struct policy *p, const char *cert)
     return missing ? 1 : 0;
 }
 
+static size_t included_rules(const struct policy *p)
+{
+    size_t i, n = 0;
+
+    for (i = 0; i < p->n_rules; i++)
+        n += p->rules[i].file != p->file;
+    return n;
+}
+
 int cmd_check(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -65,13 +74,17 @@ int cmd_check(int argc, char **argv)
         return 1;
     }
     rc = ca ? check_ca(p, ca) : 0;
-    if (rc == 0)
-        printf("%s: ok, %zu rule%s, mode %s, policy %s%s%s\n", argv[optind], p->n_rules,
-               p->n_rules == 1 ? "" : "s",
+    if (rc == 0) {
+        printf("%s: ok, %zu rule%s", argv[optind], p->n_rules, p->n_rules == 1 ? "" : "s");
+        if (p->n_includes)
+            printf(" (%zu from %zu included file%s)", included_rules(p), p->n_includes,
+                   p->n_includes == 1 ? "" : "s");
+        printf(", mode %s, policy %s%s%s\n",
                p->settings.mode == POLICY_AUDIT ? "audit" : "enforce", p->hash,
                ca ? ", inspect rules inside the constraints of " : "", ca ? ca : "");
-    else
+    } else {
         fprintf(stderr, "%s: invalid for the CA %s\n", argv[optind], ca);
+    }
     policy_free(p);
     return rc;
 }

@@ -21,11 +21,11 @@ static void print_ports(const struct policy_rule *r)
     printf("]");
 }
 
-static void print_rule(const struct policy *p, const struct policy_rule *r)
+static void print_rule(const struct policy_rule *r)
 {
     size_t i;
 
-    printf("  rule: %s:%u:%u %s %s ports ", p->file, r->line, r->col,
+    printf("  rule: %s:%u:%u %s %s ports ", r->file, r->line, r->col,
            r->kind == RULE_CIDR ? "cidr" : "domain", r->pattern);
     print_ports(r);
     printf("%s", r->inspect ? " inspect" : "");
@@ -102,7 +102,7 @@ int cmd_explain(int argc, char **argv)
     if (!allow)
         printf("  %s\n", reason_describe(v.reason));
     if (v.rule)
-        print_rule(p, v.rule);
+        print_rule(v.rule);
     if (allow && v.rule->n_http && !method)
         printf("  http rules apply to each request: pass --method and --path to check one\n");
     if (allow && family)

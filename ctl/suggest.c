@@ -42,6 +42,8 @@ struct name {
     size_t runs_words, n_runs;
     bool flowed, denied, resolved, dns_refused;
     bool merged, used;              /* folded into a wildcard; --diff: a rule of the policy */
+    const struct policy_rule *included; /* --policy: a rule of a file it includes allows
+                                           every port (the include is kept, so no rule) */
 };
 
 struct table {
@@ -441,6 +443,11 @@ static void print_rules(FILE *out, const struct suggest *s, struct name **v, siz
     for (i = 0; i < n; i++) {
         if (!kept(s, v[i]))
             continue;
+        if (v[i]->included) {
+            fprintf(out, "  # %s: allowed by the included %s:%u\n", v[i]->name,
+                    v[i]->included->file, v[i]->included->line);
+            continue;
+        }
         fprintf(out, "  # ");
         evidence(out, s, v[i]);
         fprintf(out, "\n%s  - domain: \"%s\"\n    ports: ",
@@ -571,6 +578,40 @@ static int print_policy(FILE *out, const struct suggest *s, struct name **v, siz
     return 0;
 }
 
+/* The rule of P that allows NM on PORT (a wildcard asked with a name under it), or NULL. */
+static const struct policy_rule *allowing_rule(const struct policy *p, const struct name *nm,
+                                               uint16_t port)
+{
+    char probe[HOSTNAME_MAX + 3];
+    struct policy_query q = {.port = port};
+    struct policy_decision d;
+
+    snprintf(probe, sizeof(probe), "%s%s", nm->name[0] == '*' ? "x." : "",
+             nm->name[0] == '*' ? nm->name + 2 : nm->name);
+    q.host = (const uint8_t *)probe;
+    q.host_len = strlen(probe);
+    policy_decide(p, &q, &d);
+    return d.outcome == DECISION_ALLOW ? d.rule : NULL;
+}
+
+/* --policy: marks the names a file P includes allows on every port (the include stays) */
+static void mark_included(const struct policy *p, struct name **v, size_t n)
+{
+    size_t i, k;
+
+    for (i = 0; i < n; i++) {
+        const struct policy_rule *r = NULL;
+
+        for (k = 0; k < v[i]->n_ports; k++) {
+            r = allowing_rule(p, v[i], v[i]->ports[k]);
+            if (!r || r->file == p->file)
+                break;
+        }
+        if (k == v[i]->n_ports && v[i]->n_ports)
+            v[i]->included = r;
+    }
+}
+
 /*
  * --diff: what the suggestion adds to the current policy (a kept name and port
  * it does not allow) and what it would remove (a rule no observed flow used),
@@ -590,22 +631,12 @@ static bool print_diff(FILE *out, const struct suggest *s, struct name **v, size
         if (!kept(s, v[i]))
             continue;
         for (k = 0; k < v[i]->n_ports; k++) {
-            const char *name = v[i]->name[0] == '*' ? v[i]->name + 2 : v[i]->name;
-            char probe[HOSTNAME_MAX + 3];
-            struct policy_query q = {.port = v[i]->ports[k]};
-            struct policy_decision d;
+            const struct policy_rule *r = allowing_rule(p, v[i], v[i]->ports[k]);
 
-            /* a wildcard is asked with a name under it */
-            snprintf(probe, sizeof(probe), "%s%s", v[i]->name[0] == '*' ? "x." : "", name);
-            q.host = (const uint8_t *)probe;
-            q.host_len = strlen(probe);
-            policy_decide(p, &q, &d);
-            if (d.outcome == DECISION_ALLOW && d.rule) {
-                if (used)
-                    used[d.rule - p->rules] = true;
-            } else {
+            if (r && used)
+                used[r - p->rules] = true;
+            else if (!r)
                 missing[n_missing++] = v[i]->ports[k];
-            }
         }
         if (!n_missing)
             continue;
@@ -621,11 +652,12 @@ static bool print_diff(FILE *out, const struct suggest *s, struct name **v, size
     for (i = 0; i < p->n_rules; i++) {
         const struct policy_rule *r = &p->rules[i];
 
-        if (used && used[i])
+        /* an included file is kept whole: a preset's unused rules are no drift */
+        if ((used && used[i]) || r->file != p->file)
             continue;
         changed = true;
         fprintf(out, "- %s: %s (%s:%u): no observed flow used it\n",
-                r->kind == RULE_CIDR ? "cidr" : "domain", r->pattern, p->file, r->line);
+                r->kind == RULE_CIDR ? "cidr" : "domain", r->pattern, r->file, r->line);
     }
     if (!changed)
         fprintf(out, "no change: every observed name and port is allowed, every rule used\n");
@@ -767,6 +799,8 @@ int cmd_suggest(int argc, char **argv)
     qsort(v, n, sizeof(*v), cmp_names);
     for (i = 0; i < n; i++)
         qsort(v[i]->ports, v[i]->n_ports, sizeof(uint16_t), cmp_port);
+    if (p)
+        mark_included(p, v, n);
     if (json) {
         print_json(stdout, &s, v, n);
         rc = 0;

@@ -156,7 +156,7 @@ static void conn_note(struct conn *c, const struct policy_decision *d)
     const struct policy *p = c->px->policy;
 
     if (d->rule)
-        snprintf(c->rule, sizeof(c->rule), "%s:%u", p->file, d->rule->line);
+        snprintf(c->rule, sizeof(c->rule), "%s:%u", d->rule->file, d->rule->line);
     memcpy(c->policy, p->hash, sizeof(c->policy));
     if (d->outcome != DECISION_DENY)    /* a denied flow ends: its records say deny */
         c->verdict = d->outcome == DECISION_ALLOW ? VERDICT_ALLOW : VERDICT_AUDIT;

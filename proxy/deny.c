@@ -85,12 +85,14 @@ void deny_hint(char out[DENY_HINT_MAX], const struct policy_rule *rule, enum rea
     out[0] = '\0';
     safe_host(host, safe);
     if (why == REASON_PORT_NOT_ALLOWED && rule) {
-        add(out, &off, "the rule at policy line %u allows %s on port", rule->line, safe);
+        add(out, &off, "the rule at line %u of %s allows %s on port", rule->line,
+            policy_file_base(rule->file), safe);
         for (i = 0; i < rule->n_ports; i++)
             add(out, &off, "%s %u", i ? "," : rule->n_ports > 1 ? "s" : "", rule->ports[i]);
         add(out, &off, "; listing %u there would allow this\n", port);
     } else if ((why == REASON_METHOD_NOT_ALLOWED || why == REASON_PATH_NOT_ALLOWED) && rule) {
-        add(out, &off, "the rule at policy line %u allows %s for:\n", rule->line, safe);
+        add(out, &off, "the rule at line %u of %s allows %s for:\n", rule->line,
+            policy_file_base(rule->file), safe);
         for (i = 0; i < rule->n_http; i++) {
             const struct policy_http_rule *h = &rule->http[i];
 

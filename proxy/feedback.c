@@ -12,6 +12,7 @@
 
 #include "hostname.h"
 #include "json.h"
+#include "policy.h"
 #include "reason.h"
 
 struct entry {
@@ -21,6 +22,7 @@ struct entry {
     uint16_t port;
     enum reason reason;
     unsigned line;                  /* the deciding rule's line, 0: none */
+    char file[64];                  /* and the last part of its file's name */
 };
 
 struct feedback {
@@ -42,12 +44,23 @@ void feedback_free(struct feedback *f)
     free(f);
 }
 
-/* The rule's line from its "FILE:LINE" (no file name: the page shows no policy text). */
-static unsigned rule_line(const char *rule)
+/* The rule's line and file's last part from its "FILE:LINE" into E (not the directories:
+ * the page shows no more of the policy than that). */
+static void note_rule(struct entry *e, const char *rule)
 {
-    const char *colon = rule ? strrchr(rule, ':') : NULL;
+    const char *colon = rule ? strrchr(rule, ':') : NULL, *base;
+    size_t i, n;
 
-    return colon ? (unsigned)strtoul(colon + 1, NULL, 10) : 0;
+    e->line = colon ? (unsigned)strtoul(colon + 1, NULL, 10) : 0;
+    e->file[0] = '\0';
+    if (!e->line)
+        return;
+    base = policy_file_base(rule);
+    n = (size_t)(colon - base) < sizeof(e->file) - 1 ? (size_t)(colon - base)
+                                                      : sizeof(e->file) - 1;
+    for (i = 0; i < n; i++)
+        e->file[i] = base[i] > 0x20 && base[i] < 0x7f ? base[i] : '?';
+    e->file[n] = '\0';
 }
 
 void feedback_note(struct feedback *f, const struct flow_record *r)
@@ -69,7 +82,7 @@ void feedback_note(struct feedback *f, const struct flow_record *r)
     e->proto = r->proto;
     e->port = r->port;
     e->reason = r->reason;
-    e->line = rule_line(r->rule);
+    note_rule(e, r->rule);
     if (host && len == 0)
         len = strlen(host);
     for (i = 0; host && i < len && i < HOSTNAME_MAX; i++)  /* hostile bytes: shown as '?' */
@@ -80,8 +93,8 @@ void feedback_note(struct feedback *f, const struct flow_record *r)
 static void entry_hint(const struct entry *e, char *out, size_t cap)
 {
     if (e->line)
-        snprintf(out, cap, "%s (the rule at policy line %u)", reason_describe(e->reason),
-                 e->line);
+        snprintf(out, cap, "%s (the rule at line %u of %s)", reason_describe(e->reason),
+                 e->line, e->file);
     else
         snprintf(out, cap, "%s", reason_describe(e->reason));
 }

@@ -91,6 +91,9 @@ static const struct sc_row steady[] = {
      * from the kernel an hour later (its reseed_time_interval), and a reseed
      * that failed would kill TLS; getrandom has no side effect to abuse */
     ANY(getrandom),
+    /* a reloaded policy's included files: their directories are watched too (the
+     * inotify descriptor is made before the drop; a watch only reports events) */
+    ANY(inotify_add_watch),
     /* leaving */
     ANY(exit), ANY(exit_group),
 };

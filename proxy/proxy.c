@@ -228,6 +228,34 @@ int proxy_vpool_ensure(struct proxy *px, const struct policy *p)
 
 /* ---- policy reload ---- */
 
+/* Watches the directory of the file PATH: editors rename, ConfigMaps swap symlinks. A
+ * directory watched already keeps its one watch. */
+static int watch_dir_of(struct proxy_core *core, const char *path)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+
+    if (slash)
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path + 1), path);
+    else
+        snprintf(dir, sizeof(dir), ".");
+    if (inotify_add_watch(core->inotify_fd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE |
+                                                 IN_DELETE | IN_ATTRIB) < 0) {
+        log_warnx("watching %s: %s; reload with SIGHUP", dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* The directories of the files P includes: a change to one reloads too. */
+static void watch_includes(struct proxy *px, const struct policy *p)
+{
+    size_t i;
+
+    for (i = 0; px->core->inotify_fd >= 0 && i < p->n_includes; i++)
+        watch_dir_of(px->core, p->includes[i]);
+}
+
 int proxy_reload(struct proxy *px, const char *why, char *msg, size_t cap)
 {
     struct diag_list d;
@@ -254,7 +282,7 @@ int proxy_reload(struct proxy *px, const char *why, char *msg, size_t cap)
         msg[0] = '\0';
         for (i = 0; i < d.n && off < cap - 1; i++) {
             int n = snprintf(msg + off, cap - off, "%s%s:%u:%u: %s", i ? "; " : "",
-                             d.file, d.v[i].line, d.v[i].col, d.v[i].msg);
+                             diag_file(&d, &d.v[i]), d.v[i].line, d.v[i].col, d.v[i].msg);
 
             if (n < 0)
                 break;
@@ -274,6 +302,7 @@ int proxy_reload(struct proxy *px, const char *why, char *msg, size_t cap)
     }
     policy_free(px->policy);
     px->policy = p;
+    watch_includes(px, p);
     r.verdict = VERDICT_ALLOW;
     proxy_log(px, &r);
     conn_revalidate(px);
@@ -306,25 +335,18 @@ static void on_inotify(evutil_socket_t fd, short what, void *arg)
     evtimer_add(px->core->reload_timer, &tv);   /* the hash decides whether it changed */
 }
 
-/* Watches the policy file's directory: editors rename, ConfigMaps swap symlinks. */
 static void watch_policy(struct proxy *px)
 {
     struct proxy_core *core = px->core;
-    char dir[PATH_MAX];
-    const char *slash = strrchr(px->policy_path, '/');
 
-    if (slash)
-        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - px->policy_path + 1),
-                 px->policy_path);
-    else
-        snprintf(dir, sizeof(dir), ".");
     core->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (core->inotify_fd < 0 ||
-        inotify_add_watch(core->inotify_fd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE |
-                                                 IN_DELETE | IN_ATTRIB) < 0) {
-        log_warnx("watching %s: %s; reload with SIGHUP", dir, strerror(errno));
+    if (core->inotify_fd < 0) {
+        log_warnx("inotify: %s; reload with SIGHUP", strerror(errno));
         return;
     }
+    if (watch_dir_of(core, px->policy_path) < 0)
+        return;
+    watch_includes(px, px->policy);
     core->inotify_ev = event_new(px->base, core->inotify_fd, EV_READ | EV_PERSIST, on_inotify,
                                  px);
     if (core->inotify_ev)

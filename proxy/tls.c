@@ -263,8 +263,8 @@ size_t tls_policy_check(const struct tls_ctx *t, const struct policy *p,
 
         if (!r->inspect)
             continue;
-        diag_add(diags, DIAG_ERROR, r->line, r->col,
-                 "inspect rule for '%s' needs the inspect-mode CA: start sluice-proxy with "
+        diag_add_in(diags, r->file, DIAG_ERROR, r->line, r->col,
+                    "inspect rule for '%s' needs the inspect-mode CA: start sluice-proxy with "
                  "--ca-cert and --ca-key (sluicectl ca init makes them); without them it "
                  "would pass by SNI alone", r->pattern);
         n++;

@@ -4,7 +4,8 @@
  * fixed queries, queries built from the rules themselves (which must allow)
  * and queries cut from the input, so a bad index or a broken table shows up.
  * inject entries read real files: /proc/self/comm (in the dictionary) is one
- * that always loads.
+ * that always loads. The policy is named as if it were in include/, so that
+ * include: finds the rule files there (nested, cyclic, broken, with settings).
  */
 #include <arpa/inet.h>
 #include <stdbool.h>
@@ -225,8 +226,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (!devnull)
         devnull = fopen("/dev/null", "w");
-    diag_init(&diags, "fuzz.yaml");
-    r = policy_load_buffer("fuzz.yaml", data, size, &p, &diags);
+    diag_init(&diags, FUZZ_DIR "/include/fuzz.yaml");
+    r = policy_load_buffer(FUZZ_DIR "/include/fuzz.yaml", data, size, &p, &diags);
     CHECK((r == 0) == (p != NULL));
     CHECK(r != 0 || diags.n_errors == 0);
     CHECK(r == 0 || diags.n_errors > 0);

@@ -144,6 +144,7 @@ class Installed:
         self.prefix = prefix
         self.bindir, self.sbindir = at(opts["bindir"]), at(opts["sbindir"])
         self.docdir = at(Path(opts["datadir"]) / "doc" / "sluice")
+        self.presetdir = at(Path(opts["datadir"]) / "sluice" / "presets")
         self.unitdir = at("lib/systemd/system")
 
     def path(self, p):
@@ -226,6 +227,11 @@ def test_install_puts_programs_docs_and_units_in_place(installed):
         text = installed.path(f"{installed.unitdir}/{unit}").read_text()
         assert "@" + "SBINDIR@" not in text and "@DOCDIR@" not in text
         assert f"ExecStart={installed.sbindir}/" in text, unit
+    presets = sorted(p.name for p in (ROOT / "config/presets").glob("*.yaml"))
+    assert sorted(p.name for p in installed.path(installed.presetdir).iterdir()) == presets
+    for name in presets:
+        assert installed.path(f"{installed.presetdir}/{name}").read_bytes() == \
+            (ROOT / "config/presets" / name).read_bytes()
     tap = installed.path(f"{installed.docdir}/examples/vm-tap.conf").read_text()
     assert f"ExecStart={installed.sbindir}/sluice-netsetup attach %i --iface @IFACE@" in tap
 
@@ -241,6 +247,14 @@ def test_installed_programs_check_the_installed_example(installed):
     r = subprocess.run([installed.prog("sluice-proxy"), "--check", "--policy", ex],
                        capture_output=True, text=True, timeout=10)
     assert r.returncode == 0, r
+    # a policy including an installed preset by the path the README gives
+    inc = Path(installed.dest) / "inc.yaml"
+    inc.write_text("version: 1\ninclude:\n  - " +
+                   str(installed.path(f"{installed.presetdir}/pypi.yaml")) + "\n")
+    r = subprocess.run([installed.prog("sluicectl"), "explain", str(inc),
+                        "files.pythonhosted.org:443"], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 0 and "presets/pypi.yaml:" in r.stdout, r
     bad = Path(installed.dest) / "bad.yaml"
     bad.write_text("version: 1\negress:\n  - domain: '*.com'\n")
     r = subprocess.run([installed.prog("sluicectl"), "check", str(bad)], capture_output=True,

@@ -140,15 +140,15 @@ def test_a_403_says_what_would_allow_the_request(world, fproxy):
     body = port.stdout.partition("\n\n")[2]
     assert body.splitlines() == [
         "sluice: www.example.test:80 denied (port_not_allowed)",
-        "the rule at policy line 4 allows www.example.test on port 443; listing 80 there "
-        "would allow this",
+        "the rule at line 4 of policy.yaml allows www.example.test on port 443; listing 80 "
+        "there would allow this",
         "this sandbox's recent denials: http://sluice.internal/"]
     method = run(world, sb, ["curl", "-sS", "--max-time", "5", "-i", "-X", "POST", "--resolve",
                              f"api.example.test:80:{ADDR.CAPTURE4}",
                              "http://api.example.test/allowed/x"])
     body = method.stdout.partition("\n\n")[2]
     assert "denied (method_not_allowed)" in body
-    assert "the rule at policy line 7 allows api.example.test for:\n  methods GET, paths " \
+    assert "the rule at line 7 of policy.yaml allows api.example.test for:\n  methods GET, paths " \
            "/allowed*\n" in body, body
     unknown = run(world, sb, ["curl", "-sS", "--max-time", "5", "-i", "--resolve",
                               f"other.example.test:80:{ADDR.CAPTURE4}",

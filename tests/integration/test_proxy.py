@@ -654,7 +654,7 @@ def test_python_urllib(world, sb6, sluice, capture):
     assert got[urls[2]][0] == "error" and "UNRECOGNIZED_NAME" in got[urls[2]][1].upper()
     assert got[urls[3]][:2] == [403, "path_not_allowed"]
     assert got[urls[3]][2].startswith("sluice: api.example.test:80 denied (path_not_allowed)\n"
-                                      "the rule at policy line ")   # and what would allow it
+                                      "the rule at line ")   # and what would allow it
     time.sleep(0.2)
     assert sorted(q["site"] for q in world.nginx_requests()) == [
         "plain.example.test", "www.example.test"]

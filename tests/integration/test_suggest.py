@@ -169,6 +169,32 @@ def test_policy_keeps_settings_and_diff_says_what_changes(ctl, tmp_path):
     assert ctl("suggest", log, "--diff").returncode == 2         # --diff needs --policy
 
 
+def test_a_policy_with_includes_keeps_them_and_suggests_only_the_rest(ctl, tmp_path):
+    """What an included preset allows is not suggested again (that would be a
+    duplicate rule), and its unused rules are not drift: the include stays whole."""
+    (tmp_path / "preset.yaml").write_text(
+        "egress:\n  - domain: pypi.org\n  - domain: files.pythonhosted.org\n"
+        "  - domain: test.pypi.org\n")
+    cur = tmp_path / "current.yaml"
+    cur.write_text("version: 1\ninclude: [preset.yaml]\negress:\n  - domain: old.example.org\n")
+    log = write(tmp_path / "l.jsonl", flows("pypi.org", "files.pythonhosted.org",
+                                            "new.example.org"))
+    r = ctl("suggest", log, "--policy", cur)
+    assert r.returncode == 0, r.stderr
+    assert rules(r.stdout) == [("new.example.org", [443])]
+    assert f"  # pypi.org: allowed by the included {tmp_path}/preset.yaml:2\n" in r.stdout
+    assert "include: [preset.yaml]\n" in r.stdout
+    taken = tmp_path / "taken.yaml"
+    taken.write_text(r.stdout)
+    check = ctl("check", taken)
+    assert check.returncode == 0 and "(3 from 1 included file)" in check.stdout, check
+    d = ctl("suggest", log, "--policy", cur, "--diff")
+    assert d.returncode == 1
+    assert "+ domain: new.example.org" in d.stdout
+    assert "- domain: old.example.org" in d.stdout and "test.pypi.org" not in d.stdout
+    assert ctl("suggest", log, "--policy", taken, "--diff").returncode == 0
+
+
 def test_gzip_and_standard_input(ctl, tmp_path):
     lines = flows("a.example.org", "b.example.org")
     plain = write(tmp_path / "l.jsonl", lines)

@@ -90,11 +90,11 @@ static void test_kept_newest_first_and_bounded(void **state)
     assert_string_equal(text,
         "sluice: the last 3 denials of this sandbox, newest first (policy 84c7041f8ff5)\n"
         "2025-12-05T12:00:04Z  tls   n4.test:443  not_allowlisted  no allowlist rule names "
-        "this host (the rule at policy line 12)\n"
+        "this host (the rule at line 12 of policy.yaml)\n"
         "2025-12-05T12:00:03Z  dns   n3.test  not_allowlisted  no allowlist rule names this "
-        "host (the rule at policy line 12)\n"
+        "host (the rule at line 12 of policy.yaml)\n"
         "2025-12-05T12:00:02Z  tls   n2.test:443  not_allowlisted  no allowlist rule names "
-        "this host (the rule at policy line 12)\n");
+        "this host (the rule at line 12 of policy.yaml)\n");
     free(text);
     feedback_free(f);
 }

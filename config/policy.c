@@ -176,6 +176,21 @@ void policy_settings_default(struct policy_settings *s)
     s->limits.upload_bytes_per_second = 1u << 20;
     s->limits.download_bytes_per_second = 50u << 20;
     s->ech = ECH_DENY;
+    /* attacks, not builds: a build's denials are few and to few ports, its names
+     * resolve, and it downloads far more than it sends */
+    s->alerts.port_scan.ports = 20;
+    s->alerts.port_scan.window_ms = 10000;
+    s->alerts.dns_tunnel.names = 30;
+    s->alerts.dns_tunnel.encoded = 5;
+    s->alerts.dns_tunnel.window_ms = 10000;
+    s->alerts.dns_tunnel.label_length = 32;
+    s->alerts.dns_tunnel.entropy_centi = 300;
+    s->alerts.upload_burst.bytes = 16u << 20;
+    s->alerts.upload_burst.window_ms = 60000;
+    s->alerts.upload_burst.ratio = 20;
+    s->alerts.upload_burst.ratio_after = 8u << 20;
+    s->alerts.denied_burst.denials = 300;
+    s->alerts.denied_burst.window_ms = 60000;
 }
 
 static void free_strv(char **v, size_t n)

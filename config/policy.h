@@ -69,6 +69,34 @@ struct policy_rule {
     unsigned line, col;         /* where the rule's list item starts */
 };
 
+/*
+ * alerts: the proxy's detectors and their thresholds (README, "Alerts"). A
+ * detector with a zero count is off; windows are in milliseconds.
+ */
+#define POLICY_ALERT_SET_MAX 4096   /* the most distinct keys one detector keeps per window */
+
+struct policy_alerts {
+    struct {
+        uint32_t ports, window_ms;      /* denied (address, port) pairs */
+    } port_scan;
+    struct {
+        uint32_t names, encoded, window_ms; /* under one registrable domain: denied or
+                                               wildcard-matched names; encoded-looking ones */
+        uint32_t label_length, entropy_centi; /* encoded-looking: a label this long with
+                                                 this many bits per character (x100),
+                                                 digits and no hyphen (alerts.c) */
+    } dns_tunnel;
+    struct {
+        uint64_t bytes;                 /* up to one destination within the window */
+        uint32_t window_ms;
+        uint32_t ratio;                 /* up/down of one flow... */
+        uint64_t ratio_after;           /* ...once it sent this much up */
+    } upload_burst;
+    struct {
+        uint32_t denials, window_ms;    /* of any kind */
+    } denied_burst;
+};
+
 struct policy_settings {
     enum policy_mode mode;
     struct {
@@ -90,6 +118,7 @@ struct policy_settings {
     enum policy_ech ech;
     bool feedback;              /* tell the sandbox why it was refused: EDE text, hints in
                                    a 403, http://sluice.internal/ (default true) */
+    struct policy_alerts alerts;
 };
 
 struct policy_names;

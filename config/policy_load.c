@@ -1132,12 +1132,12 @@ static void load_dns(struct loader *ld, yaml_node_t *n, void *ctx)
     static void fn(struct loader *ld, yaml_node_t *n, void *ctx)           \
     {                                                                      \
         (void)ctx;                                                         \
-        get_duration_ms(ld, n, what, &ld->p->settings.timeouts.field);     \
+        get_duration_ms(ld, n, what, &ld->p->settings.field);              \
     }
 
-DURATION_SETTING(to_sniff, "timeouts.sniff", sniff_ms)
-DURATION_SETTING(to_connect, "timeouts.connect", connect_ms)
-DURATION_SETTING(to_idle, "timeouts.idle", idle_ms)
+DURATION_SETTING(to_sniff, "timeouts.sniff", timeouts.sniff_ms)
+DURATION_SETTING(to_connect, "timeouts.connect", timeouts.connect_ms)
+DURATION_SETTING(to_idle, "timeouts.idle", timeouts.idle_ms)
 
 static void load_timeouts(struct loader *ld, yaml_node_t *n, void *ctx)
 {
@@ -1170,6 +1170,142 @@ static void load_limits(struct loader *ld, yaml_node_t *n, void *ctx)
     };
 
     load_map(ld, n, "limits", keys, sizeof(keys) / sizeof(keys[0]), ctx, NULL);
+}
+
+/* ---- alerts ---- */
+
+UINT_SETTING(scan_ports, "alerts.port_scan.ports", 1, POLICY_ALERT_SET_MAX,
+             alerts.port_scan.ports)
+DURATION_SETTING(scan_window, "alerts.port_scan.window", alerts.port_scan.window_ms)
+UINT_SETTING(tunnel_names, "alerts.dns_tunnel.names", 1, POLICY_ALERT_SET_MAX,
+             alerts.dns_tunnel.names)
+UINT_SETTING(tunnel_encoded, "alerts.dns_tunnel.encoded", 1, POLICY_ALERT_SET_MAX,
+             alerts.dns_tunnel.encoded)
+UINT_SETTING(tunnel_label, "alerts.dns_tunnel.label_length", 8, 63,
+             alerts.dns_tunnel.label_length)
+DURATION_SETTING(tunnel_window, "alerts.dns_tunnel.window", alerts.dns_tunnel.window_ms)
+UINT_SETTING(burst_ratio, "alerts.upload_burst.ratio", 2, 1000000, alerts.upload_burst.ratio)
+DURATION_SETTING(burst_window, "alerts.upload_burst.window", alerts.upload_burst.window_ms)
+UINT_SETTING(denied_count, "alerts.denied_burst.denials", 1, 1000000,
+             alerts.denied_burst.denials)
+DURATION_SETTING(denied_window, "alerts.denied_burst.window", alerts.denied_burst.window_ms)
+
+/* bits per character, 1.0-6.0, kept in hundredths */
+static void tunnel_entropy(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    const char *s = scalar(ld, n, "alerts.dns_tunnel.entropy");
+    unsigned whole = 0, frac = 0, digits = 0;
+
+    (void)ctx;
+    if (!s)
+        return;
+    if (s[0] >= '0' && s[0] <= '9' && (s[1] == '\0' || s[1] == '.')) {
+        whole = (unsigned)(s[0] - '0');
+        for (s += s[1] ? 2 : 1; *s >= '0' && *s <= '9' && digits < 2; s++, digits++)
+            frac = frac * 10 + (unsigned)(*s - '0');
+        if (*s == '\0' && (digits > 0 || s[-1] != '.')) {
+            unsigned v = whole * 100 + (digits == 1 ? frac * 10 : frac);
+
+            if (v >= 100 && v <= 600) {
+                ld->p->settings.alerts.dns_tunnel.entropy_centi = v;
+                return;
+            }
+        }
+    }
+    ld_error(ld, n, "alerts.dns_tunnel.entropy must be bits per character from 1.0 to 6.0 "
+             "with at most two decimals (hex data has 4, base32 5, base64 6), not '%s'",
+             (const char *)n->data.scalar.value);
+}
+
+static void burst_bytes(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    (void)ctx;
+    get_rate_bytes(ld, n, "alerts.upload_burst.bytes", &ld->p->settings.alerts.upload_burst.bytes);
+}
+
+static void burst_after(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    (void)ctx;
+    get_rate_bytes(ld, n, "alerts.upload_burst.ratio_after",
+                   &ld->p->settings.alerts.upload_burst.ratio_after);
+}
+
+/*
+ * A detector's value: a mapping of its thresholds, or false to turn it off.
+ * True when N was false (the detector is off), or not a mapping (an error).
+ */
+static bool detector_off(struct loader *ld, yaml_node_t *n, const char *what)
+{
+    bool on = true;
+
+    if (n->type != YAML_SCALAR_NODE)
+        return false;
+    if (get_bool(ld, n, what, &on) && on)
+        ld_error(ld, n, "%s: true is the default; give a mapping of thresholds, or false "
+                 "to turn it off", what);
+    return true;
+}
+
+static void load_port_scan(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    static const struct key_handler keys[] = {{"ports", scan_ports}, {"window", scan_window}};
+
+    if (detector_off(ld, n, "alerts.port_scan"))
+        ld->p->settings.alerts.port_scan.ports = 0;
+    else
+        load_map(ld, n, "alerts.port_scan", keys, 2, ctx, NULL);
+}
+
+static void load_dns_tunnel(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    static const struct key_handler keys[] = {
+        {"names", tunnel_names}, {"encoded", tunnel_encoded}, {"window", tunnel_window},
+        {"label_length", tunnel_label}, {"entropy", tunnel_entropy},
+    };
+
+    if (detector_off(ld, n, "alerts.dns_tunnel"))
+        ld->p->settings.alerts.dns_tunnel.names = ld->p->settings.alerts.dns_tunnel.encoded = 0;
+    else
+        load_map(ld, n, "alerts.dns_tunnel", keys, sizeof(keys) / sizeof(keys[0]), ctx, NULL);
+}
+
+static void load_upload_burst(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    static const struct key_handler keys[] = {
+        {"bytes", burst_bytes}, {"window", burst_window}, {"ratio", burst_ratio},
+        {"ratio_after", burst_after},
+    };
+
+    if (detector_off(ld, n, "alerts.upload_burst"))
+        ld->p->settings.alerts.upload_burst.bytes = ld->p->settings.alerts.upload_burst.ratio = 0;
+    else
+        load_map(ld, n, "alerts.upload_burst", keys, sizeof(keys) / sizeof(keys[0]), ctx,
+                 NULL);
+}
+
+static void load_denied_burst(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    static const struct key_handler keys[] = {
+        {"denials", denied_count}, {"window", denied_window},
+    };
+
+    if (detector_off(ld, n, "alerts.denied_burst"))
+        ld->p->settings.alerts.denied_burst.denials = 0;
+    else
+        load_map(ld, n, "alerts.denied_burst", keys, 2, ctx, NULL);
+}
+
+static void load_alerts(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    static const struct key_handler keys[] = {
+        {"port_scan", load_port_scan}, {"dns_tunnel", load_dns_tunnel},
+        {"upload_burst", load_upload_burst}, {"denied_burst", load_denied_burst},
+    };
+
+    if (detector_off(ld, n, "alerts"))
+        memset(&ld->p->settings.alerts, 0, sizeof(ld->p->settings.alerts));
+    else
+        load_map(ld, n, "alerts", keys, sizeof(keys) / sizeof(keys[0]), ctx, NULL);
 }
 
 /* Cloud metadata and platform endpoints: reaching them is almost never meant. */
@@ -1256,7 +1392,7 @@ static const struct key_handler top_keys[] = {
     {"version", load_version}, {"mode", load_mode}, {"egress", load_egress},
     {"include", load_include}, {"dns", load_dns}, {"timeouts", load_timeouts},
     {"limits", load_limits}, {"destinations", load_destinations}, {"tls", load_tls},
-    {"feedback", load_feedback},
+    {"feedback", load_feedback}, {"alerts", load_alerts},
 };
 enum {
     TOP_VERSION, TOP_MODE, TOP_EGRESS, TOP_INCLUDE,

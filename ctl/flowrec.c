@@ -145,6 +145,45 @@ static int literal(struct cur *c, const char *word)
     return 0;
 }
 
+/* A value of no interest, skipped: a scalar, or (ARRAY_OK) a list of scalars, as an
+ * alert's samples and flows are; nothing deeper. */
+static int skip(struct cur *c, bool array_ok)
+{
+    if (c->p >= c->end)
+        return -1;
+    switch (*c->p) {
+    case '"': return string(c, NULL, 0);
+    case 't': return literal(c, "true");
+    case 'f': return literal(c, "false");
+    case 'n': return literal(c, "null");
+    case '[': break;
+    default: return number(c, 0, NULL);
+    }
+    if (!array_ok)
+        return -1;
+    c->p++;
+    ws(c);
+    if (c->p < c->end && *c->p == ']') {
+        c->p++;
+        return 0;
+    }
+    for (;;) {
+        ws(c);
+        if (skip(c, false) < 0)
+            return -1;
+        ws(c);
+        if (c->p < c->end && *c->p == ',') {
+            c->p++;
+            continue;
+        }
+        if (c->p < c->end && *c->p == ']') {
+            c->p++;
+            return 0;
+        }
+        return -1;
+    }
+}
+
 static int value(struct cur *c, const char *key, struct flowrec *r)
 {
     size_t i;
@@ -167,13 +206,7 @@ static int value(struct cur *c, const char *key, struct flowrec *r)
         *(key[6] == 'u' ? &r->bytes_up : &r->bytes_down) = v;
         return 0;
     }
-    switch (*c->p) {                    /* a key of no interest: its value skipped */
-    case '"': return string(c, NULL, 0);
-    case 't': return literal(c, "true");
-    case 'f': return literal(c, "false");
-    case 'n': return literal(c, "null");
-    default: return number(c, 0, NULL);
-    }
+    return skip(c, true);
 }
 
 int flowrec_parse(const char *line, size_t len, struct flowrec *r)

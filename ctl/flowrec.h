@@ -31,9 +31,10 @@ struct flowrec {
 
 /*
  * Reads the JSON object in LINE (LEN bytes, no newline) into R. Unknown keys
- * are skipped; a string longer than its field, a nested value, a number out
- * of range or anything that is not one flat JSON object is an error. Returns 0
- * or -1.
+ * are skipped (their value a scalar or a list of scalars, as an alert's
+ * evidence); a string longer than its field, an object or a nested list as a
+ * value, a number out of range or anything that is not one JSON object of that
+ * shape is an error. Returns 0 or -1.
  */
 int flowrec_parse(const char *line, size_t len, struct flowrec *r);
 

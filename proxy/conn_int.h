@@ -14,6 +14,7 @@
 #include <event2/util.h>
 #include <string.h>
 
+#include "alerts.h"
 #include "conn.h"
 #include "http_head.h"
 #include "sock.h"
@@ -100,6 +101,7 @@ struct conn {
     char injected[128];         /* inspect: the headers its rule adds, "A,B" (names only) */
     const struct policy_rule *deny_rule;    /* what the last refusal named, of the policy */
     uint64_t deny_gen;                      /* of this generation: for the 403's hint */
+    struct alert_flow alert;    /* upload_burst's hold on its destination (alerts.h) */
 };
 
 /*
@@ -151,6 +153,8 @@ void relay_limits_changed(struct proxy *px);   /* the waiting directions look ag
  * that WAY may move now, or 0 with *WAIT_MS until a wake-up's worth is back;
  * and what a read did not use, given back. */
 size_t relay_take(struct proxy *px, int way, size_t want, uint64_t *wait_ms);
+/* D's flow sent N more bytes its way (alerts watch what goes up). */
+void relay_moved(struct dir *d, uint64_t n);
 void relay_give_back(struct proxy *px, int way, size_t unused);
 enum step dir_pump(struct dir *d, bool drained);
 void dir_release(struct dir *d);

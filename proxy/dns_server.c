@@ -86,6 +86,15 @@ static void dns_log(struct dns_server *s, const struct dns_query *q, enum flow_l
     r.rcode = limit == LIMIT_NONE ? dns_rcode_name(rcode) : NULL;
     r.verdict = verdict;
     r.reason = why;
+    /* dns_tunnel counts the names a wildcard let through as well: asked again (a hash
+     * probe per label), only with that detector on */
+    if (verdict == VERDICT_ALLOW && s->px->policy->settings.alerts.dns_tunnel.names) {
+        struct policy_verdict v;
+
+        policy_match_host(s->px->policy, (const uint8_t *)q->qname, q->qname_len,
+                          POLICY_ANY_PORT, &v);
+        r.wildcard = v.allow && v.rule && v.rule->kind == RULE_WILDCARD;
+    }
     proxy_log(s->px, &r);
 }
 

@@ -18,6 +18,7 @@
 static const char *const events[] = {
     [EV_FLOW_START] = "flow_start", [EV_FLOW_END] = "flow_end", [EV_DENY] = "deny",
     [EV_DNS] = "dns", [EV_RELOAD] = "reload", [EV_LIMIT] = "limit", [EV_REQUEST] = "request",
+    [EV_ALERT] = "alert",
 };
 
 static const char *const verdicts[] = {
@@ -41,6 +42,16 @@ static const char *const limits[LIMIT_COUNT] = {
     [LIMIT_VIRTUAL_POOL] = "virtual_pool",             /* sluice-proxy --virtual-pool */
 };
 
+static const char *const alert_kinds[ALERT_COUNT] = {
+    [ALERT_PORT_SCAN] = "port_scan", [ALERT_DNS_TUNNEL] = "dns_tunnel",
+    [ALERT_UPLOAD_BURST] = "upload_burst", [ALERT_DENIED_BURST] = "denied_burst",
+};
+
+const char *alert_kind_name(enum alert_kind k)
+{
+    return k < ALERT_COUNT ? alert_kinds[k] : NULL;
+}
+
 const char *flow_proto_name(enum flow_proto p)
 {
     return p < PROTO_COUNT ? protos[p] : NULL;
@@ -49,6 +60,29 @@ const char *flow_proto_name(enum flow_proto p)
 const char *flow_limit_name(enum flow_limit l)
 {
     return l < LIMIT_COUNT ? limits[l] : NULL;
+}
+
+/* An alert's kind and evidence: ,"kind":K,"count":N,...,"samples":[..],"flows":[..] */
+static void format_alert(struct json_out *o, const struct alert *a)
+{
+    size_t i;
+
+    json_key_str(o, "kind", alert_kind_name(a->kind), 0);
+    json_key_str(o, "why", a->why, 0);
+    json_key_str(o, "subject", a->subject[0] ? a->subject : NULL, 0);
+    json_key_u64(o, "count", a->count);
+    json_key_u64(o, "threshold", a->threshold);
+    json_key_u64(o, "window_ms", a->window_ms);
+    json_raw(o, ",\"samples\":[", 12);
+    for (i = 0; i < a->n_samples; i++) {
+        if (i)
+            json_raw(o, ",", 1);
+        json_str(o, a->samples[i], strlen(a->samples[i]));
+    }
+    json_raw(o, "],\"flows\":[", 11);
+    for (i = 0; i < a->n_flows; i++)
+        json_printf(o, "%s%llu", i ? "," : "", (unsigned long long)a->flows[i]);
+    json_raw(o, "]", 1);
 }
 
 size_t flowlog_format(char *buf, size_t cap, const struct flow_record *r)
@@ -95,6 +129,8 @@ size_t flowlog_format(char *buf, size_t cap, const struct flow_record *r)
     if (r->suppressed)
         json_key_u64(&o, "suppressed", r->suppressed);
     json_key_str(&o, "error", r->error, 0);
+    if (r->alert)
+        format_alert(&o, r->alert);
     json_key_str(&o, "policy", r->policy, 0);
     /* a record cut by the cap is still one valid line */
     if (o.n + 3 > cap)

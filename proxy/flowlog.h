@@ -16,7 +16,8 @@
 #define FLOWLOG_LINE_MAX 4096   /* one record, escaped; longer fields are cut */
 #define FLOWLOG_PATH_MAX 256    /* a request's path is cut here (before escaping) */
 
-enum flow_event { EV_FLOW_START, EV_FLOW_END, EV_DENY, EV_DNS, EV_RELOAD, EV_LIMIT, EV_REQUEST };
+enum flow_event { EV_FLOW_START, EV_FLOW_END, EV_DENY, EV_DNS, EV_RELOAD, EV_LIMIT, EV_REQUEST,
+                  EV_ALERT };
 enum flow_verdict { VERDICT_NONE, VERDICT_ALLOW, VERDICT_DENY, VERDICT_AUDIT };
 /* NONE: the record has no such key */
 enum flow_proto { PROTO_NONE, PROTO_TLS, PROTO_HTTP, PROTO_TCP, PROTO_DNS, PROTO_COUNT };
@@ -30,6 +31,31 @@ enum flow_limit {
     LIMIT_VIRTUAL_POOL,         /* dns.answers: virtual, every address in use or in its life */
     LIMIT_COUNT
 };
+
+/* Alerts (alerts.h fires them): the kinds, and what an alert record carries. */
+enum alert_kind { ALERT_PORT_SCAN, ALERT_DNS_TUNNEL, ALERT_UPLOAD_BURST, ALERT_DENIED_BURST,
+                  ALERT_COUNT };
+
+#define ALERT_SAMPLES 8             /* sample names or destinations, and flows, per alert */
+#define ALERT_SAMPLE_MAX 80         /* a sample's characters, cut (printable ASCII) */
+
+/* One firing: what its `alert` record carries. */
+struct alert {
+    enum alert_kind kind;
+    uint64_t count;                 /* what reached the threshold (upload_burst's
+                                       ratio: up over down) */
+    uint64_t threshold;
+    uint32_t window_ms;
+    char subject[ALERT_SAMPLE_MAX]; /* the domain (dns_tunnel), the destination
+                                       (upload_burst); empty otherwise */
+    const char *why;                /* which test fired, when a detector has two */
+    char samples[ALERT_SAMPLES][ALERT_SAMPLE_MAX];
+    size_t n_samples;
+    uint64_t flows[ALERT_SAMPLES];  /* the flows involved (the first ones) */
+    size_t n_flows;
+};
+
+const char *alert_kind_name(enum alert_kind k);
 
 /* A record; NULL strings and zero-valued optional fields are left out. */
 struct flow_record {
@@ -64,6 +90,9 @@ struct flow_record {
     size_t path_len;
     unsigned status;            /* ...and the status the sandbox got; 0: none */
     const char *injected;       /* the names of the headers the proxy added, "A,B" */
+    const struct alert *alert;  /* alert: the kind and its evidence (alerts.h) */
+    bool wildcard;              /* not written: a wildcard rule decided this DNS query
+                                   (what dns_tunnel counts) */
 };
 
 /* The names the log (and the metrics' labels) use; NULL for the NONE values. */

@@ -173,8 +173,10 @@ static int side_flush(struct side *s, struct plain *p, bool *moved)
     }
     if (r > 0)
         r = write_some(s, p, p->buf, &p->off, p->checked);
-    if (p->count->bytes != before)
+    if (p->count->bytes != before) {
         *moved = true;
+        relay_moved(p->count, p->count->bytes - before);
+    }
     return r;
 }
 
@@ -620,7 +622,7 @@ static enum step pump_once(struct conn *c, bool *moved)
     if ((st = process_up(c, moved)) != STEP_WAIT)
         return st;
     if (in->cs.eof && !in->busy && !in->pending && plain_empty(&in->down))
-        return STEP_CLOSE;                      /* the sandbox is done (a partial head is no request) */
+        return STEP_CLOSE;      /* the sandbox is done (a partial head is no request) */
     return STEP_WAIT;
 }
 

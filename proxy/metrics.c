@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 
+#include "alerts.h"
 #include "dns_msg.h"
 
 /* The protocols a TCP flow is counted under (index: proto - PROTO_TLS). */
@@ -71,6 +72,10 @@ void metrics_count(struct metrics *m, const struct flow_record *r)
         break;
     case EV_REQUEST:
         m->requests[v][why]++;
+        break;
+    case EV_ALERT:
+        if (r->alert && r->alert->kind < METRICS_ALERT_KINDS)
+            m->alerts[r->alert->kind]++;
         break;
     case EV_FLOW_END:
         break;
@@ -154,12 +159,19 @@ int metrics_render(const struct metrics *m, const struct metrics_gauges *g,
         evbuffer_add_printf(out, "sluice_rate_limited_total{limit=\"%s\"} %llu\n",
                             flow_limit_name((enum flow_limit)i),
                             (unsigned long long)m->rate_limited[i]);
+    head(out, "sluice_alerts_total", "counter",
+         "Alerts fired (alert records) by detector.");
+    for (i = 0; i < METRICS_ALERT_KINDS; i++)
+        evbuffer_add_printf(out, "sluice_alerts_total{kind=\"%s\"} %llu\n",
+                            alert_kind_name((enum alert_kind)i),
+                            (unsigned long long)m->alerts[i]);
     head(out, "sluice_requests_total", "counter",
          "HTTP requests on inspected flows (request records) by verdict and reason.");
     for (v = 0; v < METRICS_VERDICTS; v++)
         for (r = 0; r < REASON_COUNT; r++)
             if (m->requests[v][r])
-                evbuffer_add_printf(out, "sluice_requests_total{verdict=\"%s\",reason=\"%s\"} %llu\n",
+                evbuffer_add_printf(out,
+                                    "sluice_requests_total{verdict=\"%s\",reason=\"%s\"} %llu\n",
                                     verdicts[v], r ? reason_name((enum reason)r) : "none",
                                     (unsigned long long)m->requests[v][r]);
     if (g->inspect) {
@@ -202,3 +214,5 @@ int metrics_render(const struct metrics *m, const struct metrics_gauges *g,
         return -ENOMEM;
     return 0;
 }
+
+_Static_assert(METRICS_ALERT_KINDS == ALERT_COUNT, "one counter per alert kind");

@@ -19,6 +19,7 @@ struct evbuffer;
 #define METRICS_VERDICTS 4          /* indexed by enum flow_verdict */
 #define METRICS_QTYPES 17           /* the named query types, then "other" */
 #define METRICS_CONNECT_BUCKETS 13
+#define METRICS_ALERT_KINDS 4       /* ALERT_COUNT (alerts.h) */
 
 struct metrics {
     uint64_t flows[METRICS_VERDICTS][REASON_COUNT][METRICS_PROTOS];
@@ -30,6 +31,7 @@ struct metrics {
     double connect_sum;
     uint64_t rate_limited[LIMIT_COUNT];             /* indexed by enum flow_limit */
     uint64_t requests[METRICS_VERDICTS][REASON_COUNT];  /* inspected HTTP requests */
+    uint64_t alerts[METRICS_ALERT_KINDS];               /* indexed by enum alert_kind */
 };
 
 /* What the process knows at scrape time, beside the counters. */

@@ -23,6 +23,7 @@
 
 #include "addr_class.h"
 #include "admin.h"
+#include "alerts.h"
 #include "clock.h"
 #include "conn.h"
 #include "dns_server.h"
@@ -65,6 +66,13 @@ struct proxy_core {
     uint64_t drain_deadline_ms;
 };
 
+void proxy_alert(struct proxy *px, const struct alert *a)
+{
+    struct flow_record r = {.event = EV_ALERT, .alert = a};
+
+    proxy_log(px, &r);
+}
+
 void proxy_log(struct proxy *px, struct flow_record *r)
 {
     clock_gettime(CLOCK_REALTIME, &r->ts);
@@ -72,6 +80,13 @@ void proxy_log(struct proxy *px, struct flow_record *r)
     if (!r->policy)                 /* a flow's records name the policy that decided it */
         r->policy = px->policy ? px->policy->hash : NULL;
     metrics_count(&px->metrics, r);
+    if (px->alerts && r->event != EV_ALERT) {
+        struct alert fired[ALERTS_PER_EVENT];
+        size_t i, n = alerts_note(px->alerts, r, r->wildcard, clock_now_ms(), fired);
+
+        for (i = 0; i < n; i++)
+            proxy_alert(px, &fired[i]);
+    }
     if (px->policy && px->policy->settings.feedback && r->verdict == VERDICT_DENY) {
         if (!px->feedback)
             px->feedback = feedback_new(PROXY_FEEDBACK_MAX);
@@ -222,8 +237,26 @@ int proxy_vpool_ensure(struct proxy *px, const struct policy *p)
 
     if (px->vpool || p->settings.dns.answers != DNS_ANSWERS_VIRTUAL)
         return 0;
-    px->vpool = vpool_new(px->vpool_max, ula, px->vpool_key);
+    px->vpool = vpool_new(px->vpool_max, ula, px->hash_key);
     return px->vpool ? 0 : -ENOMEM;
+}
+
+/*
+ * The detectors P turns on: those running are kept when its thresholds are the
+ * same (a reload does not reset what they counted), made anew when they changed.
+ */
+static int alerts_ensure(struct proxy *px, const struct policy *p)
+{
+    const struct policy_alerts *cfg = &p->settings.alerts;
+    struct alerts *a = NULL;
+
+    if (px->alerts && alerts_same(px->alerts, cfg))
+        return 0;
+    if (alerts_wanted(cfg) && !(a = alerts_new(cfg, px->hash_key)))
+        return -ENOMEM;
+    alerts_free(px->alerts);
+    px->alerts = a;
+    return 0;
 }
 
 /* ---- policy reload ---- */
@@ -271,6 +304,9 @@ int proxy_reload(struct proxy *px, const char *why, char *msg, size_t cap)
     } else if (rc == 0 && (rc = proxy_vpool_ensure(px, p)) < 0) {
         diag_add(&d, DIAG_ERROR, 0, 0, "dns.answers: virtual: no memory for %u addresses "
                  "(sluice-proxy --virtual-pool)", px->vpool_max);
+        policy_free(p);
+    } else if (rc == 0 && (rc = alerts_ensure(px, p)) < 0) {
+        diag_add(&d, DIAG_ERROR, 0, 0, "alerts: out of memory");
         policy_free(p);
     }
     memset(&r, 0, sizeof(r));
@@ -471,13 +507,17 @@ int proxy_open(struct proxy *px, const struct proxy_options *opt, struct policy 
     raise_nofile();
     if ((rc = open_inspect(px, opt)) != 0)
         return rc;
-    if (getrandom(px->vpool_key, sizeof(px->vpool_key), 0) != (ssize_t)sizeof(px->vpool_key)) {
+    if (getrandom(px->hash_key, sizeof(px->hash_key), 0) != (ssize_t)sizeof(px->hash_key)) {
         log_warnx("getrandom: %s", strerror(errno));
         return 1;
     }
     if (proxy_vpool_ensure(px, policy) < 0) {
         log_warnx("dns.answers: virtual: no memory for %u addresses (--virtual-pool)",
                   px->vpool_max);
+        return 1;
+    }
+    if (alerts_ensure(px, policy) < 0) {
+        log_warnx("alerts: out of memory");
         return 1;
     }
     px->base = event_base_new();
@@ -582,6 +622,7 @@ void proxy_close(struct proxy *px)
     tls_ctx_free(px->tls);
     vpool_free(px->vpool);
     feedback_free(px->feedback);
+    alerts_free(px->alerts);
     flowlog_close(px->log);
     policy_free(px->policy);
     if (px->base)

@@ -63,12 +63,13 @@ struct proxy {
     struct vpool *vpool;            /* dns.answers: virtual's addresses; made when a policy
                                        first asks for them, kept across reloads */
     uint32_t vpool_max;             /* --virtual-pool */
-    uint64_t vpool_key[2];          /* its SipHash key, drawn at start: the syscall
-                                       filter has no getrandom for a reload */
+    uint64_t hash_key[2];           /* SipHash key of the tables keyed by what the sandbox
+                                       picks (vpool, alerts), drawn once at start */
     bool v6;                        /* a --listen is IPv6: the sandbox has IPv6 (AAAA answers) */
     uint8_t gw4[4], gw6[16];        /* the first --listen of each family (the sandbox's
                                        gateway): where sluice.internal is; 0: none */
     struct feedback *feedback;      /* the sandbox's recent denials; made on the first */
+    struct alerts *alerts;          /* the detectors the policy turns on, or NULL */
 };
 
 /* What the command line asks of a process (sluice-proxy --help says each). */
@@ -106,6 +107,9 @@ void proxy_close(struct proxy *px);
  * dns and limit records pass the log gate first.
  */
 void proxy_log(struct proxy *px, struct flow_record *r);
+
+/* Writes an alert record for A (the detectors' firing, alerts.h). */
+void proxy_alert(struct proxy *px, const struct alert *a);
 
 /*
  * Loads the policy file again and swaps it in when it is valid, servable (an

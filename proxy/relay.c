@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "alerts.h"
 #include "clock.h"
 #include "conn_int.h"
 
@@ -313,9 +314,20 @@ static enum step dir_window(struct dir *d)
     return d->len == d->cap ? conn_refuse(d->c, REASON_UNKNOWN_PROTOCOL) : STEP_WAIT;
 }
 
-/* Sends what is waiting: the user-space window, then the pipe. -1 on EAGAIN, 0 when all
- * is out, 1 when the destination broke. */
-static int dir_flush(struct dir *d)
+void relay_moved(struct dir *d, uint64_t n)
+{
+    struct conn *c = d->c;
+    const char *dest = c->host[0] ? c->host : c->dst_s;
+    struct alert a;
+
+    if (d->way == RELAY_UP && c->px->alerts &&
+        alerts_upload(c->px->alerts, &c->alert, c->id, dest, strlen(dest), n, c->up.bytes,
+                      c->down.bytes, clock_now_ms(), &a))
+        proxy_alert(c->px, &a);
+}
+
+/* dir_flush() without the accounting of what moved. */
+static int dir_flush_some(struct dir *d)
 {
     ssize_t n;
 
@@ -347,6 +359,18 @@ static int dir_flush(struct dir *d)
         *d->total += (uint64_t)n;
     }
     return 0;
+}
+
+/* Sends what is waiting: the user-space window, then the pipe. -1 on EAGAIN, 0 when all
+ * is out, 1 when the destination broke. */
+static int dir_flush(struct dir *d)
+{
+    uint64_t before = d->bytes;
+    int r = dir_flush_some(d);
+
+    if (d->bytes != before)
+        relay_moved(d, d->bytes - before);
+    return r;
 }
 
 /*

@@ -430,7 +430,8 @@ timeouts:
 HOSTS_NAMES = ("www.example.test", "api.example.test", "plain.example.test",
                "other.example.test", "moving.example.test")
 EIGHT_MIB = 8 << 20
-EVENTS = {"flow_start", "flow_end", "deny", "dns", "reload", "limit"}
+EVENTS = {"flow_start", "flow_end", "deny", "dns", "reload", "limit", "alert"}
+ALERT_KINDS = {"port_scan", "dns_tunnel", "upload_burst", "denied_burst"}
 VERDICTS = {"allow", "deny", "audit"}
 REASONS = {"not_allowlisted", "port_not_allowed", "no_sni", "invalid_hostname",
            "unknown_protocol", "sniff_timeout", "private_destination", "resolve_failed",
@@ -461,6 +462,10 @@ def check_log(px):
             assert isinstance(r.get("flow"), int) and r.get("verdict") in VERDICTS, r
         if "reason" in r:
             assert r["reason"] in REASONS, r
+        if r["event"] == "alert":
+            assert r.get("kind") in ALERT_KINDS and isinstance(r.get("count"), int), r
+            assert all(isinstance(s, str) for s in r["samples"]), r
+            assert all(isinstance(f, int) for f in r["flows"]), r
         recs.append(r)
     return recs
 

@@ -144,6 +144,32 @@ static void test_request(void **state)
     assert_int_equal(strchr(p, '"') - p, FLOWLOG_PATH_MAX);
 }
 
+/* An alert: its kind and evidence, samples as escaped strings, flows as numbers. */
+static void test_alert(void **state)
+{
+    struct alert a = {.kind = ALERT_DNS_TUNNEL, .count = 30, .threshold = 30,
+                      .window_ms = 10000, .subject = "evil.test", .why = "names",
+                      .samples = {"n0.evil.test", "q\"x"}, .n_samples = 2,
+                      .flows = {7, 12}, .n_flows = 2};
+    struct flow_record r = {.ts = ts, .sandbox = "a1", .event = EV_ALERT, .alert = &a,
+                            .policy = "84c7041f8ff5"};
+    char buf[FLOWLOG_LINE_MAX];
+
+    (void)state;
+    flowlog_format(buf, sizeof(buf), &r);
+    assert_string_equal(buf, "{\"ts\":\"2026-11-23T12:50:00.123Z\",\"sandbox\":\"a1\","
+                        "\"event\":\"alert\",\"kind\":\"dns_tunnel\",\"why\":\"names\","
+                        "\"subject\":\"evil.test\",\"count\":30,\"threshold\":30,"
+                        "\"window_ms\":10000,\"samples\":[\"n0.evil.test\",\"q\\\"x\"],"
+                        "\"flows\":[7,12],\"policy\":\"84c7041f8ff5\"}\n");
+    a.n_samples = a.n_flows = 0;
+    a.subject[0] = '\0';
+    a.why = NULL;
+    flowlog_format(buf, sizeof(buf), &r);
+    assert_non_null(strstr(buf, "\"kind\":\"dns_tunnel\",\"count\":30,"));
+    assert_non_null(strstr(buf, "\"samples\":[],\"flows\":[],"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -153,6 +179,7 @@ int main(void)
         cmocka_unit_test(test_hostile_strings),
         cmocka_unit_test(test_truncation_stays_one_line),
         cmocka_unit_test(test_request),
+        cmocka_unit_test(test_alert),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -37,13 +37,20 @@ static void test_records(void **state)
     assert_string_equal(r.qname, "a?b\"c\\d/e?.?test");     /* found by fuzz_flowrec */
     assert_int_equal(parse("{}", &r), 0);
     assert_string_equal(r.host, "");
+    /* an alert's evidence: lists of scalars, skipped */
+    assert_int_equal(parse("{\"event\":\"alert\",\"samples\":[\"a:1\", \"b\"],"
+                           "\"flows\":[1,2, 3],\"none\":[ ],\"port\":22}", &r), 0);
+    assert_string_equal(r.event, "alert");
+    assert_int_equal(r.port, 22);
 }
 
 static void test_refused(void **state)
 {
     static const char *const bad[] = {
         "", "[]", "{", "{\"a\":1", "{\"a\":1,}", "{\"a\" 1}", "{a:1}", "{\"a\":{}}",
-        "{\"a\":[1]}", "{\"port\":65536}", "{\"port\":-1}", "{\"port\":4.5}",
+        "{\"a\":[[1]]}", "{\"a\":[{}]}", "{\"a\":[1,]}", "{\"a\":[1}", "{\"a\":[\"x\"",
+        "{\"host\":[\"x\"]}", "{\"port\":[1]}", "{\"port\":65536}", "{\"port\":-1}",
+        "{\"port\":4.5}",
         "{\"bytes_up\":18446744073709551616}", "{\"host\":\"\\x\"}", "{\"host\":\"\\u12\"}",
         "{\"host\":\"a\nb\"}", "{\"a\":tru}", "{\"a\":1} x", "{\"a\":\"unterminated}",
         /* longer than its field: never cut into another name */

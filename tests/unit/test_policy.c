@@ -378,6 +378,20 @@ static const struct error_row error_rows[] = {
     {"version: 1\negress: [\n", 3, 1, "YAML syntax error", "unterminated flow list"},
     {"version: 1\n---\nversion: 1\n", 3, 1, "a second YAML document", "two documents"},
     {"version: 1\n\tegress: []\n", 2, 1, "YAML syntax error", "tab indentation"},
+    {"version: 1\nalerts: {port_scan: true}\n", 2, 21, "true is the default",
+     "a detector set to true"},
+    {"version: 1\nalerts:\n  dns_tunnel: {entropy: 7}\n", 3, 25,
+     "bits per character from 1.0 to 6.0", "entropy above base64's"},
+    {"version: 1\nalerts:\n  dns_tunnel: {entropy: 3.125}\n", 3, 25,
+     "at most two decimals", "entropy with three decimals"},
+    {"version: 1\nalerts:\n  dns_tunnel: {entropy: 3.}\n", 3, 25, "not '3.'",
+     "entropy with a dangling point"},
+    {"version: 1\nalerts:\n  port_scan: {ports: 5000}\n", 3, 22,
+     "alerts.port_scan.ports 5000 out of range (1-4096)", "a set larger than the bound"},
+    {"version: 1\nalerts:\n  upload_burst: {byte: 1MiB}\n", 3, 18,
+     "did you mean 'bytes'?", "misspelled detector key"},
+    {"version: 1\nalerts:\n  portscan: false\n", 3, 3, "did you mean 'port_scan'?",
+     "misspelled detector"},
 };
 
 static void test_errors(void **state)
@@ -524,6 +538,36 @@ static void test_settings(void **state)
     policy_free(p);
     diag_clear(&d);
 
+    /* alerts: thresholds, a detector turned off, all turned off */
+    p = load_str("version: 1\negress: []\nalerts:\n"
+                 "  port_scan: {ports: 50, window: 30s}\n"
+                 "  dns_tunnel: {names: 10, encoded: 2, window: 1m, label_length: 20,"
+                 " entropy: 4.25}\n"
+                 "  upload_burst: false\n"
+                 "  denied_burst: {denials: 7}\n", &d);
+    assert_non_null(p);
+    s = &p->settings;
+    assert_int_equal(s->alerts.port_scan.ports, 50);
+    assert_int_equal(s->alerts.port_scan.window_ms, 30000);
+    assert_int_equal(s->alerts.dns_tunnel.names, 10);
+    assert_int_equal(s->alerts.dns_tunnel.encoded, 2);
+    assert_int_equal(s->alerts.dns_tunnel.window_ms, 60000);
+    assert_int_equal(s->alerts.dns_tunnel.label_length, 20);
+    assert_int_equal(s->alerts.dns_tunnel.entropy_centi, 425);
+    assert_int_equal(s->alerts.upload_burst.bytes, 0);
+    assert_int_equal(s->alerts.upload_burst.ratio, 0);
+    assert_int_equal(s->alerts.denied_burst.denials, 7);
+    assert_int_equal(s->alerts.denied_burst.window_ms, 60000);   /* the default kept */
+    policy_free(p);
+    diag_clear(&d);
+    p = load_str("version: 1\negress: []\nalerts: false\n", &d);
+    assert_non_null(p);
+    assert_int_equal(p->settings.alerts.port_scan.ports, 0);
+    assert_int_equal(p->settings.alerts.dns_tunnel.names, 0);
+    assert_int_equal(p->settings.alerts.denied_burst.denials, 0);
+    policy_free(p);
+    diag_clear(&d);
+
     /* defaults */
     p = load_str("version: 1\negress: []\n", &d);
     assert_non_null(p);
@@ -533,6 +577,9 @@ static void test_settings(void **state)
     assert_int_equal(p->settings.dns.max_ttl, 60);
     assert_int_equal(p->settings.limits.max_connections, 256);
     assert_int_equal(p->settings.ech, ECH_DENY);
+    assert_int_equal(p->settings.alerts.port_scan.ports, 20);
+    assert_int_equal(p->settings.alerts.dns_tunnel.entropy_centi, 300);
+    assert_int_equal(p->settings.alerts.upload_burst.bytes, 16u << 20);
     policy_free(p);
     diag_clear(&d);
 }

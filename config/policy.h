@@ -52,6 +52,14 @@ struct policy_inject {
     unsigned line, col;         /* the list item */
 };
 
+/* budget: bytes a name may move each way per window (0: no budget that way) */
+#define POLICY_BUDGET_PER_MS 3600000    /* the window when none is given: 1 h */
+
+struct policy_budget {
+    uint64_t up, down;
+    uint32_t per_ms;
+};
+
 struct policy_rule {
     enum policy_rule_kind kind;
     char *pattern;              /* "pypi.org", "*.pythonhosted.org", "192.0.2.0/24", "*" */
@@ -64,6 +72,7 @@ struct policy_rule {
     size_t n_http;
     struct policy_inject *inject;
     size_t n_inject;
+    struct policy_budget budget;    /* per name the rule allows (domain rules only) */
     const char *file;           /* the file it is in: the policy's, or one it includes
                                    (a string the policy owns) */
     unsigned line, col;         /* where the rule's list item starts */
@@ -114,6 +123,8 @@ struct policy_settings {
         uint32_t new_connections_per_second;
         uint64_t upload_bytes_per_second;
         uint64_t download_bytes_per_second;
+        uint64_t upload_per_destination;    /* the upload budget of a name whose rule
+                                               has none, per POLICY_BUDGET_PER_MS */
     } limits;
     enum policy_ech ech;
     bool feedback;              /* tell the sandbox why it was refused: EDE text, hints in

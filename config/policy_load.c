@@ -445,7 +445,7 @@ static void load_mode(struct loader *ld, yaml_node_t *n, void *ctx)
 
 struct rule_ctx {
     struct policy_rule *r;
-    yaml_node_t *domain, *cidr, *ports, *inject;
+    yaml_node_t *domain, *cidr, *ports, *inject, *budget;
     bool have_allow_broad;
 };
 
@@ -477,6 +477,36 @@ static void rule_allow_broad(struct loader *ld, yaml_node_t *n, void *ctx)
     struct rule_ctx *rc = ctx;
 
     rc->have_allow_broad = get_bool(ld, n, "allow_broad", &rc->r->allow_broad);
+}
+
+static void budget_up(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    get_rate_bytes(ld, n, "budget.upload", &((struct rule_ctx *)ctx)->r->budget.up);
+}
+
+static void budget_down(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    get_rate_bytes(ld, n, "budget.download", &((struct rule_ctx *)ctx)->r->budget.down);
+}
+
+static void budget_per(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    get_duration_ms(ld, n, "budget.per", &((struct rule_ctx *)ctx)->r->budget.per_ms);
+}
+
+static void rule_budget(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    static const struct key_handler keys[] = {
+        {"upload", budget_up}, {"download", budget_down}, {"per", budget_per},
+    };
+    struct rule_ctx *rc = ctx;
+
+    rc->budget = n;
+    rc->r->budget.per_ms = POLICY_BUDGET_PER_MS;
+    load_map(ld, n, "budget", keys, 3, ctx, NULL);
+    if (n->type == YAML_MAPPING_NODE && !rc->r->budget.up && !rc->r->budget.down)
+        ld_error(ld, n, "a budget needs 'upload: SIZE' or 'download: SIZE' (and 'per: "
+                 "DURATION', 1h by default)");
 }
 
 static bool http_token_ok(const char *s)
@@ -988,6 +1018,9 @@ static void check_rule(struct loader *ld, struct rule_ctx *rc, yaml_node_t *item
         ld_error(ld, rc->inject, "inject on '%s' needs 'inspect: true' (the proxy can only add "
                  "headers to requests it can see)", r->pattern);
     if (r->kind == RULE_CIDR) {
+        if (rc->budget)
+            ld_error(ld, rc->budget, "a budget is per name; it cannot apply to cidr %s",
+                     r->pattern);
         if (r->inspect)
             ld_error(ld, item, "inspect needs a name; it cannot apply to cidr %s", r->pattern);
         if (r->n_http)
@@ -1021,7 +1054,7 @@ static void load_rule(struct loader *ld, yaml_node_t *item)
     static const struct key_handler keys[] = {
         {"domain", rule_domain}, {"cidr", rule_cidr}, {"ports", rule_ports},
         {"inspect", rule_inspect}, {"http", rule_http}, {"allow_broad", rule_allow_broad},
-        {"inject", rule_inject},
+        {"inject", rule_inject}, {"budget", rule_budget},
     };
     struct policy *p = ld->p;
     struct policy_rule rule = {.file = ld->file, .line = node_line(item), .col = node_col(item)};
@@ -1162,11 +1195,19 @@ static void lim_down(struct loader *ld, yaml_node_t *n, void *ctx)
                    &ld->p->settings.limits.download_bytes_per_second);
 }
 
+static void lim_budget(struct loader *ld, yaml_node_t *n, void *ctx)
+{
+    (void)ctx;
+    get_rate_bytes(ld, n, "limits.upload_per_destination",
+                   &ld->p->settings.limits.upload_per_destination);
+}
+
 static void load_limits(struct loader *ld, yaml_node_t *n, void *ctx)
 {
     static const struct key_handler keys[] = {
         {"max_connections", lim_conns}, {"new_connections_per_second", lim_new},
         {"upload_bytes_per_second", lim_up}, {"download_bytes_per_second", lim_down},
+        {"upload_per_destination", lim_budget},
     };
 
     load_map(ld, n, "limits", keys, sizeof(keys) / sizeof(keys[0]), ctx, NULL);

@@ -31,6 +31,8 @@ static const struct {
     [REASON_UPSTREAM_CERT_INVALID] = {"upstream_cert_invalid",
                                       "the upstream certificate did not verify"},
     [REASON_REVOKED] = {"revoked", "a reloaded policy no longer allows this flow"},
+    [REASON_BUDGET_EXCEEDED] = {"budget_exceeded",
+                                "this name's data budget for the window is spent"},
 };
 
 const char *reason_name(enum reason r)

@@ -25,6 +25,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "budget.h"
 #include "clock.h"
 #include "conn.h"
 #include "json.h"
@@ -189,6 +190,36 @@ fail:
     return -1;
 }
 
+struct budget_json {
+    struct json_out *o;
+    bool first;
+};
+
+/* "NAME":{"upload_spent":N,"upload_left":N,...,"window_left_s":N}, each way it limits */
+static void budget_member(const struct budget_view *v, void *arg)
+{
+    static const char *const ways[2] = {"upload", "download"};
+    struct budget_json *bj = arg;
+    struct json_out *o = bj->o;
+    int w;
+
+    json_printf(o, "%s", bj->first ? "" : ",");
+    bj->first = false;
+    json_str(o, v->name, strlen(v->name));
+    json_printf(o, ":{\"window_left_s\":%llu", (unsigned long long)(v->window_left_ms / 1000));
+    for (w = 0; w < 2; w++) {
+        char key[32];
+
+        if (!v->limit[w])
+            continue;
+        snprintf(key, sizeof(key), "%s_spent", ways[w]);
+        json_key_u64(o, key, v->spent[w]);
+        snprintf(key, sizeof(key), "%s_left", ways[w]);
+        json_key_u64(o, key, v->spent[w] < v->limit[w] ? v->limit[w] - v->spent[w] : 0);
+    }
+    json_printf(o, "}");
+}
+
 /* ---- control socket ---- */
 
 static void reply_stats(struct admin *a, struct json_out *o)
@@ -243,6 +274,13 @@ static void reply_stats(struct admin *a, struct json_out *o)
         json_printf(o, ",\"virtual\":{\"size\":%u,\"mapped\":%u,\"in_use\":%u,"
                     "\"evictions\":%llu}", vs.size, vs.mapped, vs.in_use,
                     (unsigned long long)vs.evictions);
+    }
+    if (px->budgets) {
+        struct budget_json bj = {o, true};
+
+        json_printf(o, ",\"budgets\":{");
+        budgets_each(px->budgets, clock_now_ms(), budget_member, &bj);
+        json_printf(o, "}");
     }
     json_printf(o, "}");
 }

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "budget.h"
 #include "clock.h"
 #include "conn_int.h"
 #include "deny.h"
@@ -189,14 +190,37 @@ static bool conn_decided(struct conn *c, const struct policy_decision *d, const 
     return true;
 }
 
+/*
+ * The data budget of the name HOST (LEN bytes) under D's rule: the flow holds its
+ * entry from now on (none when the rule gives no budget). True when it is spent.
+ */
+static bool conn_budget(struct conn *c, const char *host, size_t len,
+                        const struct policy_decision *d)
+{
+    struct proxy *px = c->px;
+    struct policy_budget lim;
+
+    c->budget.key = 0;
+    if (d->outcome == DECISION_DENY || !host || !budget_of(px->policy, d->rule, &lim))
+        return false;
+    if (!px->budgets && !(px->budgets = budgets_new(px->hash_key)))
+        return false;           /* no memory: no budget rather than no service */
+    return budget_get(px->budgets, host, len, &lim, clock_now_ms(), &c->budget);
+}
+
 /* policy_decide() for a flow: a virtual address's name that the policy no
- * longer knows was taken away by a reload (it was allowed when answered). */
-static void decide(const struct conn *c, const struct policy_query *q,
-                   struct policy_decision *d)
+ * longer knows was taken away by a reload (it was allowed when answered); a name
+ * whose budget is spent gets no new flow until its window moves on. */
+static void decide(struct conn *c, const struct policy_query *q, struct policy_decision *d)
 {
     policy_decide(c->px->policy, q, d);
     if (c->virt && d->outcome != DECISION_ALLOW && d->reason == REASON_NOT_ALLOWLISTED)
         d->reason = REASON_REVOKED;
+    if (conn_budget(c, (const char *)q->host, q->host_len, d) && d->reason == REASON_NONE) {
+        d->reason = REASON_BUDGET_EXCEEDED;
+        d->outcome = c->px->policy->settings.mode == POLICY_AUDIT ? DECISION_AUDIT
+                                                                  : DECISION_DENY;
+    }
 }
 
 /* Applies the policy to HOST on the flow's port (and to REQ's method and path when given). */
@@ -635,6 +659,9 @@ static bool conn_recheck(struct conn *c)
     }
     c->rule[0] = '\0';                  /* the old policy's rule names nothing now */
     conn_note(c, &d);
+    /* the name's budget as the new rule gives it (kept when unchanged); spent or not,
+     * an open flow goes on: it waits for the window, it is not revoked */
+    conn_budget(c, c->host[0] ? c->host : NULL, strlen(c->host), &d);
     if (d.outcome == DECISION_DENY)
         return false;
     /* a flow passed on by its SNI that an inspect rule now covers could not

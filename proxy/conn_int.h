@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "alerts.h"
+#include "budget.h"
 #include "conn.h"
 #include "http_head.h"
 #include "sock.h"
@@ -63,6 +64,9 @@ struct dir {
     int way;                    /* RELAY_UP or RELAY_DOWN */
     struct list wait;           /* on the pool's bandwidth queue while out of budget */
     bool limit_logged;          /* this flow's limit record for this direction is out */
+    bool budget_logged;         /* and its budget record */
+    uint64_t budget_wait_ms;    /* out of its name's budget: until the window moves on;
+                                   0: out of bandwidth, if anything */
 };
 
 enum { RELAY_UP, RELAY_DOWN };  /* sandbox to server, server to sandbox */
@@ -102,6 +106,7 @@ struct conn {
     const struct policy_rule *deny_rule;    /* what the last refusal named, of the policy */
     uint64_t deny_gen;                      /* of this generation: for the 403's hint */
     struct alert_flow alert;    /* upload_burst's hold on its destination (alerts.h) */
+    struct budget_ref budget;   /* its name's data budget (budget.h); key 0: none */
 };
 
 /*
@@ -152,10 +157,10 @@ void relay_limits_changed(struct proxy *px);   /* the waiting directions look ag
 /* Inspect mode's share of the sandbox's bandwidth buckets: the bytes of WANT
  * that WAY may move now, or 0 with *WAIT_MS until a wake-up's worth is back;
  * and what a read did not use, given back. */
-size_t relay_take(struct proxy *px, int way, size_t want, uint64_t *wait_ms);
+size_t relay_take(struct dir *d, size_t want, uint64_t *wait_ms);
 /* D's flow sent N more bytes its way (alerts watch what goes up). */
 void relay_moved(struct dir *d, uint64_t n);
-void relay_give_back(struct proxy *px, int way, size_t unused);
+void relay_give_back(struct dir *d, size_t granted, size_t used);
 enum step dir_pump(struct dir *d, bool drained);
 void dir_release(struct dir *d);
 void dir_free(struct dir *d);

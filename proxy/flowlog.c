@@ -40,6 +40,7 @@ static const char *const limits[LIMIT_COUNT] = {
     [LIMIT_DOWNLOAD] = "download_bytes_per_second",
     [LIMIT_DNS_QUERIES] = "dns_queries_per_second",
     [LIMIT_VIRTUAL_POOL] = "virtual_pool",             /* sluice-proxy --virtual-pool */
+    [LIMIT_BUDGET] = "budget",
 };
 
 static const char *const alert_kinds[ALERT_COUNT] = {

@@ -29,6 +29,8 @@ enum flow_limit {
     LIMIT_DOWNLOAD,
     LIMIT_DNS_QUERIES,
     LIMIT_VIRTUAL_POOL,         /* dns.answers: virtual, every address in use or in its life */
+    LIMIT_BUDGET,               /* a name's data budget (a rule's budget, or
+                                   limits.upload_per_destination) is spent */
     LIMIT_COUNT
 };
 

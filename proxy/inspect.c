@@ -109,24 +109,25 @@ static int side_handshake(struct side *s)
 }
 
 /*
- * Reads into P's window, within the sandbox's bandwidth budget for that way
- * (what a read did not use goes back). 1: bytes or the end of the stream
- * came, 0: waiting, full or out of budget (P->wait_ms), -1: failed.
+ * Reads into P's window, within the name's data budget and the sandbox's
+ * bandwidth for that way (what a read did not use goes back). 1: bytes or the
+ * end of the stream came, 0: waiting, full or out of budget (P->wait_ms), -1:
+ * failed.
  */
-static int side_read(struct conn *c, struct side *s, struct plain *p)
+static int side_read(struct side *s, struct plain *p)
 {
     size_t n = 0, room, budget;
-    int way = p->count->way, r;
+    int r;
 
     window_compact(p->buf, sizeof(p->buf), &p->off, &p->len, &p->checked);
     if (s->eof || p->len == sizeof(p->buf))
         return 0;
     room = sizeof(p->buf) - p->len;
-    budget = relay_take(c->px, way, room, &p->wait_ms);
+    budget = relay_take(p->count, room, &p->wait_ms);
     if (budget == 0)
         return 0;
     r = SSL_read_ex(s->ssl, p->buf + p->len, budget, &n);
-    relay_give_back(c->px, way, r == 1 ? budget - n : budget);
+    relay_give_back(p->count, budget, r == 1 ? n : 0);
     if (r == 1) {
         p->len += n;
         return 1;
@@ -605,12 +606,12 @@ static enum step pump_once(struct conn *c, bool *moved)
         return STEP_CLOSE;
     }
     /* then what came in */
-    if (!in->closing && (r = side_read(c, &in->cs, &in->up)) != 0) {
+    if (!in->closing && (r = side_read(&in->cs, &in->up)) != 0) {
         if (r < 0)
             return STEP_CLOSE;
         *moved = true;
     }
-    if (in->us.ready && (r = side_read(c, &in->us, &in->down)) != 0) {
+    if (in->us.ready && (r = side_read(&in->us, &in->down)) != 0) {
         if (r < 0)
             return STEP_CLOSE;
         *moved = true;

@@ -24,6 +24,7 @@
 #include "addr_class.h"
 #include "admin.h"
 #include "alerts.h"
+#include "budget.h"
 #include "clock.h"
 #include "conn.h"
 #include "dns_server.h"
@@ -623,6 +624,7 @@ void proxy_close(struct proxy *px)
     vpool_free(px->vpool);
     feedback_free(px->feedback);
     alerts_free(px->alerts);
+    budgets_free(px->budgets);
     flowlog_close(px->log);
     policy_free(px->policy);
     if (px->base)

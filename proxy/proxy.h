@@ -70,6 +70,8 @@ struct proxy {
                                        gateway): where sluice.internal is; 0: none */
     struct feedback *feedback;      /* the sandbox's recent denials; made on the first */
     struct alerts *alerts;          /* the detectors the policy turns on, or NULL */
+    struct budgets *budgets;        /* names' data budgets; made on the first flow that
+                                       has one, kept across reloads */
 };
 
 /* What the command line asks of a process (sluice-proxy --help says each). */

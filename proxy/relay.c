@@ -22,6 +22,7 @@
 #define PIPE_POOL 64                    /* idle splice pipes kept for the next busy flow */
 #define BANDWIDTH_WAKE 16384            /* a throttled direction waits for this much budget */
 #define DRAINED_MAX 16384               /* a short read below this emptied the socket */
+#define BUDGET_POLL_MS 1000             /* a direction out of its name's budget looks again */
 
 struct bandwidth {              /* limits.{upload,download}_bytes_per_second */
     struct proxy *px;
@@ -34,6 +35,8 @@ struct relay_pool {
     int pipes[PIPE_POOL][2];    /* empty splice pipes */
     size_t n_pipes;
     struct bandwidth bw[2];     /* RELAY_UP, RELAY_DOWN */
+    struct list spent;          /* directions whose name's budget is spent */
+    struct event *spent_timer;  /* looks at them again each BUDGET_POLL_MS */
 };
 
 struct relay_pool *relay_pool_new(struct proxy *px)
@@ -47,6 +50,7 @@ struct relay_pool *relay_pool_new(struct proxy *px)
         pool->bw[way].px = px;
         list_init(&pool->bw[way].waiting);
     }
+    list_init(&pool->spent);
     return pool;
 }
 
@@ -64,6 +68,8 @@ void relay_pool_free(struct relay_pool *pool)
     for (way = 0; way < 2; way++)
         if (pool->bw[way].timer)
             event_free(pool->bw[way].timer);
+    if (pool->spent_timer)
+        event_free(pool->spent_timer);
     free(pool);
 }
 
@@ -124,38 +130,45 @@ static uint64_t bandwidth_depth(uint64_t rate)
     return rate / 10 > floor ? rate / 10 : floor;
 }
 
-/* How many of WANT bytes D may move now (all of them when there is no limit). */
-static size_t dir_budget(struct dir *d, size_t want)
+/* The first time D's flow finds its name's budget spent: a limit record. */
+static void budget_record(struct dir *d)
 {
-    struct proxy *px = d->c->px;
-    uint64_t rate = bandwidth_rate(px, d->way);
+    struct flow_record r;
 
-    if (rate == 0)
-        return want;
-    return (size_t)limit_bucket_take(&px->relay->bw[d->way].bucket, rate,
-                                     bandwidth_depth(rate), want, clock_now_ms());
+    if (d->budget_logged)
+        return;
+    conn_record(d->c, &r, EV_LIMIT);
+    r.reason = REASON_BUDGET_EXCEEDED;
+    r.limit = LIMIT_BUDGET;
+    proxy_log(d->c->px, &r);
+    d->budget_logged = true;
 }
 
-/* Gives back the part of a budget of GRANTED bytes that a read of N did not use. */
-static void dir_refund(struct dir *d, size_t granted, ssize_t n)
+/*
+ * How many of WANT bytes D may move now: what its name's budget has left
+ * (0, with d->budget_wait_ms set, when it is spent), then the bandwidth bucket
+ * (all of it when there is no limit).
+ */
+size_t relay_take(struct dir *d, size_t want, uint64_t *wait_ms)
 {
     struct proxy *px = d->c->px;
-    size_t used = n > 0 ? (size_t)n : 0;
-
-    if (bandwidth_rate(px, d->way) != 0 && granted > used)
-        limit_bucket_refund(&px->relay->bw[d->way].bucket, granted - used);
-}
-
-size_t relay_take(struct proxy *px, int way, size_t want, uint64_t *wait_ms)
-{
-    struct bandwidth *bw = &px->relay->bw[way];
-    uint64_t rate = bandwidth_rate(px, way), need;
+    struct bandwidth *bw = &px->relay->bw[d->way];
+    uint64_t rate = bandwidth_rate(px, d->way), now = clock_now_ms(), left, need;
     size_t got;
 
+    d->budget_wait_ms = 0;
+    left = budget_left(px->budgets, &d->c->budget, d->way == RELAY_UP ? BUDGET_UP : BUDGET_DOWN,
+                       now, &d->budget_wait_ms);
+    if (left == 0) {
+        budget_record(d);
+        *wait_ms = d->budget_wait_ms < BUDGET_POLL_MS ? d->budget_wait_ms : BUDGET_POLL_MS;
+        return 0;
+    }
+    if (left < want)
+        want = (size_t)left;
     if (rate == 0)
         return want;
-    got = (size_t)limit_bucket_take(&bw->bucket, rate, bandwidth_depth(rate), want,
-                                    clock_now_ms());
+    got = (size_t)limit_bucket_take(&bw->bucket, rate, bandwidth_depth(rate), want, now);
     if (got == 0) {
         need = bandwidth_depth(rate);
         *wait_ms = limit_bucket_wait_ms(&bw->bucket, rate,
@@ -164,10 +177,16 @@ size_t relay_take(struct proxy *px, int way, size_t want, uint64_t *wait_ms)
     return got;
 }
 
-void relay_give_back(struct proxy *px, int way, size_t unused)
+/* Gives back what a read of USED bytes did not use of GRANTED, and spends USED of the
+ * name's budget. */
+void relay_give_back(struct dir *d, size_t granted, size_t used)
 {
-    if (bandwidth_rate(px, way) != 0 && unused > 0)
-        limit_bucket_refund(&px->relay->bw[way].bucket, unused);
+    struct proxy *px = d->c->px;
+
+    budget_spend(px->budgets, &d->c->budget, d->way == RELAY_UP ? BUDGET_UP : BUDGET_DOWN,
+                 used);
+    if (bandwidth_rate(px, d->way) != 0 && granted > used)
+        limit_bucket_refund(&px->relay->bw[d->way].bucket, granted - used);
 }
 
 /* Budget is back (or the limit changed): every waiting direction tries again. */
@@ -185,10 +204,47 @@ static void on_bandwidth(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* The directions out of their names' budgets look again: a window may have moved
+ * on, or a reload changed a budget. */
+static void on_spent(evutil_socket_t fd, short what, void *arg)
+{
+    struct relay_pool *pool = arg;
+
+    (void)fd;
+    (void)what;
+    while (!list_empty(&pool->spent)) {
+        struct dir *d = list_entry(pool->spent.next, struct dir, wait);
+
+        list_remove(&d->wait);
+        event_active(d->rev, EV_READ, 0);
+    }
+}
+
 void relay_limits_changed(struct proxy *px)
 {
     on_bandwidth(-1, 0, &px->relay->bw[RELAY_UP]);
     on_bandwidth(-1, 0, &px->relay->bw[RELAY_DOWN]);
+    on_spent(-1, 0, px->relay);
+}
+
+/* D's name has spent its budget this way: D stops reading (the sandbox feels TCP's
+ * back-pressure) and looks again each BUDGET_POLL_MS, or when its window ends. */
+static enum step dir_spent(struct dir *d)
+{
+    struct relay_pool *pool = d->c->px->relay;
+    struct timeval tv = clock_tv(d->budget_wait_ms < BUDGET_POLL_MS ? d->budget_wait_ms
+                                                                   : BUDGET_POLL_MS);
+
+    event_del(d->rev);
+    event_del(d->wev);
+    pipe_put(pool, d);
+    if (!pool->spent_timer && !(pool->spent_timer = evtimer_new(d->c->px->base, on_spent, pool)))
+        return STEP_CLOSE;
+    if (!list_linked(&d->wait))
+        list_push_back(&pool->spent, &d->wait);
+    if (!evtimer_pending(pool->spent_timer, NULL))
+        evtimer_add(pool->spent_timer, &tv);
+    return STEP_WAIT;
 }
 
 /*
@@ -203,6 +259,8 @@ static enum step dir_throttle(struct dir *d)
     struct bandwidth *bw = &c->px->relay->bw[d->way];
     uint64_t rate = bandwidth_rate(c->px, d->way), need = bandwidth_depth(rate);
 
+    if (d->budget_wait_ms)
+        return dir_spent(d);
     event_del(d->rev);
     event_del(d->wev);
     pipe_put(c->px->relay, d);
@@ -424,7 +482,8 @@ enum step dir_pump(struct dir *d, bool drained)
                 continue;                   /* it goes first */
         }
         if (d->use_splice && !d->http && d->off == d->len) {
-            size_t budget = dir_budget(d, SPLICE_CHUNK);
+            uint64_t wait;
+            size_t budget = relay_take(d, SPLICE_CHUNK, &wait);
 
             if (budget == 0)
                 return dir_throttle(d);
@@ -432,7 +491,7 @@ enum step dir_pump(struct dir *d, bool drained)
                 return STEP_CLOSE;
             n = splice(d->from, NULL, d->pipe[1], NULL, budget,
                        SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-            dir_refund(d, budget, n);
+            relay_give_back(d, budget, n > 0 ? (size_t)n : 0);
             if (n < 0 && errno == EINVAL) {
                 d->use_splice = false;  /* not spliceable: the buffered path */
                 continue;
@@ -441,15 +500,16 @@ enum step dir_pump(struct dir *d, bool drained)
                 d->in_pipe += (size_t)n;
             drained = read_drained(n, budget);
         } else {
+            uint64_t wait;
             size_t budget;
 
             if ((st = dir_window(d)) != STEP_WAIT)
                 return st;
-            budget = dir_budget(d, d->cap - d->len);
+            budget = relay_take(d, d->cap - d->len, &wait);
             if (budget == 0)
                 return dir_throttle(d);
             n = recv(d->from, d->buf + d->len, budget, 0);
-            dir_refund(d, budget, n);
+            relay_give_back(d, budget, n > 0 ? (size_t)n : 0);
             drained = read_drained(n, budget);
             if (n > 0) {
                 d->len += (size_t)n;

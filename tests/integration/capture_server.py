@@ -17,8 +17,9 @@ import socket
 import sys
 import time
 
-# Bytes kept per TCP connection; beyond this only the count grows (a flood must
-# not fill the disk). Large enough for every test that inspects content.
+# Bytes kept per TCP connection; beyond this only the count grows, logged at each
+# MiB (a flood must not fill the disk). Large enough for every test that inspects
+# content.
 DATA_CAP = 4 * 1024 * 1024
 READ_SIZE = 65536
 
@@ -63,6 +64,10 @@ class Capture:
                 if total - len(data) < DATA_CAP:
                     keep = data[:DATA_CAP - (total - len(data))]
                     self.log.write(event="data", conn=cid, data=b64(keep))
+                elif (total - len(data)) >> 20 != total >> 20:
+                    # past the cap, the running count at each MiB: a connection held
+                    # open (a budget, a throttle) still says how much came
+                    self.log.write(event="count", conn=cid, bytes=total)
         except asyncio.TimeoutError:
             why = "hold_timeout"
         except (ConnectionError, OSError):

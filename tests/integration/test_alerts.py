@@ -1,4 +1,4 @@
-"""Live alerts (issue 19, part 1), end to end from inside a sandbox made by
+"""Live alerts and data budgets (issue 19, parts 1 and 2), end to end from inside a sandbox made by
 sluice-netsetup, with its own sluice-proxy (DNS included, --metrics on).
 
 What an attacker does, with real clients: a scan of 50 ports, a burst of 200
@@ -9,9 +9,12 @@ gives none. The detectors' thresholds and memory bound are unit-tested in
 tests/unit/test_alerts.c on a test clock.
 """
 
+import json
+import time
+
 import pytest
 
-from testworld import ADDR
+from testworld import ADDR, wait_for
 from test_limits import scrape
 from test_netsetup import DNS_PORT, PROXY_PORT, Netsetup
 from test_proxy import Proxy, check_log
@@ -22,7 +25,7 @@ POLICY = """\
 version: 1
 egress:
   - domain: www.example.test
-  - domain: plain.example.test
+{www}  - domain: plain.example.test
     ports: [80]
 destinations:
   allow_ranges: [203.0.113.0/24, 2001:db8::/32]
@@ -50,17 +53,20 @@ def nsa(world, sluice_bin, tmp_path_factory):
 
 @pytest.fixture
 def aproxy(world, sluice_bin, nsa, tmp_path):
-    """Factory: aproxy(alerts_yaml) -> (sandbox, proxy), a fresh sandbox each."""
+    """Factory: aproxy(alerts_yaml, www=rule keys) -> (sandbox, proxy), a fresh sandbox
+    each, the proxy with --metrics and --control."""
     made = []
 
-    def start(alerts=""):
+    def start(alerts="", www=""):
         sb = nsa.up()
         d = tmp_path / f"px{len(made)}"
         metrics = f"127.0.0.{40 + len(made)}:{METRICS_PORT}"
-        px = Proxy(world, sluice_bin, sb, d, policy=POLICY.format(alerts=alerts),
+        px = Proxy(world, sluice_bin, sb, d, policy=POLICY.format(alerts=alerts, www=www),
                    listen=[f"{sb.gw}:{PROXY_PORT}"],
-                   args=("--dns-listen", f"{sb.gw}:{DNS_PORT}", "--metrics", metrics))
+                   args=("--dns-listen", f"{sb.gw}:{DNS_PORT}", "--metrics", metrics,
+                         "--control", str(d / "control.sock")))
         px.metrics_url = f"http://{metrics}/metrics"
+        px.control = d / "control.sock"
         made.append((sb, px))
         return sb, px
 
@@ -95,7 +101,7 @@ for s in socks:
 """
 
 
-def test_a_scan_of_50_ports_is_one_port_scan_alert(world, aproxy):
+def test_a_scan_of_50_ports_is_one_port_scan_alert(world, aproxy, capture):
     sb, px = aproxy()
     r = world.run(sb.name, ["python3", "-c", SCAN, "203.0.113.99"], timeout=20)
     assert r.returncode == 0, r.stderr
@@ -187,3 +193,87 @@ def test_detectors_off(world, aproxy):
     px.wait_record(event="deny", orig_dst="203.0.113.99:50")
     assert alerts_of(world, px) == []
     assert len(px.records(event="deny")) == 50
+
+
+# ------------------------------------------------------------------ budgets
+
+SINK = "sink.example.test"      # the capture server by name: it counts what it receives
+
+
+@pytest.fixture
+def sink(world):
+    world.dns_add(SINK, "A", ADDR.CAPTURE4)
+    world.capture_reset()
+    try:
+        yield SINK
+    finally:
+        world.dns_remove(SINK)
+
+
+def get(world, sb, url):
+    r = world.run(sb.name, ["curl", "-sS", "--max-time", "5", "-o", "/dev/null", "-w",
+                            "%{http_code}", "--cacert", str(world.ca_cert), url], timeout=15)
+    return r.stdout
+
+
+def test_a_5_mib_budget_stops_a_20_mib_upload_and_then_the_name(world, aproxy, sluice_bin,
+                                                                  sink, tmp_path):
+    sb, px = aproxy(www=f"  - domain: {SINK}\n    ports: [80]\n"
+                        "    budget: {upload: 5MiB, per: 1h}\n")
+    body = tmp_path / "20m.up"
+    body.write_bytes(b"u" * (20 << 20))
+    uploader = world.spawn(sb.name, ["curl", "-sS", "--max-time", "60", "-T", str(body),
+                                     f"http://{SINK}/up"])
+    try:
+        budget_then_name(world, sb, px, sluice_bin, uploader)
+    finally:
+        uploader.stop()
+
+
+def received(world):
+    """Bytes the capture server counted on port 80, per connection it saw open."""
+    return [c["bytes"] for c in world.capture_records() if c["local_port"] == 80]
+
+
+def budget_then_name(world, sb, px, sluice_bin, uploader):
+    held = px.wait_record(event="limit", limit="budget", timeout=15)
+    assert held["reason"] == "budget_exceeded" and held["host"] == SINK
+    assert uploader.alive()                     # held, not refused
+    # what reached the server: the budget (the request head counts too), within 10 %
+    time.sleep(0.5)
+    got = received(world)
+    assert len(got) == 1 and abs(got[0] - (5 << 20)) <= (5 << 20) // 10, got
+    # the next flow to the name is denied; other names are not
+    assert get(world, sb, f"http://{SINK}/") == "403"
+    deny = px.wait_record(event="deny", host=SINK)
+    assert deny["reason"] == "budget_exceeded"
+    assert get(world, sb, "https://www.example.test/") == "200"
+    # stats: spent and left
+    ctl = [sluice_bin("sluicectl"), "--control", str(px.control), "stats", "--json"]
+    stats = json.loads(world.run(world.host, ctl, nsenter=True).stdout)
+    b = stats["budgets"][SINK]
+    assert b["upload_left"] == 0 and b["upload_spent"] == 5 << 20, b
+    assert 3500 < b["window_left_s"] <= 3600
+    m = scrape(world, px)
+    assert m[("sluice_flows_total", ("proto", "http"), ("reason", "budget_exceeded"),
+              ("verdict", "deny"))] == 1
+    # a reload that leaves the rule as it was keeps the budget spent
+    px.policy.write_text(px.policy.read_text() + "# touched\n")
+    px.wait_record(event="reload", verdict="allow")
+    assert get(world, sb, f"http://{SINK}/") == "403"
+    assert alerts_of(world, px) == []           # 5 MiB is no upload burst
+    # a reload that raises the budget: the window's 5 MiB still count, the held upload
+    # goes on to the new 10 MiB and is held there again
+    px.policy.write_text(px.policy.read_text().replace("upload: 5MiB", "upload: 10MiB"))
+    wait_for(lambda: len(px.records(event="reload", verdict="allow")) == 2, 5.0, what="reload")
+    wait_for(lambda: [n for n in received(world) if n > 9 << 20], 10.0,
+             what="the held upload going on")
+    time.sleep(0.5)
+    got = received(world)
+    assert len(got) == 1 and abs(got[0] - (10 << 20)) <= (10 << 20) // 10, got
+    assert uploader.alive()
+    assert get(world, sb, f"http://{SINK}/") == "403"
+    # 10 MiB up and nothing down on one flow: upload_burst's ratio test, once
+    alerts = alerts_of(world, px)
+    assert [(a["kind"], a["why"], a["flows"]) for a in alerts] == [
+        ("upload_burst", "ratio", [held["flow"]])], alerts

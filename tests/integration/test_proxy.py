@@ -437,7 +437,7 @@ REASONS = {"not_allowlisted", "port_not_allowed", "no_sni", "invalid_hostname",
            "unknown_protocol", "sniff_timeout", "private_destination", "resolve_failed",
            "connect_failed", "rate_limited", "too_many_connections", "ech_rejected",
            "host_mismatch", "method_not_allowed", "path_not_allowed",
-           "upstream_cert_invalid", "revoked"}
+           "upstream_cert_invalid", "revoked", "budget_exceeded"}
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 

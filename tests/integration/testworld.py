@@ -1009,6 +1009,8 @@ table inet watch {{
             if kind == "data":
                 r["data"] += base64.b64decode(ev["data"])
                 r["bytes"] = len(r["data"])
+            elif kind == "count":
+                r["bytes"] = ev["bytes"]
             elif kind == "close":
                 r["end"] = ev["ts"]
                 r["bytes"] = ev.get("bytes", r["bytes"])

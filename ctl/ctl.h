@@ -17,5 +17,6 @@ int cmd_explain(int argc, char **argv);
 int cmd_control(int argc, char **argv);
 int cmd_ca(int argc, char **argv);
 int cmd_suggest(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 #endif

@@ -25,6 +25,21 @@ static const struct {
     {"host", offsetof(struct flowrec, host), sizeof(((struct flowrec *)0)->host)},
     {"qname", offsetof(struct flowrec, qname), sizeof(((struct flowrec *)0)->qname)},
     {"orig_dst", offsetof(struct flowrec, orig_dst), sizeof(((struct flowrec *)0)->orig_dst)},
+    {"policy", offsetof(struct flowrec, policy), sizeof(((struct flowrec *)0)->policy)},
+    {"kind", offsetof(struct flowrec, kind), sizeof(((struct flowrec *)0)->kind)},
+    {"why", offsetof(struct flowrec, why), sizeof(((struct flowrec *)0)->why)},
+    {"subject", offsetof(struct flowrec, subject), sizeof(((struct flowrec *)0)->subject)},
+};
+
+static const struct {
+    const char *key;
+    size_t off;
+} num_fields[] = {
+    {"flow", offsetof(struct flowrec, flow)},
+    {"bytes_up", offsetof(struct flowrec, bytes_up)},
+    {"bytes_down", offsetof(struct flowrec, bytes_down)},
+    {"count", offsetof(struct flowrec, count)},
+    {"threshold", offsetof(struct flowrec, threshold)},
 };
 
 static void ws(struct cur *c)
@@ -184,6 +199,37 @@ static int skip(struct cur *c, bool array_ok)
     }
 }
 
+/* An alert's samples: a list of strings, the first FLOWREC_SAMPLES kept (longer than a
+ * sample may be: refused, as any field). */
+static int samples(struct cur *c, struct flowrec *r)
+{
+    if (c->p >= c->end || *c->p++ != '[')
+        return -1;
+    ws(c);
+    if (c->p < c->end && *c->p == ']') {
+        c->p++;
+        return 0;
+    }
+    for (;;) {
+        char *out = r->n_samples < FLOWREC_SAMPLES ? r->samples[r->n_samples] : NULL;
+
+        ws(c);
+        if (string(c, out, out ? FLOWREC_SAMPLE_MAX : 0) < 0)
+            return -1;
+        r->n_samples += out != NULL;
+        ws(c);
+        if (c->p < c->end && *c->p == ',') {
+            c->p++;
+            continue;
+        }
+        if (c->p < c->end && *c->p == ']') {
+            c->p++;
+            return 0;
+        }
+        return -1;
+    }
+}
+
 static int value(struct cur *c, const char *key, struct flowrec *r)
 {
     size_t i;
@@ -200,12 +246,11 @@ static int value(struct cur *c, const char *key, struct flowrec *r)
         r->port = (uint16_t)v;
         return 0;
     }
-    if (strcmp(key, "bytes_up") == 0 || strcmp(key, "bytes_down") == 0) {
-        if (number(c, UINT64_MAX, &v) < 0)
-            return -1;
-        *(key[6] == 'u' ? &r->bytes_up : &r->bytes_down) = v;
-        return 0;
-    }
+    for (i = 0; i < sizeof(num_fields) / sizeof(num_fields[0]); i++)
+        if (strcmp(key, num_fields[i].key) == 0)
+            return number(c, UINT64_MAX, (uint64_t *)((char *)r + num_fields[i].off));
+    if (strcmp(key, "samples") == 0)
+        return samples(c, r);
     return skip(c, true);
 }
 

@@ -38,6 +38,16 @@ static const struct command commands[] = {
      "      resolved and bare addresses listed as comments. --policy keeps that\n"
      "      policy's settings; --diff prints what would be added and removed.\n"
      "      exit 0 (--diff: no change), 1 (--diff: a change; or an error), 2 usage"},
+    {"report", cmd_report,
+     "report LOG... [-o FILE] [--format html|text|json] [--since T] [--until T]",
+     "what flow logs (plain or gzip, - for standard input) say, in one pass:\n"
+     "      decisions over time by verdict, top destinations by connections and\n"
+     "      bytes, denials by reason and sandbox, alerts with their evidence, each\n"
+     "      sandbox, the policies seen. html (the default with -o) is one file with\n"
+     "      no script and nothing to fetch; text (the default) for a terminal. T: an\n"
+     "      RFC 3339 UTC time or a prefix of one (2026-12-05, 2026-12-05T10:00);\n"
+     "      --since keeps records at or after it, --until those before it.\n"
+     "      Lines that are not records are counted and skipped. exit 0, 1 error, 2 usage"},
     {"--control", cmd_control, "--control PATH stats|flows|reload [--json]",
      "ask the proxy behind a control socket: its counters and policy (stats),\n"
      "      its live flows (flows), or to load its policy file again (reload).\n"

@@ -20,7 +20,6 @@
 #include <sys/random.h>
 #include <unistd.h>
 #include <yaml.h>
-#include <zlib.h>
 
 #include "ctl.h"
 #include "flowrec.h"
@@ -265,55 +264,17 @@ static int note(struct suggest *s, size_t file, const struct flowrec *r)
     return 0;
 }
 
-/* Streams one log (plain or gzip; "-" is standard input). */
-static int read_log(struct suggest *s, const char *path, size_t file)
+struct reading {
+    struct suggest *s;
+    size_t file;
+};
+
+static int note_record(const struct flowrec *r, void *arg)
 {
-    gzFile gz = (errno = 0, strcmp(path, "-") == 0 ? gzdopen(dup(0), "rb") : gzopen(path, "rb"));
-    char *line = malloc(FLOWREC_LINE_MAX + 2);
-    struct flowrec r;
-    int rc = 0;
+    struct reading *rd = arg;
 
-    if (!gz || !line) {
-        fprintf(stderr, "sluicectl suggest: %s: %s\n", path,
-                errno ? strerror(errno) : "cannot open");
-        if (gz)
-            gzclose(gz);
-        free(line);
-        return -1;
-    }
-    gzbuffer(gz, 128 * 1024);
-    while (rc == 0 && gzgets(gz, line, FLOWREC_LINE_MAX + 2)) {
-        size_t len = strlen(line);
-
-        if (len > 0 && line[len - 1] == '\n') {
-            line[--len] = '\0';
-        } else if (!gzeof(gz)) {        /* longer than any record: skip to its end */
-            int ch;
-
-            while ((ch = gzgetc(gz)) != -1 && ch != '\n')
-                ;
-            s->bad_lines++;
-            continue;
-        }
-        if (len == 0)
-            continue;
-        if (flowrec_parse(line, len, &r) < 0) {
-            s->bad_lines++;
-            continue;
-        }
-        s->records++;
-        rc = note(s, file, &r);
-    }
-    if (rc == 0 && !gzeof(gz)) {
-        int err;
-        const char *msg = gzerror(gz, &err);
-
-        fprintf(stderr, "sluicectl suggest: %s: %s\n", path, err ? msg : "read error");
-        rc = -1;
-    }
-    gzclose(gz);
-    free(line);
-    return rc;
+    rd->s->records++;
+    return note(rd->s, rd->file, r);
 }
 
 /* ---- merging ---- */
@@ -782,7 +743,8 @@ int cmd_suggest(int argc, char **argv)
     if (getrandom(s.names.key, sizeof(s.names.key), 0) != (ssize_t)sizeof(s.names.key))
         goto out;
     for (i = (size_t)optind; i < (size_t)argc; i++)
-        if (read_log(&s, argv[i], i - (size_t)optind) < 0)
+        if (flowrec_read("sluicectl suggest", argv[i], note_record,
+                         &(struct reading){&s, i - (size_t)optind}, &s.bad_lines) < 0)
             goto out;
     v = malloc((s.names.n * 2 + 1) * sizeof(*v));   /* room for the wildcards merging adds */
     if (!v)

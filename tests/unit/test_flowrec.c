@@ -37,10 +37,17 @@ static void test_records(void **state)
     assert_string_equal(r.qname, "a?b\"c\\d/e?.?test");     /* found by fuzz_flowrec */
     assert_int_equal(parse("{}", &r), 0);
     assert_string_equal(r.host, "");
-    /* an alert's evidence: lists of scalars, skipped */
-    assert_int_equal(parse("{\"event\":\"alert\",\"samples\":[\"a:1\", \"b\"],"
+    /* an alert's evidence: its samples kept (the first FLOWREC_SAMPLES), other lists of
+     * scalars skipped */
+    assert_int_equal(parse("{\"event\":\"alert\",\"kind\":\"port_scan\",\"count\":20,"
+                           "\"samples\":[\"a:1\", \"b\",\"c\",\"d\",\"e\"],"
                            "\"flows\":[1,2, 3],\"none\":[ ],\"port\":22}", &r), 0);
     assert_string_equal(r.event, "alert");
+    assert_string_equal(r.kind, "port_scan");
+    assert_int_equal(r.count, 20);
+    assert_int_equal(r.n_samples, FLOWREC_SAMPLES);
+    assert_string_equal(r.samples[0], "a:1");
+    assert_string_equal(r.samples[3], "d");
     assert_int_equal(r.port, 22);
 }
 
@@ -50,6 +57,7 @@ static void test_refused(void **state)
         "", "[]", "{", "{\"a\":1", "{\"a\":1,}", "{\"a\" 1}", "{a:1}", "{\"a\":{}}",
         "{\"a\":[[1]]}", "{\"a\":[{}]}", "{\"a\":[1,]}", "{\"a\":[1}", "{\"a\":[\"x\"",
         "{\"host\":[\"x\"]}", "{\"port\":[1]}", "{\"port\":65536}", "{\"port\":-1}",
+        "{\"samples\":[1]}", "{\"samples\":\"x\"}", "{\"samples\":[\"x\",]}",
         "{\"port\":4.5}",
         "{\"bytes_up\":18446744073709551616}", "{\"host\":\"\\x\"}", "{\"host\":\"\\u12\"}",
         "{\"host\":\"a\nb\"}", "{\"a\":tru}", "{\"a\":1} x", "{\"a\":\"unterminated}",

@@ -8,6 +8,11 @@
 #include "log.h"
 #include "policy.h"
 
+#define CTL_BYTES_MAX 24
+
+/* N bytes as people read them: "512 B", "1.5 MiB". */
+void ctl_bytes(uint64_t n, char out[CTL_BYTES_MAX]);
+
 /* Loads PATH, printing diagnostics to stderr; NULL when it has errors. */
 struct policy *ctl_load(const char *path);
 
@@ -18,5 +23,6 @@ int cmd_control(int argc, char **argv);
 int cmd_ca(int argc, char **argv);
 int cmd_suggest(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_graph(int argc, char **argv);
 
 #endif

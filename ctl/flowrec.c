@@ -160,23 +160,11 @@ static int literal(struct cur *c, const char *word)
     return 0;
 }
 
-/* A value of no interest, skipped: a scalar, or (ARRAY_OK) a list of scalars, as an
- * alert's samples and flows are; nothing deeper. */
-static int skip(struct cur *c, bool array_ok)
+/* A list at C: '[' ITEM (',' ITEM)* ']' or '[]', each ITEM read by FN. */
+static int list(struct cur *c, int (*fn)(struct cur *c, void *arg), void *arg)
 {
-    if (c->p >= c->end)
+    if (c->p >= c->end || *c->p++ != '[')
         return -1;
-    switch (*c->p) {
-    case '"': return string(c, NULL, 0);
-    case 't': return literal(c, "true");
-    case 'f': return literal(c, "false");
-    case 'n': return literal(c, "null");
-    case '[': break;
-    default: return number(c, 0, NULL);
-    }
-    if (!array_ok)
-        return -1;
-    c->p++;
     ws(c);
     if (c->p < c->end && *c->p == ']') {
         c->p++;
@@ -184,7 +172,7 @@ static int skip(struct cur *c, bool array_ok)
     }
     for (;;) {
         ws(c);
-        if (skip(c, false) < 0)
+        if (fn(c, arg) < 0)
             return -1;
         ws(c);
         if (c->p < c->end && *c->p == ',') {
@@ -199,35 +187,41 @@ static int skip(struct cur *c, bool array_ok)
     }
 }
 
-/* An alert's samples: a list of strings, the first FLOWREC_SAMPLES kept (longer than a
- * sample may be: refused, as any field). */
-static int samples(struct cur *c, struct flowrec *r)
-{
-    if (c->p >= c->end || *c->p++ != '[')
-        return -1;
-    ws(c);
-    if (c->p < c->end && *c->p == ']') {
-        c->p++;
-        return 0;
-    }
-    for (;;) {
-        char *out = r->n_samples < FLOWREC_SAMPLES ? r->samples[r->n_samples] : NULL;
+static int skip(struct cur *c, bool array_ok);
 
-        ws(c);
-        if (string(c, out, out ? FLOWREC_SAMPLE_MAX : 0) < 0)
-            return -1;
-        r->n_samples += out != NULL;
-        ws(c);
-        if (c->p < c->end && *c->p == ',') {
-            c->p++;
-            continue;
-        }
-        if (c->p < c->end && *c->p == ']') {
-            c->p++;
-            return 0;
-        }
+static int skip_scalar(struct cur *c, void *arg)
+{
+    (void)arg;
+    return skip(c, false);
+}
+
+/* A value of no interest, skipped: a scalar, or (ARRAY_OK) a list of scalars, as an
+ * alert's flows are; nothing deeper. */
+static int skip(struct cur *c, bool array_ok)
+{
+    if (c->p >= c->end)
         return -1;
+    switch (*c->p) {
+    case '"': return string(c, NULL, 0);
+    case 't': return literal(c, "true");
+    case 'f': return literal(c, "false");
+    case 'n': return literal(c, "null");
+    case '[': return array_ok ? list(c, skip_scalar, NULL) : -1;
+    default: return number(c, 0, NULL);
     }
+}
+
+/* One of an alert's samples: the first FLOWREC_SAMPLES kept (one longer than a sample
+ * may be is refused, as any field is). */
+static int sample(struct cur *c, void *arg)
+{
+    struct flowrec *r = arg;
+    char *out = r->n_samples < FLOWREC_SAMPLES ? r->samples[r->n_samples] : NULL;
+
+    if (string(c, out, out ? FLOWREC_SAMPLE_MAX : 0) < 0)
+        return -1;
+    r->n_samples += out != NULL;
+    return 0;
 }
 
 static int value(struct cur *c, const char *key, struct flowrec *r)
@@ -250,7 +244,7 @@ static int value(struct cur *c, const char *key, struct flowrec *r)
         if (strcmp(key, num_fields[i].key) == 0)
             return number(c, UINT64_MAX, (uint64_t *)((char *)r + num_fields[i].off));
     if (strcmp(key, "samples") == 0)
-        return samples(c, r);
+        return list(c, sample, r);
     return skip(c, true);
 }
 

@@ -48,6 +48,13 @@ static const struct command commands[] = {
      "      RFC 3339 UTC time or a prefix of one (2026-12-05, 2026-12-05T10:00);\n"
      "      --since keeps records at or after it, --until those before it.\n"
      "      Lines that are not records are counted and skipped. exit 0, 1 error, 2 usage"},
+    {"graph", cmd_graph, "graph POLICY [--log LOG...] [-o FILE] [--format svg|dot]",
+     "the policy as a picture, laid out by Graphviz (libgvc): the sandbox, its\n"
+     "      DNS, each rule with its ports, inspect and http parts, and the default\n"
+     "      deny; with --log (plain or gzip, - for standard input), what flowed over\n"
+     "      each rule (edge width by bytes) and the denied destinations, coloured by\n"
+     "      reason. svg (default) or dot (the graph before layout). exit 0, 1 error,\n"
+     "      2 usage or invalid policy"},
     {"--control", cmd_control, "--control PATH stats|flows|reload [--json]",
      "ask the proxy behind a control socket: its counters and policy (stats),\n"
      "      its live flows (flows), or to load its policy file again (reload).\n"

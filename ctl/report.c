@@ -403,24 +403,11 @@ static int cmp_names(const void *a, const void *b)
 
 /* ---- output: text ---- */
 
-static void human_bytes(uint64_t n, char out[16])
-{
-    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = (double)n;
-    int u = 0;
-
-    while (v >= 1024 && u < 4) {
-        v /= 1024;
-        u++;
-    }
-    snprintf(out, 16, u ? "%.1f %s" : "%.0f %s", v, units[u]);
-}
-
 static void text_top(FILE *f, const struct table *t, size_t key, const char *title)
 {
     struct sorted s;
     size_t i;
-    char up[16], down[16];
+    char up[CTL_BYTES_MAX], down[CTL_BYTES_MAX];
 
     if (sorted(t, key, &s) < 0)
         return;
@@ -431,8 +418,8 @@ static void text_top(FILE *f, const struct table *t, size_t key, const char *tit
 
         if (!v)
             break;
-        human_bytes(s.v[i]->up, up);
-        human_bytes(s.v[i]->down, down);
+        ctl_bytes(s.v[i]->up, up);
+        ctl_bytes(s.v[i]->down, down);
         fprintf(f, "  %-48s %8llu %8llu %10s %10s\n", s.v[i]->name,
                 (unsigned long long)s.v[i]->conns, (unsigned long long)s.v[i]->denials, up,
                 down);
@@ -444,7 +431,7 @@ static void print_text(FILE *f, const struct report *rp)
 {
     struct sorted s;
     size_t i, k;
-    char up[16], down[16];
+    char up[CTL_BYTES_MAX], down[CTL_BYTES_MAX];
 
     fprintf(f, "sluice report: %llu records, %s .. %s\n", (unsigned long long)rp->records,
             rp->first[0] ? rp->first : "-", rp->last[0] ? rp->last : "-");
@@ -468,8 +455,8 @@ static void print_text(FILE *f, const struct report *rp)
         fprintf(f, "\nsandboxes\n  %-20s %8s %8s %8s %8s %10s %10s  %-24s %s\n", "sandbox",
                 "conns", "denials", "dns", "alerts", "up", "down", "first", "last");
         for (i = 0; i < s.n; i++) {
-            human_bytes(s.v[i]->up, up);
-            human_bytes(s.v[i]->down, down);
+            ctl_bytes(s.v[i]->up, up);
+            ctl_bytes(s.v[i]->down, down);
             fprintf(f, "  %-20s %8llu %8llu %8llu %8llu %10s %10s  %-24s %s\n", s.v[i]->name,
                     (unsigned long long)s.v[i]->conns, (unsigned long long)s.v[i]->denials,
                     (unsigned long long)s.v[i]->dns, (unsigned long long)s.v[i]->alerts, up,
@@ -684,7 +671,7 @@ static void html_bars(FILE *f, const struct table *t, size_t key, const char *id
     struct sorted s;
     size_t i, n = 0;
     uint64_t max;
-    char label[16];
+    char label[CTL_BYTES_MAX];
 
     if (sorted(t, key, &s) < 0)
         return;
@@ -702,7 +689,7 @@ static void html_bars(FILE *f, const struct table *t, size_t key, const char *id
         double bw = (double)v / (double)max * 420;
 
         if (bytes)
-            human_bytes(v, label);
+            ctl_bytes(v, label);
         else
             snprintf(label, sizeof(label), "%llu", (unsigned long long)v);
         fprintf(f, "<text x=\"0\" y=\"%zu\" class=\"name\">", i * 22 + 16);
@@ -721,7 +708,7 @@ static void print_html(FILE *f, const struct report *rp)
 {
     struct sorted s;
     size_t i, k;
-    char up[16], down[16];
+    char up[CTL_BYTES_MAX], down[CTL_BYTES_MAX];
 
     fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
             "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
@@ -772,8 +759,8 @@ static void print_html(FILE *f, const struct report *rp)
                 "<th>connections</th><th>denials</th><th>DNS</th><th>alerts</th><th>up</th>"
                 "<th>down</th><th>first</th><th>last</th></tr>\n");
         for (i = 0; i < s.n; i++) {
-            human_bytes(s.v[i]->up, up);
-            human_bytes(s.v[i]->down, down);
+            ctl_bytes(s.v[i]->up, up);
+            ctl_bytes(s.v[i]->down, down);
             fprintf(f, "<tr><td>");
             esc(f, s.v[i]->name);
             fprintf(f, "</td><td class=\"n\">%llu</td><td class=\"n\">%llu</td>"

@@ -357,19 +357,6 @@ static int merge(struct suggest *s, struct name **v, size_t n)
 
 /* ---- output ---- */
 
-static void human_bytes(uint64_t b, char out[24])
-{
-    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = (double)b;
-    int u = 0;
-
-    while (v >= 1024 && u < 4) {
-        v /= 1024;
-        u++;
-    }
-    snprintf(out, 24, u ? "%.1f %s" : "%.0f %s", v, units[u]);
-}
-
 static void print_ports(FILE *out, const struct name *n)
 {
     size_t i;
@@ -382,10 +369,10 @@ static void print_ports(FILE *out, const struct name *n)
 
 static void evidence(FILE *out, const struct suggest *s, const struct name *n)
 {
-    char up[24], down[24];
+    char up[CTL_BYTES_MAX], down[CTL_BYTES_MAX];
 
-    human_bytes(n->up, up);
-    human_bytes(n->down, down);
+    ctl_bytes(n->up, up);
+    ctl_bytes(n->down, down);
     fprintf(out, "seen in %zu of %zu runs, %llu connections, %s up, %s down, %s .. %s",
             n->n_runs, s->n_run_keys, (unsigned long long)n->conns, up, down,
             n->first[0] ? n->first : "-", n->last[0] ? n->last : "-");

@@ -10,6 +10,7 @@ machine's own network namespace.
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -21,6 +22,14 @@ from testworld import ADDR, wait_for                # noqa: E402
 import subprocess                                   # noqa: E402
 
 BUILD = Path(os.environ.get("SLUICE_BUILD", ROOT / "build"))
+DOCS = ROOT / "docs"            # the README's pictures of the demo's report and graph
+# headless Chromium without a network or its own background traffic, for the pictures
+CHROMIUM = ["unshare", "-n", "chromium", "--headless", "--no-sandbox", "--disable-gpu",
+            "--hide-scrollbars", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-default-apps", "--disable-extensions"]
+# a port scan: TLS to N ports of an address (no name: no SNI, refused at once)
+SCAN = "for p in $(seq 1 30); do curl -sk --max-time 2 https://203.0.113.99:$p/; done; " \
+       "echo scanned 30 ports"
 POLICY = """\
 version: 1
 egress:
@@ -183,11 +192,34 @@ def main():
                                   "s.send(b'quic'); s.settimeout(1)\n"
                                   "try: s.recv(10)\n"
                                   "except OSError as e: print('QUIC:', e)"])
+        say("== an attacker's move: a scan of 30 ports from the sandbox, one port_scan alert")
+        sandbox_run(world, name, ["sh", "-c", SCAN])
+        wait_for(lambda: sum('"event":"deny"' in x and '203.0.113.99:30"' in x
+                             for x in log.read_text().splitlines()), 5.0, what="the scan")
+        for line in log.read_text().splitlines():
+            if '"event":"alert"' in line:
+                print(line)
         say("== the flow log")
         for line in log.read_text().splitlines():
             print(line)
         print(f"\nthe capture server (the address the sandbox was told) saw "
               f"{len(world.capture_records())} connections")
+
+        say("== sluicectl report and graph: this run as a page and as a picture")
+        ctl = str(BUILD / "ctl" / "sluicectl")
+        report, graph = world.tmp / "report.html", world.tmp / "policy.svg"
+        subprocess.run([ctl, "report", log, "-o", report], check=True)
+        subprocess.run([ctl, "report", log], check=True)
+        subprocess.run([ctl, "graph", policy, "--log", log, "-o", graph], check=True)
+        # the graph's own size (Graphviz writes it in points: 4/3 of a pixel each)
+        pt = re.search(r'<svg width="(\d+)pt" height="(\d+)pt"', graph.read_text())
+        for page, png, size in ((report, DOCS / "demo-report.png", "900,1300"),
+                                (graph, DOCS / "demo-graph.png",
+                                 f"{int(pt[1]) * 4 // 3 + 8},{int(pt[2]) * 4 // 3 + 8}")):
+            subprocess.run(CHROMIUM + [f"--window-size={size}", f"--screenshot={png}",
+                                       f"file://{page}"], check=True, capture_output=True,
+                           timeout=120)
+            print(f"{page.name} -> {png.relative_to(ROOT)} (shown in the README)")
 
         say(f"== sluice-netsetup verify {name}")
         r = world.run(world.host, [netsetup, "verify", name], env=run_env, nsenter=True)

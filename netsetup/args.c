@@ -49,7 +49,7 @@ static bool parse_subnet(const char *s, int family, struct cidr *out)
 
 /* Long options only: every value is above any letter getopt returns. */
 enum { OPT_SUBNET = 256, OPT_IPV6, OPT_PROXY_PORT, OPT_DNS_PORT, OPT_JSON, OPT_IFACE,
-       OPT_MAX_CONNTRACK, OPT_CA,
+       OPT_MAX_CONNTRACK, OPT_CA, OPT_ISOLATED,
        OPT_PROXY_UID, OPT_METRICS_PORT };
 
 /*
@@ -92,6 +92,7 @@ static int parse_up(const char *cmd, int argc, char **argv, struct netsetup_args
         {"iface", required_argument, NULL, OPT_IFACE},
         {"max-conntrack", required_argument, NULL, OPT_MAX_CONNTRACK},
         {"ca", required_argument, NULL, OPT_CA},
+        {"isolated", no_argument, NULL, OPT_ISOLATED},
         {NULL, 0, NULL, 0},
     };
     struct up_opts *o = &a->up;
@@ -143,6 +144,11 @@ static int parse_up(const char *cmd, int argc, char **argv, struct netsetup_args
                             "/etc/netns directory; give the VM the CA itself)");
             o->ca = optarg;
             break;
+        case OPT_ISOLATED:
+            if (attach)
+                return fail(err, "--isolated belongs to up (attach adopts an interface)");
+            o->isolated = true;
+            break;
         default:
             return bad_option(cmd, argv, err);
         }
@@ -156,6 +162,11 @@ static int parse_up(const char *cmd, int argc, char **argv, struct netsetup_args
         return fail(err, "--proxy-port and --dns-port must differ");
     if (attach && !o->iface)
         return fail(err, "attach needs --iface IFACE");
+    if (o->isolated && (o->have_subnet || o->v6 || o->ca || o->proxy_port != DEFAULT_PROXY_PORT ||
+                        o->dns_port != DEFAULT_DNS_PORT ||
+                        o->max_conntrack != DEFAULT_MAX_CONNTRACK))
+        return fail(err, "--isolated has no network: it takes no --subnet, --ipv6, --ca, "
+                    "ports or --max-conntrack");
     return 0;
 }
 

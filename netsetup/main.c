@@ -38,7 +38,7 @@ static int cmd_verify(const struct netsetup_args *a);
 
 static const struct command commands[] = {
     {"up", cmd_up, "up NAME [--subnet CIDR] [--ipv6 CIDR] [--proxy-port P] [--dns-port P] "
-     "[--max-conntrack N] [--ca FILE] [--json]", NEEDS_NS},
+     "[--max-conntrack N] [--ca FILE] [--json] | up NAME --isolated [--json]", NEEDS_NS},
     {"attach", cmd_attach, "attach NAME --iface IFACE [--subnet CIDR] [--ipv6 CIDR] "
      "[--proxy-port P] [--dns-port P] [--max-conntrack N] [--json]", CAP(CAP_NET_ADMIN)},
     {"pod", cmd_pod, "pod [--proxy-uid UID] [--proxy-port P] [--dns-port P] "
@@ -60,7 +60,9 @@ static void usage(FILE *out)
     for (i = 0; i < N_COMMANDS; i++)
         fprintf(out, "  sluice-netsetup %s\n", commands[i].usage);
     fprintf(out,
-            "\nNAME is 1-15 characters of [a-z0-9-]. Subnets come from %s in /30s\n"
+            "\nNAME is 1-15 characters of [a-z0-9-]. up --isolated makes a namespace with only\n"
+            "lo: no interface, address or rule, so nothing leaves it (status lists it, down\n"
+            "removes it, verify proves it). Subnets come from %s in /30s\n"
             "unless --subnet is given; ports default to proxy %u, DNS %u (pod: metrics %u,\n"
             "proxy UID %u). --max-conntrack (default %u) bounds the sandbox's entries in\n"
             "the connection-tracking table all sandboxes share. State is kept in\n"

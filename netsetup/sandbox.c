@@ -109,6 +109,11 @@ void sandbox_print(const struct sandbox *s, bool json, FILE *out)
     struct sandbox_view v;
     bool ns = s->mode == SANDBOX_NETNS;
 
+    if (s->mode == SANDBOX_ISOLATED) {
+        fprintf(out, json ? "{\"netns\": \"%s\", \"mode\": \"isolated\"}\n"
+                          : "netns=%s\nmode=isolated\n", s->name);
+        return;
+    }
     view(s, &v);
     if (!json) {
         fprintf(out, "netns=%s\nhost_if=%s\nsandbox_if=%s\nsandbox_addr=%s\n"
@@ -378,6 +383,20 @@ struct others {
     size_t all, v6;             /* other sandboxes on record, and those with IPv6 */
 };
 
+/* An isolated sandbox is its namespace and its record. */
+static int teardown_isolated(struct ns_error *e, const struct sandbox *s)
+{
+    int r = netns_delete(s->name);
+
+    if (r < 0) {
+        sandbox_note(e, "removing %s/%s", NETNS_RUN_DIR, s->name);
+        return r;
+    }
+    if ((r = state_remove(s->name)) < 0)
+        sandbox_note(e, "removing the record of %s", s->name);
+    return r;
+}
+
 /* Removes whatever of S exists; shared pieces go with the last sandbox using them. */
 static int teardown(struct ns_error *e, const struct sandbox *s, struct others others)
 {
@@ -388,6 +407,8 @@ static int teardown(struct ns_error *e, const struct sandbox *s, struct others o
     char pre[64], nat[64];
     int r, first = 0;
 
+    if (s->mode == SANDBOX_ISOLATED)
+        return teardown_isolated(e, s);
     sandbox_nft_view(s, &n);
     nft_chain_names(s->name, pre, nat);
     sandbox_note(e, "reading table inet " NFT_TABLE);
@@ -657,13 +678,83 @@ static struct others count_others(const char *name)
     if (state_list(&all, &n) < 0)
         return (struct others){1, 1};   /* unknown: keep the shared pieces */
     for (i = 0; i < n; i++) {
-        if (strcmp(all[i].name, name) != 0) {
+        if (strcmp(all[i].name, name) != 0 && all[i].mode != SANDBOX_ISOLATED) {
             o.all++;
             o.v6 += all[i].v6;
         }
     }
     free(all);
     return o;
+}
+
+/*
+ * up --isolated: a namespace with lo up and nothing else. No interface joins it,
+ * so nothing it sends can leave, and no rule is needed to say so.
+ */
+static int create_isolated(struct ns_error *e, const char *name, struct sandbox *out)
+{
+    struct sandbox s = {.mode = SANDBOX_ISOLATED}, old;
+    struct rtnl *rt = NULL;
+    int lock, r, nsfd = -1, saved, lo;
+
+    sandbox_note(e, "locking %s/lock", state_dir());
+    if ((lock = state_lock()) < 0)
+        return lock;
+    r = state_load(name, &old);
+    if (r == 0 && old.mode != SANDBOX_ISOLATED) {
+        sandbox_note(e, "sandbox %s exists with a network (interface %s)", name, old.host_if);
+        e->hint = "run 'sluice-netsetup down NAME' first, or pick another name";
+        r = -EEXIST;
+        goto out;
+    }
+    if (r == 0 && (nsfd = netns_open(name)) >= 0) {
+        *out = old;                     /* up twice is a no-op */
+        r = 0;
+        goto out;
+    }
+    if (r == 0 && (r = teardown_isolated(e, &old)) < 0)     /* half-built: start over */
+        goto out;
+    snprintf(s.name, sizeof(s.name), "%s", name);
+    sandbox_note(e, "recording sandbox %s in %s", name, state_dir());
+    if ((r = state_save(&s)) < 0)
+        goto out;
+    sandbox_note(e, "creating network namespace %s/%s", NETNS_RUN_DIR, name);
+    if ((r = netns_create(name)) < 0) {
+        if (r == -EEXIST) {
+            sandbox_note(e, "network namespace %s/%s exists and is not a sluice sandbox's",
+                         NETNS_RUN_DIR, name);
+            e->hint = "pick another name";
+        }
+        state_remove(name);
+        goto out;
+    }
+    sandbox_note(e, "opening network namespace %s", name);
+    if ((r = nsfd = netns_open(name)) < 0 || (r = netns_enter(nsfd, &saved)) < 0)
+        goto fail;
+    if ((r = sandbox_rtnl_check(e, rt, rtnl_open(&rt))) == 0 &&
+        (r = sandbox_rtnl_check(e, rt, lo = rtnl_link_index(rt, "lo"))) >= 0)
+        r = sandbox_rtnl_check(e, rt, rtnl_link_set_up(rt, lo));
+    rtnl_close(rt);
+    if (netns_leave(saved) < 0 && r >= 0) {
+        sandbox_note(e, "returning to the host's network namespace");
+        r = -errno;
+    }
+    if (r < 0)
+        goto fail;
+    *out = s;
+    r = 0;
+    goto out;
+fail:
+    {
+        struct ns_error cleanup = {.hint = NULL};
+
+        teardown_isolated(&cleanup, &s);
+    }
+out:
+    if (nsfd >= 0)
+        close(nsfd);
+    state_unlock(lock);
+    return r;
 }
 
 /* up and attach: the parts they share. */
@@ -679,7 +770,13 @@ static int create(struct ns_error *e, const char *name, const struct up_opts *o,
         return lock;
     r = state_load(name, &old);
     if (r == 0) {
-        if (!same_request(&old, o) || old.mode != mode) {
+        if (old.mode == SANDBOX_ISOLATED) {
+            sandbox_note(e, "sandbox %s exists, isolated", name);
+            e->hint = "run 'sluice-netsetup down NAME' first, or pick another name";
+            r = -EEXIST;
+            goto out;
+        }
+        if (old.mode != mode || !same_request(&old, o)) {
             char net[CIDR_STRLEN];
 
             cidr_format(&old.subnet, net);
@@ -781,6 +878,8 @@ out:
 int sandbox_up(struct ns_error *e, const char *name, const struct up_opts *o,
                struct sandbox *out)
 {
+    if (o->isolated)
+        return create_isolated(e, name, out);
     return create(e, name, o, SANDBOX_NETNS, out);
 }
 
@@ -899,14 +998,26 @@ int sandbox_status(struct ns_error *e, const char *name, bool json, FILE *out)
     if (json)
         fprintf(out, "[");
     else
-        fprintf(out, "%-15s %-6s %-15s %-18s %-21s %5s %9s %9s %9s %9s\n", "NAME", "MODE",
+        fprintf(out, "%-15s %-8s %-15s %-18s %-21s %5s %9s %9s %9s %9s\n", "NAME", "MODE",
                 "HOST_IF", "GATEWAY", "PROXY", "LINK", "PROXY_PKT", "DNS_PKT", "REJECTED",
                 "DROPPED");
     for (i = 0; i < n; i++) {
         struct nft_counters c;
         struct sandbox_view v;
-        int up = rtnl_link_is_up(rt, all[i].host_if);
+        int up;
 
+        if (all[i].mode == SANDBOX_ISOLATED) {     /* no link, no address, no counters */
+            if (json)
+                fprintf(out, "%s{\"name\": \"%s\", \"mode\": \"isolated\", \"host_if\": "
+                        "null, \"gateway_addr\": null, \"sandbox_addr\": null, "
+                        "\"proxy_listen\": null, \"dns_listen\": null, \"link_up\": false, "
+                        "\"counters\": null}", i ? ", " : "", all[i].name);
+            else
+                fprintf(out, "%-15s %-8s %-15s %-18s %-21s %5s %9s %9s %9s %9s\n",
+                        all[i].name, "isolated", "-", "-", "-", "-", "-", "-", "-", "-");
+            continue;
+        }
+        up = rtnl_link_is_up(rt, all[i].host_if);
         view(&all[i], &v);
         if (nft_sandbox_counters(all[i].name, &c) < 0)
             memset(&c, 0, sizeof(c));
@@ -916,14 +1027,14 @@ int sandbox_status(struct ns_error *e, const char *name, bool json, FILE *out)
                     "\"proxy_listen\": \"%s\", \"dns_listen\": \"%s\", \"link_up\": %s, "
                     "\"counters\": {\"proxy\": %llu, \"dns\": %llu, \"rejected\": %llu, "
                     "\"dropped\": %llu}}", i ? ", " : "", all[i].name,
-                    all[i].mode == SANDBOX_ATTACH ? "attach" : "netns", all[i].host_if,
+                    sandbox_mode_name(all[i].mode), all[i].host_if,
                     v.gateway_addr, v.sandbox_addr, v.proxy_listen, v.dns_listen,
                     up == 1 ? "true" : "false", (unsigned long long)c.proxy,
                     (unsigned long long)c.dns, (unsigned long long)c.rejected,
                     (unsigned long long)c.dropped);
         } else {
-            fprintf(out, "%-15s %-6s %-15s %-18s %-21s %5s %9llu %9llu %9llu %9llu\n",
-                    all[i].name, all[i].mode == SANDBOX_ATTACH ? "attach" : "netns",
+            fprintf(out, "%-15s %-8s %-15s %-18s %-21s %5s %9llu %9llu %9llu %9llu\n",
+                    all[i].name, sandbox_mode_name(all[i].mode),
                     all[i].host_if, v.gateway_addr, v.proxy_listen,
                     up == 1 ? "up" : up == 0 ? "down" : "gone", (unsigned long long)c.proxy,
                     (unsigned long long)c.dns, (unsigned long long)c.rejected,

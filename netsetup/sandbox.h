@@ -35,6 +35,7 @@ struct up_opts {
     const char *iface;          /* attach: the interface to adopt */
     const char *ca;             /* up --ca: the inspect-mode CA certificate, trusted in
                                    /etc/netns/NAME/ssl (see ca_install()) */
+    bool isolated;              /* up --isolated: only lo, no network at all */
 };
 
 #define SANDBOX_CA_MAX (64 * 1024)

@@ -100,6 +100,11 @@ void sandbox_address(const struct cidr *net, uint8_t out[16])
     net_host(net, 2, out);
 }
 
+const char *sandbox_mode_name(enum sandbox_mode m)
+{
+    return m == SANDBOX_ATTACH ? "attach" : m == SANDBOX_ISOLATED ? "isolated" : "netns";
+}
+
 int state_save(const struct sandbox *s)
 {
     char path[PATH_MAX], tmp[PATH_MAX + 8], net[CIDR_STRLEN], net6[CIDR_STRLEN];
@@ -112,11 +117,15 @@ int state_save(const struct sandbox *s)
     f = fopen(tmp, "we");
     if (!f)
         return -errno;
-    cidr_format(&s->subnet, net);
-    fprintf(f, "name=%s\nmode=%s\nhost_if=%s\nsandbox_if=%s\nsubnet=%s\n"
-            "proxy_port=%u\ndns_port=%u\nmax_conntrack=%u\n", s->name,
-            s->mode == SANDBOX_ATTACH ? "attach" : "netns", s->host_if, s->sandbox_if, net,
-            s->proxy_port, s->dns_port, s->max_conntrack);
+    if (s->mode == SANDBOX_ISOLATED) {
+        fprintf(f, "name=%s\nmode=isolated\n", s->name);
+    } else {
+        cidr_format(&s->subnet, net);
+        fprintf(f, "name=%s\nmode=%s\nhost_if=%s\nsandbox_if=%s\nsubnet=%s\n"
+                "proxy_port=%u\ndns_port=%u\nmax_conntrack=%u\n", s->name,
+                sandbox_mode_name(s->mode), s->host_if, s->sandbox_if, net, s->proxy_port,
+                s->dns_port, s->max_conntrack);
+    }
     if (s->v6) {
         cidr_format(&s->subnet6, net6);
         fprintf(f, "subnet6=%s\n", net6);
@@ -174,7 +183,8 @@ int state_load(const char *name, struct sandbox *s)
         if (strcmp(line, "name") == 0)
             ok = copy_str(s->name, sizeof(s->name), v) && strcmp(v, name) == 0;
         else if (strcmp(line, "mode") == 0)
-            s->mode = strcmp(v, "attach") == 0 ? SANDBOX_ATTACH : SANDBOX_NETNS;
+            s->mode = strcmp(v, "attach") == 0 ? SANDBOX_ATTACH
+                    : strcmp(v, "isolated") == 0 ? SANDBOX_ISOLATED : SANDBOX_NETNS;
         else if (strcmp(line, "host_if") == 0)
             ok = copy_str(s->host_if, sizeof(s->host_if), v);
         else if (strcmp(line, "sandbox_if") == 0)
@@ -191,6 +201,8 @@ int state_load(const char *name, struct sandbox *s)
             ok = sscanf(v, "%u", &s->max_conntrack) == 1;
     }
     fclose(f);
+    if (s->mode == SANDBOX_ISOLATED)
+        return ok && s->name[0] ? 0 : -EINVAL;
     return ok && have_net && s->name[0] && s->host_if[0] ? 0 : -EINVAL;
 }
 

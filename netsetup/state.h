@@ -16,7 +16,11 @@
 
 #define STATE_DEFAULT_DIR "/run/sluice"
 
-enum sandbox_mode { SANDBOX_NETNS, SANDBOX_ATTACH };
+/* ISOLATED: a namespace with only lo (up --isolated): no interface, subnet or rules */
+enum sandbox_mode { SANDBOX_NETNS, SANDBOX_ATTACH, SANDBOX_ISOLATED };
+
+/* "netns", "attach", "isolated" */
+const char *sandbox_mode_name(enum sandbox_mode m);
 
 struct sandbox {
     char name[SANDBOX_NAME_MAX + 1];

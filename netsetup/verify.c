@@ -5,6 +5,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -191,6 +192,87 @@ out:
         close(raw);
 }
 
+/* Whether a connection to ADDR:PORT (SOCKTYPE) from here finds no way out. */
+static bool no_route(int family, const char *addr, uint16_t port, int socktype)
+{
+    struct sockaddr_storage ss = {0};
+    socklen_t len;
+    int fd, r, err;
+
+    if (family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+
+        a->sin_family = AF_INET;
+        a->sin_port = htons(port);
+        inet_pton(AF_INET, addr, &a->sin_addr);
+        len = sizeof(*a);
+    } else {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons(port);
+        inet_pton(AF_INET6, addr, &a->sin6_addr);
+        len = sizeof(*a);
+    }
+    fd = socket(family, socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return errno == EAFNOSUPPORT;   /* no IPv6 at all: nothing to leave by */
+    r = connect(fd, (struct sockaddr *)&ss, len);
+    err = errno;
+    close(fd);
+    return r < 0 && (err == ENETUNREACH || err == EHOSTUNREACH || err == EADDRNOTAVAIL);
+}
+
+/*
+ * up --isolated: the namespace holds lo and no other interface, and a
+ * connection anywhere, v4 or v6, TCP or UDP, finds no route.
+ */
+static int verify_isolated(const struct sandbox *s, FILE *out)
+{
+    static const struct {
+        int family, socktype;
+        const char *addr;
+        uint16_t port;
+    } probes[] = {
+        {AF_INET, SOCK_STREAM, "203.0.113.1", 443}, {AF_INET, SOCK_DGRAM, "192.0.2.53", 53},
+        {AF_INET, SOCK_STREAM, "10.0.0.1", 22}, {AF_INET6, SOCK_STREAM, "2001:db8::1", 443},
+        {AF_INET6, SOCK_DGRAM, "2001:db8::53", 53},
+    };
+    struct if_nameindex *ifs, *i;
+    int n = 0, fd = netns_open(s->name), saved;
+    size_t k;
+
+    if (fd < 0) {
+        problem(out, &n, "network namespace %s/%s is missing", NETNS_RUN_DIR, s->name);
+        return n;
+    }
+    if (netns_enter(fd, &saved) < 0) {
+        problem(out, &n, "cannot enter network namespace %s: %s", s->name, strerror(errno));
+        close(fd);
+        return n;
+    }
+    ifs = if_nameindex();
+    for (i = ifs; i && i->if_index; i++)
+        if (strcmp(i->if_name, "lo") != 0)
+            problem(out, &n, "interface %s in isolated sandbox %s: packets can leave by it",
+                    i->if_name, s->name);
+    if (!ifs)
+        problem(out, &n, "cannot list the interfaces of %s: %s", s->name, strerror(errno));
+    if_freenameindex(ifs);
+    for (k = 0; k < sizeof(probes) / sizeof(probes[0]); k++)
+        if (!no_route(probes[k].family, probes[k].addr, probes[k].port, probes[k].socktype))
+            problem(out, &n, "a %s connection to %s port %u found a route out of %s",
+                    probes[k].socktype == SOCK_STREAM ? "TCP" : "UDP", probes[k].addr,
+                    probes[k].port, s->name);
+    if (netns_leave(saved) < 0)
+        problem(out, &n, "cannot return to the host's namespace: %s", strerror(errno));
+    close(fd);
+    if (n == 0)
+        fprintf(out, "ok: sandbox %s is isolated (only lo; no route for v4 or v6, TCP or "
+                "UDP)\n", s->name);
+    return n;
+}
+
 int sandbox_verify(struct ns_error *e, const char *name, FILE *out)
 {
     struct sandbox s;
@@ -201,6 +283,8 @@ int sandbox_verify(struct ns_error *e, const char *name, FILE *out)
     sandbox_note(e, "reading the record of %s in %s", name, state_dir());
     if ((r = state_load(name, &s)) < 0)
         return r;
+    if (s.mode == SANDBOX_ISOLATED)
+        return verify_isolated(&s, out);
     if ((r = sandbox_rtnl_check(e, rt, rtnl_open(&rt))) < 0)
         return r;
     if (rtnl_link_is_up(rt, s.host_if) != 1)

@@ -827,6 +827,64 @@ def test_attach_to_a_missing_interface_fails(world, ns_tool):
     assert_same_dump(before, host_dump(world, ns_tool))
 
 
+# ------------------------------------------------------------------ 11b. isolated
+
+def test_isolated_sandbox_has_only_lo_and_nothing_leaves(world, ns_tool, capture):
+    """up --isolated: every probe of the P1 tests fails at once (no route), nothing
+    reaches inet, status lists it, verify proves it, down leaves no residue; its
+    neighbours keep working and a networked sandbox's shared pieces stay."""
+    before = host_dump(world, ns_tool)
+    name = ns_tool.name()
+    r = ns_tool.run("up", name, "--isolated", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"netns": name, "mode": "isolated"}
+    assert ns_tool.run("up", name, "--isolated").returncode == 0      # a no-op
+    links = world.run(name, ["ip", "-o", "link"], check=True).stdout
+    assert [l.split(":")[1].strip() for l in links.splitlines()] == ["lo"]
+    assert "state UNKNOWN" in links or "UP" in links                  # lo is up
+    assert world.run(name, ["ip", "route"], check=True).stdout.strip() == ""
+    res = probe(world, name, tcp(ADDR.WWW4, 443, timeout=0.5),
+                tcp(ADDR.CAPTURE6, 443, timeout=0.5), udp(ADDR.CAPTURE4, 53), udp(ADDR.DNS4, 53),
+                {"op": "icmp", "addr": ADDR.CAPTURE4, "timeout": 0.3},
+                {"op": "raw", "addr": ADDR.CAPTURE4, "proto": 253})
+    assert [x.get("connected") for x in res[:2]] == [False, False], res
+    assert all(x.get("errno") in ("ENETUNREACH", "EHOSTUNREACH", "EADDRNOTAVAIL")
+               for x in res[:2]), res
+    assert [x.get("reply") for x in res[2:4]] == [None, None], res
+    assert not res[4]["answered"] and not res[5]["sent"], res
+    assert_nothing_reached_inet(world)
+    # listed, verified; the record refuses a networked up under the same name
+    row = ns_tool.status(name)[0]
+    assert row["mode"] == "isolated" and row["host_if"] is None and row["counters"] is None
+    v = ns_tool.run("verify", name)
+    assert v.returncode == 0 and "is isolated" in v.stdout, v.stdout + v.stderr
+    taken = ns_tool.run("up", name)
+    assert taken.returncode == 1 and "exists, isolated" in taken.stderr
+    # a planted interface is caught
+    world.run(name, ["ip", "link", "add", "leak0", "type", "veth", "peer", "name", "leak1"],
+              check=True)
+    v = ns_tool.run("verify", name)
+    assert v.returncode == 1 and "interface leak0" in v.stdout, v.stdout
+    # a networked neighbour is unaffected by it coming and going
+    sb = ns_tool.up()
+    other = ns_tool.run("up", sb.name, "--isolated")
+    assert other.returncode == 1 and "exists with a network" in other.stderr, other.stderr
+    ns_tool.down(name)
+    assert not (RUN_NETNS / name).exists()
+    assert ns_tool.status(sb.name)[0]["link_up"] is True
+    ns_tool.down(sb.name)
+    assert_same_dump(before, host_dump(world, ns_tool))
+    assert ns_tool.records() == []
+
+
+def test_isolated_takes_no_network_options(ns_tool):
+    for opts in (["--subnet", "10.201.0.0/30"], ["--ca", "/etc/hosts"], ["--proxy-port", "1"]):
+        r = ns_tool.run("up", "iso-x", "--isolated", *opts)
+        assert r.returncode == 2 and "--isolated has no network" in r.stderr, (opts, r.stderr)
+    r = ns_tool.run("attach", "iso-x", "--iface", "eth0", "--isolated")
+    assert r.returncode == 2 and "--isolated belongs to up" in r.stderr
+
+
 # ------------------------------------------------------------------ 12. pod mode
 
 WORKLOAD, PROXY_UID = 1000, 1337

@@ -25,6 +25,7 @@ static const struct row rows[] = {
     {{"up", "a1", "--subnet", "10.201.0.0/30", "--ipv6", "fd00:5c::/64", "--json"}, 0, NULL},
     {{"up", "--proxy-port=16001", "a1", "--dns-port", "16053"}, 0, NULL},    /* permuted */
     {{"up", "--", "a1"}, 0, NULL},
+    {{"up", "a1", "--isolated", "--json"}, 0, NULL},
     {{"attach", "vm-7", "--iface", "tap0"}, 0, NULL},
     {{"pod", "--proxy-uid", "4294967294", "--metrics-port", "9"}, 0, NULL},
     {{"down", "--pod"}, 0, NULL},
@@ -34,6 +35,12 @@ static const struct row rows[] = {
     {{"verify", "a1"}, 0, NULL},
     {{"verify", "--pod"}, 0, NULL},
     /* Refused, with the message main() prints after "sluice-netsetup: ". */
+    {{"up", "a1", "--isolated", "--subnet", "10.201.0.0/30"}, -EINVAL,
+     "--isolated has no network: it takes no --subnet, --ipv6, --ca, ports or --max-conntrack"},
+    {{"up", "a1", "--isolated", "--dns-port", "53"}, -EINVAL,
+     "--isolated has no network: it takes no --subnet, --ipv6, --ca, ports or --max-conntrack"},
+    {{"attach", "vm-7", "--iface", "tap0", "--isolated"}, -EINVAL,
+     "--isolated belongs to up (attach adopts an interface)"},
     {{"up", "a1", "--subnet", "10.0.0.0/31"}, -EINVAL,
      "--subnet '10.0.0.0/31' is not an IPv4 network from /8 to /30 (e.g. 10.201.0.0/30)"},
     {{"up", "a1", "--subnet", "10.0.0.1/30"}, -EINVAL,         /* host bits */

@@ -93,3 +93,15 @@ const char *hostname_strerror(enum hostname_status st)
     }
     return "invalid name";
 }
+
+size_t hostname_printable(char *out, size_t cap, const char *s, size_t len)
+{
+    size_t i;
+
+    if (cap == 0)
+        return 0;
+    for (i = 0; s && i < len && i + 1 < cap; i++)
+        out[i] = s[i] > 0x20 && s[i] < 0x7f ? s[i] : '?';
+    out[i] = '\0';
+    return i;
+}

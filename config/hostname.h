@@ -33,6 +33,14 @@ enum hostname_status {
 enum hostname_status hostname_normalize(const uint8_t *name, size_t len,
                                         char out[HOSTNAME_MAX + 1], size_t *out_len);
 
+/*
+ * LEN bytes of S (untrusted: what a sandbox sent) as printable ASCII into OUT
+ * (CAP bytes, NUL-terminated, cut to fit): every other byte, space included,
+ * becomes '?'. Returns the length written. For messages and pages that show a
+ * name, never for deciding on one.
+ */
+size_t hostname_printable(char *out, size_t cap, const char *s, size_t len);
+
 /* A short description ("label longer than 63 characters"). */
 const char *hostname_strerror(enum hostname_status st);
 

@@ -687,6 +687,24 @@ static struct others count_others(const char *name)
     return o;
 }
 
+/* The namespace of sandbox NAME, whose record is saved: on failure nothing is built
+ * yet, the record goes, and a namespace of that name is not ours to undo. */
+static int create_netns(struct ns_error *e, const char *name)
+{
+    int r;
+
+    sandbox_note(e, "creating network namespace %s/%s", NETNS_RUN_DIR, name);
+    if ((r = netns_create(name)) < 0) {
+        if (r == -EEXIST) {
+            sandbox_note(e, "network namespace %s/%s exists and is not a sluice sandbox's",
+                         NETNS_RUN_DIR, name);
+            e->hint = "pick another name";
+        }
+        state_remove(name);
+    }
+    return r;
+}
+
 /*
  * up --isolated: a namespace with lo up and nothing else. No interface joins it,
  * so nothing it sends can leave, and no rule is needed to say so.
@@ -716,18 +734,8 @@ static int create_isolated(struct ns_error *e, const char *name, struct sandbox 
         goto out;
     snprintf(s.name, sizeof(s.name), "%s", name);
     sandbox_note(e, "recording sandbox %s in %s", name, state_dir());
-    if ((r = state_save(&s)) < 0)
+    if ((r = state_save(&s)) < 0 || (r = create_netns(e, name)) < 0)
         goto out;
-    sandbox_note(e, "creating network namespace %s/%s", NETNS_RUN_DIR, name);
-    if ((r = netns_create(name)) < 0) {
-        if (r == -EEXIST) {
-            sandbox_note(e, "network namespace %s/%s exists and is not a sluice sandbox's",
-                         NETNS_RUN_DIR, name);
-            e->hint = "pick another name";
-        }
-        state_remove(name);
-        goto out;
-    }
     sandbox_note(e, "opening network namespace %s", name);
     if ((r = nsfd = netns_open(name)) < 0 || (r = netns_enter(nsfd, &saved)) < 0)
         goto fail;
@@ -828,17 +836,8 @@ static int create(struct ns_error *e, const char *name, const struct up_opts *o,
         goto out;
 
     if (mode == SANDBOX_NETNS) {
-        sandbox_note(e, "creating network namespace %s/%s", NETNS_RUN_DIR, name);
-        if ((r = netns_create(name)) < 0) {
-            /* nothing is built yet, and a namespace of that name is not ours to undo */
-            if (r == -EEXIST) {
-                sandbox_note(e, "network namespace %s/%s exists and is not a sluice sandbox's",
-                     NETNS_RUN_DIR, name);
-                e->hint = "pick another name";
-            }
-            state_remove(name);
+        if ((r = create_netns(e, name)) < 0)
             goto out;
-        }
         sandbox_note(e, "opening network namespace %s", name);
         if ((r = nsfd = netns_open(name)) < 0)
             goto fail;

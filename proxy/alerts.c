@@ -122,13 +122,7 @@ static bool window_roll(struct window *w, uint32_t len, uint64_t now)
 /* S's text, printable ASCII only, cut to ALERT_SAMPLE_MAX - 1 (evidence, not data). */
 static void copy_text(char out[ALERT_SAMPLE_MAX], const char *s, size_t len)
 {
-    size_t i;
-
-    if (len > ALERT_SAMPLE_MAX - 1)
-        len = ALERT_SAMPLE_MAX - 1;
-    for (i = 0; i < len; i++)
-        out[i] = s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '?';
-    out[len] = '\0';
+    hostname_printable(out, ALERT_SAMPLE_MAX, s, len);
 }
 
 /* Adds FLOW to the first ALERT_SAMPLES distinct ones in V (*N of them). */
@@ -335,7 +329,6 @@ static bool denied_burst(struct alerts *a, const struct flow_record *r, uint64_t
     const uint32_t thr = a->cfg.denied_burst.denials, win = a->cfg.denied_burst.window_ms;
     const char *host = r->event == EV_DNS ? r->qname : r->host ? r->host : r->orig_dst;
     size_t len = r->event == EV_DNS ? r->qname_len : r->host ? r->host_len : 0;
-    char text[ALERT_SAMPLE_MAX];
 
     if (!thr)
         return false;
@@ -344,13 +337,16 @@ static bool denied_burst(struct alerts *a, const struct flow_record *r, uint64_t
         memset(&a->denied.smp, 0, sizeof(a->denied.smp));
     }
     a->denied.n++;
-    if (a->denied.smp.n_s < ALERT_SAMPLES || a->denied.smp.n_f < ALERT_SAMPLES) {
+    if (a->denied.smp.n_s < ALERT_SAMPLES) {  /* "reason host" */
+        char *t = a->denied.smp.s[a->denied.smp.n_s++];
+        size_t n = (size_t)snprintf(t, ALERT_SAMPLE_MAX, "%s ", reason_name(r->reason));
+
         if (host && !len)
             len = strlen(host);
-        snprintf(text, sizeof(text), "%s %.*s", reason_name(r->reason), host ? (int)len : 1,
-                 host ? host : "-");
-        sample(&a->denied.smp, text, strlen(text), r->flow);
+        if (!hostname_printable(t + n, ALERT_SAMPLE_MAX - n, host, len))
+            snprintf(t + n, ALERT_SAMPLE_MAX - n, "-");
     }
+    add_flow(a->denied.smp.flows, &a->denied.smp.n_f, r->flow);
     if (a->denied.n < thr || !may_fire(a, ALERT_DENIED_BURST, win, now))
         return false;
     fill(out, ALERT_DENIED_BURST, a->denied.n, thr, win, NULL, NULL, &a->denied.smp);

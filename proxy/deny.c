@@ -28,13 +28,8 @@ size_t deny_tls_alert(uint8_t out[DENY_TLS_ALERT_LEN], enum reason why)
 /* HOST as printable ASCII (anything else '?'), at most 253 bytes, "-" when empty. */
 static void safe_host(const char *host, char out[HOSTNAME_MAX + 1])
 {
-    size_t i, j = 0;
-
-    for (i = 0; host && host[i] && j < HOSTNAME_MAX; i++)
-        out[j++] = host[i] > 0x20 && host[i] < 0x7f ? host[i] : '?';
-    if (j == 0)
-        out[j++] = '-';
-    out[j] = '\0';
+    if (!hostname_printable(out, HOSTNAME_MAX + 1, host, host ? strlen(host) : 0))
+        snprintf(out, HOSTNAME_MAX + 1, "-");
 }
 
 size_t deny_http(char *out, size_t cap, const char *host, uint16_t port, enum reason why,

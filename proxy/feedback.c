@@ -49,24 +49,19 @@ void feedback_free(struct feedback *f)
 static void note_rule(struct entry *e, const char *rule)
 {
     const char *colon = rule ? strrchr(rule, ':') : NULL, *base;
-    size_t i, n;
 
     e->line = colon ? (unsigned)strtoul(colon + 1, NULL, 10) : 0;
     e->file[0] = '\0';
     if (!e->line)
         return;
     base = policy_file_base(rule);
-    n = (size_t)(colon - base) < sizeof(e->file) - 1 ? (size_t)(colon - base)
-                                                      : sizeof(e->file) - 1;
-    for (i = 0; i < n; i++)
-        e->file[i] = base[i] > 0x20 && base[i] < 0x7f ? base[i] : '?';
-    e->file[n] = '\0';
+    hostname_printable(e->file, sizeof(e->file), base, (size_t)(colon - base));
 }
 
 void feedback_note(struct feedback *f, const struct flow_record *r)
 {
     const char *host = r->event == EV_DNS ? r->qname : r->host;
-    size_t len = r->event == EV_DNS ? r->qname_len : r->host_len, i;
+    size_t len = r->event == EV_DNS ? r->qname_len : r->host_len;
     struct entry *e;
 
     if (!f || r->verdict != VERDICT_DENY ||
@@ -85,9 +80,7 @@ void feedback_note(struct feedback *f, const struct flow_record *r)
     note_rule(e, r->rule);
     if (host && len == 0)
         len = strlen(host);
-    for (i = 0; host && i < len && i < HOSTNAME_MAX; i++)  /* hostile bytes: shown as '?' */
-        e->host[i] = host[i] > 0x20 && host[i] < 0x7f ? host[i] : '?';
-    e->host[i] = '\0';
+    hostname_printable(e->host, sizeof(e->host), host, len);   /* hostile bytes: '?' */
 }
 
 static void entry_hint(const struct entry *e, char *out, size_t cap)

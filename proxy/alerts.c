@@ -497,8 +497,7 @@ static struct dest *dest_slot(struct alerts *a, uint64_t key, const char *name, 
 }
 
 bool alerts_upload(struct alerts *a, struct alert_flow *f, uint64_t flow, const char *dest,
-                   size_t dest_len, uint64_t n, uint64_t up, uint64_t down, uint64_t now_ms,
-                   struct alert *out)
+                   uint64_t n, uint64_t up, uint64_t down, uint64_t now_ms, struct alert *out)
 {
     const struct policy_alerts *c;
     struct dest *d;
@@ -508,8 +507,8 @@ bool alerts_upload(struct alerts *a, struct alert_flow *f, uint64_t flow, const 
     c = &a->cfg;
     if (c->upload_burst.bytes) {
         if (!f->key || a->dests[f->slot].key != f->key) {
-            f->key = key_of(a, dest, dest_len) | 1;
-            d = dest_slot(a, f->key, dest, dest_len, now_ms, &f->slot);
+            f->key = key_of(a, dest, strlen(dest)) | 1;
+            d = dest_slot(a, f->key, dest, strlen(dest), now_ms, &f->slot);
         } else {
             d = &a->dests[f->slot];
         }
@@ -535,7 +534,7 @@ bool alerts_upload(struct alerts *a, struct alert_flow *f, uint64_t flow, const 
             return false;
         fill(out, ALERT_UPLOAD_BURST, up / (down ? down : 1), c->upload_burst.ratio,
              c->upload_burst.window_ms, NULL, "ratio", NULL);
-        copy_text(out->subject, dest, dest_len);
+        copy_text(out->subject, dest, strlen(dest));
         out->flows[0] = flow;
         out->n_flows = 1;
         snprintf(out->samples[0], ALERT_SAMPLE_MAX, "up %llu down %llu",

@@ -55,12 +55,13 @@ size_t alerts_note(struct alerts *a, const struct flow_record *r, bool wildcard,
                    uint64_t now_ms, struct alert out[ALERTS_PER_EVENT]);
 
 /*
- * N bytes sent up on flow FLOW (DEST: its host or address, DEST_LEN bytes), which has
- * sent UP and received DOWN bytes in all. True, with OUT filled, when it fires.
+ * N bytes sent up on flow FLOW (DEST: its host or address, a string only read
+ * when the flow looks its destination up), which has sent UP and received DOWN
+ * bytes in all. True, with OUT filled, when it fires. Per chunk the relay moves:
+ * O(1) once the flow holds its slot.
  */
 bool alerts_upload(struct alerts *a, struct alert_flow *f, uint64_t flow, const char *dest,
-                   size_t dest_len, uint64_t n, uint64_t up, uint64_t down, uint64_t now_ms,
-                   struct alert *out);
+                   uint64_t n, uint64_t up, uint64_t down, uint64_t now_ms, struct alert *out);
 
 /* Whether some label of NAME (LEN bytes) looks like encoded data under CFG. */
 bool alerts_label_encoded(const struct policy_alerts *cfg, const char *name, size_t len);

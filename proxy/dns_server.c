@@ -49,6 +49,7 @@ struct dns_pending {
     struct sockaddr_storage peer;
     socklen_t peer_len;
     enum flow_verdict verdict;
+    bool wildcard;                  /* a wildcard rule allowed the name (alerts.h) */
 };
 
 struct dns_server {
@@ -71,7 +72,7 @@ static bool rate_ok(struct dns_server *s)
 
 /* The dns record of Q's answer (RCODE), or with LIMIT the limit record that refused it. */
 static void dns_log(struct dns_server *s, const struct dns_query *q, enum flow_limit limit,
-                    int rcode, enum flow_verdict verdict, enum reason why)
+                    int rcode, enum flow_verdict verdict, enum reason why, bool wildcard)
 {
     struct flow_record r;
 
@@ -86,15 +87,7 @@ static void dns_log(struct dns_server *s, const struct dns_query *q, enum flow_l
     r.rcode = limit == LIMIT_NONE ? dns_rcode_name(rcode) : NULL;
     r.verdict = verdict;
     r.reason = why;
-    /* dns_tunnel counts the names a wildcard let through as well: asked again (a hash
-     * probe per label), only with that detector on */
-    if (verdict == VERDICT_ALLOW && s->px->policy->settings.alerts.dns_tunnel.names) {
-        struct policy_verdict v;
-
-        policy_match_host(s->px->policy, (const uint8_t *)q->qname, q->qname_len,
-                          POLICY_ANY_PORT, &v);
-        r.wildcard = v.allow && v.rule && v.rule->kind == RULE_WILDCARD;
-    }
+    r.wildcard = wildcard;
     proxy_log(s->px, &r);
 }
 
@@ -165,13 +158,14 @@ static void answer_feedback(struct dns_server *s, struct dns_tcp *tcp,
 
     if (!p->settings.feedback) {
         send_response(s, tcp, peer, peer_len, q, DNS_RCODE_NXDOMAIN, NULL, 0);
-        dns_log(s, q, LIMIT_NONE, DNS_RCODE_NXDOMAIN, VERDICT_DENY, REASON_NOT_ALLOWLISTED);
+        dns_log(s, q, LIMIT_NONE, DNS_RCODE_NXDOMAIN, VERDICT_DENY, REASON_NOT_ALLOWLISTED,
+                false);
         return;
     }
     n = (q->qtype == DNS_TYPE_A || q->qtype == DNS_TYPE_AAAA) &&
         proxy_feedback_addr(s->px, family, a.addr);
     send_response(s, tcp, peer, peer_len, q, DNS_RCODE_NOERROR, &a, n);
-    dns_log(s, q, LIMIT_NONE, DNS_RCODE_NOERROR, VERDICT_ALLOW, REASON_NONE);
+    dns_log(s, q, LIMIT_NONE, DNS_RCODE_NOERROR, VERDICT_ALLOW, REASON_NONE, false);
 }
 
 static void pending_free(struct dns_pending *p)
@@ -213,7 +207,7 @@ static int answer_virtual(struct dns_server *s, const struct dns_query *q, uint3
                q->qtype == DNS_TYPE_A ? 4 : 16);
         return 1;
     }
-    dns_log(s, q, LIMIT_VIRTUAL_POOL, 0, VERDICT_NONE, REASON_NONE);
+    dns_log(s, q, LIMIT_VIRTUAL_POOL, 0, VERDICT_NONE, REASON_NONE, false);
     return -1;
 }
 
@@ -225,7 +219,7 @@ static int answer_virtual(struct dns_server *s, const struct dns_query *q, uint3
  */
 static void answer(struct dns_server *s, struct dns_tcp *tcp,
                    const struct sockaddr_storage *peer, socklen_t peer_len,
-                   const struct dns_query *q, enum flow_verdict verdict,
+                   const struct dns_query *q, enum flow_verdict verdict, bool wildcard,
                    const struct resolver_result *res)
 {
     const struct policy *pol = s->px->policy;
@@ -274,7 +268,7 @@ static void answer(struct dns_server *s, struct dns_tcp *tcp,
     send_response(s, tcp, peer, peer_len, q, rcode, ans, n);
     dns_log(s, q, LIMIT_NONE, rcode, verdict,
             n == 0 && removed && !usable ? REASON_PRIVATE_DESTINATION
-            : rcode == DNS_RCODE_SERVFAIL ? REASON_RESOLVE_FAILED : REASON_NONE);
+            : rcode == DNS_RCODE_SERVFAIL ? REASON_RESOLVE_FAILED : REASON_NONE, wildcard);
 }
 
 static void on_resolved(const struct resolver_result *res, void *arg)
@@ -282,7 +276,7 @@ static void on_resolved(const struct resolver_result *res, void *arg)
     struct dns_pending *p = arg;
 
     p->rq = NULL;
-    answer(p->s, p->tcp, &p->peer, p->peer_len, &p->q, p->verdict, res);
+    answer(p->s, p->tcp, &p->peer, p->peer_len, &p->q, p->verdict, p->wildcard, res);
     pending_free(p);
 }
 
@@ -298,6 +292,7 @@ static void handle(struct dns_server *s, struct dns_tcp *tcp, const uint8_t *msg
     struct dns_pending *p;
     struct dns_query q;
     enum flow_verdict verdict = VERDICT_ALLOW;
+    bool wildcard;
     struct resolver_result res;
     char cname[RESOLVER_NAME_MAX + 1];
 
@@ -316,7 +311,7 @@ static void handle(struct dns_server *s, struct dns_tcp *tcp, const uint8_t *msg
     }
     if (!rate_ok(s)) {
         send_response(s, tcp, peer, peer_len, &q, DNS_RCODE_REFUSED, NULL, 0);
-        dns_log(s, &q, LIMIT_DNS_QUERIES, 0, VERDICT_NONE, REASON_RATE_LIMITED);
+        dns_log(s, &q, LIMIT_DNS_QUERIES, 0, VERDICT_NONE, REASON_RATE_LIMITED, false);
         return;
     }
     if (proxy_is_feedback_name(q.qname, q.qname_len)) {
@@ -326,7 +321,7 @@ static void handle(struct dns_server *s, struct dns_tcp *tcp, const uint8_t *msg
     if (q.qtype == DNS_TYPE_ANY || q.qtype == DNS_TYPE_AXFR || q.qtype == DNS_TYPE_IXFR ||
         q.qclass != 1) {
         send_response(s, tcp, peer, peer_len, &q, DNS_RCODE_NOTIMP, NULL, 0);
-        dns_log(s, &q, LIMIT_NONE, DNS_RCODE_NOTIMP, VERDICT_DENY, REASON_NONE);
+        dns_log(s, &q, LIMIT_NONE, DNS_RCODE_NOTIMP, VERDICT_DENY, REASON_NONE, false);
         return;
     }
 
@@ -338,19 +333,20 @@ static void handle(struct dns_server *s, struct dns_tcp *tcp, const uint8_t *msg
     policy_decide(pol, &pq, &d);
     if (d.outcome == DECISION_DENY) {
         send_refusal(s, tcp, peer, peer_len, &q, unlisted, d.reason);
-        dns_log(s, &q, LIMIT_NONE, unlisted, VERDICT_DENY, d.reason);
+        dns_log(s, &q, LIMIT_NONE, unlisted, VERDICT_DENY, d.reason, false);
         return;
     }
     if (d.outcome == DECISION_AUDIT)
         verdict = VERDICT_AUDIT;
+    wildcard = d.rule && d.rule->kind == RULE_WILDCARD;     /* what dns_tunnel counts */
     if (q.qtype != DNS_TYPE_A && q.qtype != DNS_TYPE_AAAA) {
         /* TXT, MX, SRV, HTTPS...: the name exists for the sandbox, its data does not */
         send_response(s, tcp, peer, peer_len, &q, DNS_RCODE_NOERROR, NULL, 0);
-        dns_log(s, &q, LIMIT_NONE, DNS_RCODE_NOERROR, verdict, REASON_NONE);
+        dns_log(s, &q, LIMIT_NONE, DNS_RCODE_NOERROR, verdict, REASON_NONE, wildcard);
         return;
     }
     if (resolver_cached(s->px->resolver, q.qname, &res, cname)) {
-        answer(s, tcp, peer, peer_len, &q, verdict, &res);     /* no allocation, no wait */
+        answer(s, tcp, peer, peer_len, &q, verdict, wildcard, &res);   /* no allocation */
         return;
     }
     if (s->n_pending >= DNS_PENDING_MAX || !(p = calloc(1, sizeof(*p)))) {
@@ -361,6 +357,7 @@ static void handle(struct dns_server *s, struct dns_tcp *tcp, const uint8_t *msg
     p->q = q;
     p->tcp = tcp;
     p->verdict = verdict;
+    p->wildcard = wildcard;
     if (peer)
         memcpy(&p->peer, peer, peer_len);
     p->peer_len = peer_len;

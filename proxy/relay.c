@@ -379,7 +379,7 @@ void relay_moved(struct dir *d, uint64_t n)
     struct alert a;
 
     if (d->way == RELAY_UP && c->px->alerts &&
-        alerts_upload(c->px->alerts, &c->alert, c->id, dest, strlen(dest), n, c->up.bytes,
+        alerts_upload(c->px->alerts, &c->alert, c->id, dest, n, c->up.bytes,
                       c->down.bytes, clock_now_ms(), &a))
         proxy_alert(c->px, &a);
 }

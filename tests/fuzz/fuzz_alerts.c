@@ -91,7 +91,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         default:
             up += len * 7;
-            n = alerts_upload(a, &flows[op >> 6], (op >> 6) + 1, text, len, len * 7, up,
+            n = alerts_upload(a, &flows[op >> 6], (op >> 6) + 1, text, len * 7, up,
                               len, now, out);
             break;
         }

@@ -10,12 +10,12 @@ import gzip
 import json
 import re
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from test_deploy import is_sanitized
+from test_suggest import peak_rss
 
 DATA = Path(__file__).resolve().parent / "data"
 LOG = DATA / "report.jsonl"
@@ -145,12 +145,9 @@ def test_a_million_records_in_seconds_and_bounded_memory(ctl, tmp_path, sluice_b
                            i % 1000, "allow" if i % 7 else "deny"))
 
     def peak(path):
-        t0 = time.monotonic()
-        r = subprocess.run(["/usr/bin/time", "-f", "%M", sluice_bin("sluicectl"), "report",
-                            "--format", "json", str(path)], capture_output=True, text=True,
-                           timeout=120)
-        assert r.returncode == 0, r.stderr
-        return json.loads(r.stdout), time.monotonic() - t0, int(r.stderr.split()[-1])
+        out, secs, rss = peak_rss([sluice_bin("sluicectl"), "report", "--format", "json", path],
+                                  tmp_path)
+        return json.loads(out), secs, rss
 
     big, small = tmp_path / "big.jsonl", tmp_path / "small.jsonl"
     make(big, 1_000_000)

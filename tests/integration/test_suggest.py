@@ -208,6 +208,18 @@ def test_gzip_and_standard_input(ctl, tmp_path):
     assert missing.returncode == 1 and "nope.jsonl" in missing.stderr
 
 
+def peak_rss(argv, tmp_path):
+    """ARGV's (output, seconds, peak RSS in KiB). GNU time forks it from a small
+    process: a child of pytest would report pytest's own size."""
+    out = tmp_path / f"peak-{time.monotonic_ns()}.out"
+    t0 = time.monotonic()
+    with open(out, "w") as f:
+        r = subprocess.run(["/usr/bin/time", "-f", "%M", *map(str, argv)], stdout=f,
+                           stderr=subprocess.PIPE, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return out.read_text(), time.monotonic() - t0, int(r.stderr.split()[-1])
+
+
 def test_a_million_records_in_memory_bounded_by_names(ctl, tmp_path, sluice_bin):
     """1,000,000 flow records over 1,000 names in 10 sandboxes: the RSS is that
     of the names, not of the records (a tenth of the log gives about the same)."""
@@ -219,16 +231,7 @@ def test_a_million_records_in_memory_bounded_by_names(ctl, tmp_path, sluice_bin)
                         % ((i // 1000) % 10, i % 1000))
 
     def peak(path):
-        """suggest over PATH: (output, seconds, peak RSS in KiB). GNU time forks it
-        from a small process: a child of pytest would report pytest's own size."""
-        out = tmp_path / (path.name + ".out")
-        t0 = time.monotonic()
-        with open(out, "w") as f:
-            r = subprocess.run(["/usr/bin/time", "-f", "%M", sluice_bin("sluicectl"), "suggest",
-                                str(path)], stdout=f, stderr=subprocess.PIPE, text=True,
-                               timeout=120)
-        assert r.returncode == 0, r.stderr
-        return out.read_text(), time.monotonic() - t0, int(r.stderr.split()[-1])
+        return peak_rss([sluice_bin("sluicectl"), "suggest", path], tmp_path)
 
     big, small = tmp_path / "big.jsonl", tmp_path / "small.jsonl"
     make(big, 1_000_000)

@@ -263,18 +263,18 @@ static void test_upload_burst(void **state)
     a = alerts_new(&cfg, key);
     /* two flows to one destination, 16 MiB together in the window: not more */
     for (i = 0; i < 16; i++)
-        n += alerts_upload(a, i % 2 ? &f1 : &f2, i % 2 ? 1 : 2, "up.example", 10, 1u << 20,
+        n += alerts_upload(a, i % 2 ? &f1 : &f2, i % 2 ? 1 : 2, "up.example", 1u << 20,
                            up += 1u << 20, 0, 100 + i, &al);
     /* other destinations do not add to it */
-    n += alerts_upload(a, &f3, 3, "other.example", 13, 64u << 20, 64u << 20, 0, 200, &al);
+    n += alerts_upload(a, &f3, 3, "other.example", 64u << 20, 64u << 20, 0, 200, &al);
     assert_int_equal(n, 1);
     assert_string_equal(al.subject, "other.example");
     n = 0;
     /* the window has its alert of this kind: one more byte to up.example waits */
-    assert_false(alerts_upload(a, &f1, 1, "up.example", 10, 1, up + 1, 0, 300, &al));
+    assert_false(alerts_upload(a, &f1, 1, "up.example", 1, up + 1, 0, 300, &al));
     /* the next window: over 16 MiB fires, naming the flows */
     for (i = 0; i < 17; i++)
-        n += alerts_upload(a, i % 2 ? &f1 : &f2, i % 2 ? 1 : 2, "up.example", 10, 1u << 20,
+        n += alerts_upload(a, i % 2 ? &f1 : &f2, i % 2 ? 1 : 2, "up.example", 1u << 20,
                            0, 0, 70000 + i, &al);
     assert_int_equal(n, 1);
     assert_string_equal(al.subject, "up.example");
@@ -295,17 +295,17 @@ static void test_upload_ratio(void **state)
     cfg.upload_burst.bytes = 0;
     a = alerts_new(&cfg, key);
     /* 8 MiB up against 1 MiB down: a ratio of 8, under 20 */
-    assert_false(alerts_upload(a, &g, 1, "dl.example", 10, 1, 8u << 20, 1u << 20, 10, &al));
+    assert_false(alerts_upload(a, &g, 1, "dl.example", 1, 8u << 20, 1u << 20, 10, &al));
     /* 7 MiB up against nothing: not yet a large flow */
-    assert_false(alerts_upload(a, &f, 2, "ul.example", 10, 1, 7u << 20, 0, 10, &al));
-    assert_true(alerts_upload(a, &f, 2, "ul.example", 10, 1, 8u << 20, 100, 20, &al));
+    assert_false(alerts_upload(a, &f, 2, "ul.example", 1, 7u << 20, 0, 10, &al));
+    assert_true(alerts_upload(a, &f, 2, "ul.example", 1, 8u << 20, 100, 20, &al));
     assert_string_equal(al.why, "ratio");
     assert_int_equal(al.count, (8u << 20) / 100);
     assert_int_equal(al.threshold, 20);
     assert_string_equal(al.samples[0], "up 8388608 down 100");
     assert_int_equal(al.flows[0], 2);
     /* one verdict per flow, whatever it sends next */
-    assert_false(alerts_upload(a, &f, 2, "ul.example", 10, 1, 80u << 20, 100, 90000, &al));
+    assert_false(alerts_upload(a, &f, 2, "ul.example", 1, 80u << 20, 100, 90000, &al));
     alerts_free(a);
 }
 
@@ -371,7 +371,7 @@ static void test_memory_bound(void **state)
         alerts_note(a, &r, false, 10 + i / 1000, out);
         memset(&f, 0, sizeof(f));
         snprintf(name, sizeof(name), "d%zu.example", i);
-        alerts_upload(a, &f, i + 1, name, strlen(name), 4096, 4096, 0, 10 + i / 1000, out);
+        alerts_upload(a, &f, i + 1, name, 4096, 4096, 0, 10 + i / 1000, out);
     }
     assert_int_equal(allocations - before, 0);     /* under a sanitizer: not counted */
     assert_int_equal(alerts_memory(a), mem);

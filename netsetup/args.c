@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "hostport.h"
@@ -49,8 +50,8 @@ static bool parse_subnet(const char *s, int family, struct cidr *out)
 
 /* Long options only: every value is above any letter getopt returns. */
 enum { OPT_SUBNET = 256, OPT_IPV6, OPT_PROXY_PORT, OPT_DNS_PORT, OPT_JSON, OPT_IFACE,
-       OPT_MAX_CONNTRACK, OPT_CA, OPT_ISOLATED,
-       OPT_PROXY_UID, OPT_METRICS_PORT };
+       OPT_MAX_CONNTRACK, OPT_CA, OPT_ISOLATED, OPT_FROM_FILE,
+       OPT_PROXY_UID, OPT_METRICS_PORT, OPT_TCP, OPT_UDP, OPT_FROM, OPT_PORTS, OPT_POD };
 
 /*
  * The option getopt_long refused. A long one (unknown, ambiguous, missing its
@@ -79,6 +80,32 @@ static bool parse_conntrack(const char *arg, uint32_t *out)
     return true;
 }
 
+/*
+ * The NAMEs from ARGV[optind] on. One NAME must be valid (a usage error);
+ * of several, each succeeds or fails on its own, so an invalid one is that
+ * NAME's failure, reported by the caller (netsetup_name_error()).
+ */
+static int take_names(const char *cmd, int argc, char **argv, struct netsetup_args *a,
+                      char err[NETSETUP_ERR_MAX])
+{
+    if (argc - optind > NETSETUP_NAMES_MAX)
+        return fail(err, "%s takes at most %d NAMEs in one call", cmd, NETSETUP_NAMES_MAX);
+    a->names = argv + optind;
+    a->n_names = argc - optind;
+    a->name = a->n_names ? a->names[0] : NULL;
+    if (a->n_names == 1 && !sandbox_name_valid(a->name))
+        return fail(err, "NAME '%s' " NAME_RULE, a->name);
+    return 0;
+}
+
+bool netsetup_name_error(const char *name, char err[NETSETUP_ERR_MAX])
+{
+    if (sandbox_name_valid(name))
+        return false;
+    fail(err, "NAME '%s' " NAME_RULE, name);
+    return true;
+}
+
 /* up and attach */
 static int parse_up(const char *cmd, int argc, char **argv, struct netsetup_args *a,
                     char err[NETSETUP_ERR_MAX])
@@ -93,11 +120,12 @@ static int parse_up(const char *cmd, int argc, char **argv, struct netsetup_args
         {"max-conntrack", required_argument, NULL, OPT_MAX_CONNTRACK},
         {"ca", required_argument, NULL, OPT_CA},
         {"isolated", no_argument, NULL, OPT_ISOLATED},
+        {"from-file", required_argument, NULL, OPT_FROM_FILE},
         {NULL, 0, NULL, 0},
     };
     struct up_opts *o = &a->up;
     bool attach = strcmp(cmd, "attach") == 0;
-    int c;
+    int c, r;
 
     o->proxy_port = DEFAULT_PROXY_PORT;
     o->dns_port = DEFAULT_DNS_PORT;
@@ -149,15 +177,27 @@ static int parse_up(const char *cmd, int argc, char **argv, struct netsetup_args
                 return fail(err, "--isolated belongs to up (attach adopts an interface)");
             o->isolated = true;
             break;
+        case OPT_FROM_FILE:
+            if (attach)
+                return fail(err, "--from-file belongs to up and down");
+            a->from_file = optarg;
+            break;
         default:
             return bad_option(cmd, argv, err);
         }
     }
-    if (argc - optind != 1)
+    if (attach && argc - optind != 1)
         return fail(err, "%s takes exactly one NAME", cmd);
-    a->name = argv[optind];
-    if (!sandbox_name_valid(a->name))
-        return fail(err, "NAME '%s' " NAME_RULE, a->name);
+    if (a->from_file && argc - optind != 0)
+        return fail(err, "%s --from-file takes its NAMEs from the file, not the command line",
+                    cmd);
+    if (!a->from_file && argc - optind < 1)
+        return fail(err, "%s takes a NAME (or several, or --from-file FILE)", cmd);
+    if ((r = take_names(cmd, argc, argv, a, err)) < 0)
+        return r;
+    if (a->n_names > 1 && (o->have_subnet || o->v6))
+        return fail(err, "--subnet and --ipv6 name one sandbox's networks: give them per "
+                    "line with --from-file");
     if (o->proxy_port == o->dns_port)
         return fail(err, "--proxy-port and --dns-port must differ");
     if (attach && !o->iface)
@@ -233,15 +273,135 @@ static int parse_pod(int argc, char **argv, struct netsetup_args *a,
 static int parse_down(int argc, char **argv, struct netsetup_args *a,
                       char err[NETSETUP_ERR_MAX])
 {
-    if (argc == 2 && strcmp(argv[1], "--pod") == 0) {
-        a->down_pod = true;
-        return 0;
+    static const struct option opts[] = {
+        {"from-file", required_argument, NULL, OPT_FROM_FILE},
+        {"pod", no_argument, NULL, OPT_POD},
+        {"json", no_argument, NULL, OPT_JSON},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+
+    getopt_reset();
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c == OPT_FROM_FILE)
+            a->from_file = optarg;
+        else if (c == OPT_POD)
+            a->down_pod = true;
+        else if (c == OPT_JSON)
+            a->json = true;
+        else
+            return bad_option("down", argv, err);
     }
-    if (argc != 2 || argv[1][0] == '-')
-        return fail(err, "down takes one NAME, or --pod");
-    if (!sandbox_name_valid(argv[1]))
-        return fail(err, "NAME '%s' " NAME_RULE, argv[1]);
-    a->name = argv[1];
+    if (a->down_pod && (argc != 2 || optind != 2))
+        return fail(err, "down --pod takes nothing else");
+    if (a->down_pod)
+        return 0;
+    if (a->from_file && optind != argc)
+        return fail(err, "down --from-file takes its NAMEs from the file, not the command "
+                    "line");
+    if (!a->from_file && optind == argc)
+        return fail(err, "down takes a NAME (or several, or --from-file FILE), or --pod");
+    return take_names("down", argc, argv, a, err);
+}
+
+/* forward NAME [ADDR:]PORT SANDBOX_PORT [--tcp|--udp] [--from CIDR...]; unforward NAME [ADDR:]PORT */
+static int parse_forward(const char *cmd, int argc, char **argv, struct netsetup_args *a,
+                         char err[NETSETUP_ERR_MAX])
+{
+    static const struct option opts[] = {
+        {"tcp", no_argument, NULL, OPT_TCP},
+        {"udp", no_argument, NULL, OPT_UDP},
+        {"from", required_argument, NULL, OPT_FROM},
+        {NULL, 0, NULL, 0},
+    };
+    bool un = strcmp(cmd, "unforward") == 0;
+    struct forward *f = &a->forward;
+    int c, want = un ? 2 : 3;
+
+    getopt_reset();
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_TCP:
+        case OPT_UDP: {
+            uint8_t p = c == OPT_TCP ? IPPROTO_TCP : IPPROTO_UDP;
+
+            if (f->proto && f->proto != p)
+                return fail(err, "%s: --tcp and --udp exclude each other", cmd);
+            f->proto = p;
+            break;
+        }
+        case OPT_FROM: {
+            char buf[1024], *save = NULL, *tok;
+
+            if (un)
+                return fail(err, "unforward takes no --from: it removes the whole forward");
+            if (strlen(optarg) >= sizeof(buf))
+                return fail(err, "--from '%.64s...' is too long", optarg);
+            strcpy(buf, optarg);
+            for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+                struct cidr *net = &f->from[f->n_from];
+
+                if (f->n_from == FORWARD_FROM_MAX)
+                    return fail(err, "--from: at most %d networks", FORWARD_FROM_MAX);
+                if (cidr_parse(tok, net) != CIDR_OK || net->family != AF_INET)
+                    return fail(err, "--from '%s' is not an IPv4 network (e.g. 192.0.2.0/24)",
+                                tok);
+                f->n_from++;
+            }
+            break;
+        }
+        default:
+            return bad_option(cmd, argv, err);
+        }
+    }
+    if (argc - optind != want)
+        return fail(err, un ? "unforward takes NAME [ADDR:]PORT"
+                            : "forward takes NAME [ADDR:]PORT SANDBOX_PORT");
+    a->name = argv[optind];
+    if (!sandbox_name_valid(a->name))
+        return fail(err, "NAME '%s' " NAME_RULE, a->name);
+    if (!forward_addr_parse(argv[optind + 1], f->addr, &f->port))
+        return fail(err, "'%s' is not [ADDR:]PORT with an IPv4 ADDR and a port 1-65535 "
+                    "(e.g. 8080 or 127.0.0.1:8080)", argv[optind + 1]);
+    if (!un && !port_parse(argv[optind + 2], &f->to_port))
+        return fail(err, "SANDBOX_PORT '%s' is not a port (1-65535)", argv[optind + 2]);
+    if (!un && !f->proto)
+        f->proto = IPPROTO_TCP;
+    return 0;
+}
+
+/* link NAME1 NAME2 --ports P[,P...]; unlink NAME1 NAME2 */
+static int parse_link(const char *cmd, int argc, char **argv, struct netsetup_args *a,
+                      char err[NETSETUP_ERR_MAX])
+{
+    static const struct option opts[] = {
+        {"ports", required_argument, NULL, OPT_PORTS},
+        {NULL, 0, NULL, 0},
+    };
+    bool un = strcmp(cmd, "unlink") == 0;
+    int c, i;
+
+    getopt_reset();
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c != OPT_PORTS)
+            return bad_option(cmd, argv, err);
+        if (un)
+            return fail(err, "unlink takes no --ports: it removes the whole link");
+        if (!link_ports_parse(optarg, &a->link))
+            return fail(err, "--ports '%s' is not 1 to %d ports (1-65535) separated by "
+                        "commas, none twice", optarg, LINK_PORTS_MAX);
+    }
+    if (argc - optind != 2)
+        return fail(err, "%s takes NAME1 NAME2", cmd);
+    for (i = 0; i < 2; i++)
+        if (!sandbox_name_valid(argv[optind + i]))
+            return fail(err, "NAME '%s' " NAME_RULE, argv[optind + i]);
+    a->name = argv[optind];
+    a->peer = argv[optind + 1];
+    if (strcmp(a->name, a->peer) == 0)
+        return fail(err, "%s: a sandbox cannot be linked to itself", cmd);
+    if (!un && a->link.n_ports == 0)
+        return fail(err, "link needs --ports P[,P...]: the ports of NAME2 that NAME1 may open");
     return 0;
 }
 
@@ -293,6 +453,10 @@ int netsetup_args_parse(const char *cmd, int argc, char **argv, struct netsetup_
         return parse_status(argc, argv, a, err);
     if (strcmp(cmd, "verify") == 0)
         return parse_verify(argc, argv, a, err);
+    if (strcmp(cmd, "forward") == 0 || strcmp(cmd, "unforward") == 0)
+        return parse_forward(cmd, argc, argv, a, err);
+    if (strcmp(cmd, "link") == 0 || strcmp(cmd, "unlink") == 0)
+        return parse_link(cmd, argc, argv, a, err);
     fail(err, "unknown command '%s'", cmd);
     return -ENOENT;
 }

@@ -60,6 +60,11 @@ void nb_msg_end(struct nft_batch *b)
         b->err = -E2BIG;
 }
 
+size_t nft_batch_msgs(const struct nft_batch *b)
+{
+    return b->seq - b->seq0 - 1 - (b->ended ? 1 : 0);
+}
+
 const char *nft_batch_describe(const struct nft_batch *b, uint32_t seq)
 {
     uint32_t i = seq - b->seq0;
@@ -145,6 +150,12 @@ void nb_put_flush(struct nft_batch *b, const char *chain)
 
 void nb_put_set(struct nft_batch *b, const char *name, bool map, uint32_t id)
 {
+    nb_put_set_key(b, name, TYPE_IFNAME, IFNAMSIZ, true, map, id);
+}
+
+void nb_put_set_key(struct nft_batch *b, const char *name, uint32_t key_type,
+                    uint32_t key_len, bool host_order, bool map, uint32_t id)
+{
     struct nftnl_set *s = nftnl_set_alloc();
     struct nlmsghdr *nlh;
 
@@ -155,10 +166,10 @@ void nb_put_set(struct nft_batch *b, const char *name, bool map, uint32_t id)
     nftnl_set_set_str(s, NFTNL_SET_TABLE, NFT_TABLE);
     nftnl_set_set_str(s, NFTNL_SET_NAME, name);
     nftnl_set_set_u32(s, NFTNL_SET_FAMILY, NFPROTO_INET);
-    nftnl_set_set_u32(s, NFTNL_SET_KEY_TYPE, TYPE_IFNAME);
-    nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, IFNAMSIZ);
+    nftnl_set_set_u32(s, NFTNL_SET_KEY_TYPE, key_type);
+    nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, key_len);
     nftnl_set_set_u32(s, NFTNL_SET_ID, id);
-    {   /* so that `nft list` prints the names: keys are host-order strings */
+    if (host_order) {   /* so that `nft list` prints the names: keys are host-order strings */
         struct nftnl_udata_buf *u = nftnl_udata_buf_alloc(NFT_USERDATA_MAXLEN);
 
         if (u && nftnl_udata_put_u32(u, NFTNL_UDATA_SET_KEYBYTEORDER, BYTEORDER_HOST))
@@ -180,9 +191,17 @@ void nb_put_set(struct nft_batch *b, const char *name, bool map, uint32_t id)
 void nb_put_elem(struct nft_batch *b, uint16_t type, const char *set, const char *ifname,
                  const char *chain)
 {
+    char key[IFNAMSIZ] = {0};
+
+    strncpy(key, ifname, IFNAMSIZ - 1);
+    nb_put_elem_key(b, type, set, key, IFNAMSIZ, chain, ifname);
+}
+
+void nb_put_elem_key(struct nft_batch *b, uint16_t type, const char *set, const void *key,
+                     uint32_t key_len, const char *chain, const char *what)
+{
     struct nftnl_set *s = nftnl_set_alloc();
     struct nftnl_set_elem *e = nftnl_set_elem_alloc();
-    char key[IFNAMSIZ] = {0};
     struct nlmsghdr *nlh;
 
     if (!s || !e) {
@@ -191,11 +210,10 @@ void nb_put_elem(struct nft_batch *b, uint16_t type, const char *set, const char
         b->err = -ENOMEM;
         return;
     }
-    strncpy(key, ifname, IFNAMSIZ - 1);
     nftnl_set_set_str(s, NFTNL_SET_TABLE, NFT_TABLE);
     nftnl_set_set_str(s, NFTNL_SET_NAME, set);
     nftnl_set_set_u32(s, NFTNL_SET_FAMILY, NFPROTO_INET);
-    nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, key, IFNAMSIZ);
+    nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, key, key_len);
     if (chain && type == NFT_MSG_NEWSETELEM) {
         nftnl_set_elem_set_u32(e, NFTNL_SET_ELEM_VERDICT, (uint32_t)NFT_JUMP);
         nftnl_set_elem_set_str(e, NFTNL_SET_ELEM_CHAIN, chain);
@@ -203,10 +221,31 @@ void nb_put_elem(struct nft_batch *b, uint16_t type, const char *set, const char
     nftnl_set_elem_add(s, e);       /* s owns e from here */
     nlh = nb_msg_start(b, type, type == NFT_MSG_NEWSETELEM ? NLM_F_CREATE : 0, "%s %s in %s",
                     type == NFT_MSG_NEWSETELEM ? "NFT_MSG_NEWSETELEM" : "NFT_MSG_DELSETELEM",
-                    ifname, set);
+                    what, set);
     nftnl_set_elems_nlmsg_build_payload(nlh, s);
     nb_msg_end(b);
     nftnl_set_free(s);
+}
+
+/* Deletes the rule with HANDLE from CHAIN. */
+void nb_put_rule_del(struct nft_batch *b, const char *chain, uint64_t handle)
+{
+    struct nftnl_rule *r = nftnl_rule_alloc();
+    struct nlmsghdr *nlh;
+
+    if (!r) {
+        b->err = -ENOMEM;
+        return;
+    }
+    nftnl_rule_set_str(r, NFTNL_RULE_TABLE, NFT_TABLE);
+    nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, chain);
+    nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, NFPROTO_INET);
+    nftnl_rule_set_u64(r, NFTNL_RULE_HANDLE, handle);
+    nlh = nb_msg_start(b, NFT_MSG_DELRULE, 0, "NFT_MSG_DELRULE %s handle %llu", chain,
+                       (unsigned long long)handle);
+    nftnl_rule_nlmsg_build_payload(nlh, r);
+    nb_msg_end(b);
+    nftnl_rule_free(r);
 }
 
 /* ---- rule expressions ---- */
@@ -263,12 +302,17 @@ void nb_match_u32(struct rb *rb, uint32_t key, uint32_t op, uint32_t v)
 
 void nb_payload(struct rb *rb, uint32_t base, uint32_t off, uint32_t len)
 {
+    nb_payload_reg(rb, base, off, len, NFT_REG_1);
+}
+
+void nb_payload_reg(struct rb *rb, uint32_t base, uint32_t off, uint32_t len, uint32_t reg)
+{
     struct nftnl_expr *e = nb_expr(rb, "payload");
 
     if (!e)
         return;
     nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_BASE, base);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, NFT_REG_1);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, reg);
     nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, off);
     nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, len);
 }
@@ -289,17 +333,58 @@ void nb_match_sport(struct rb *rb, uint16_t port)
     nb_cmp(rb, NFT_CMP_EQ, &be, 2);
 }
 
-/* the packet travels in a connection's reply direction (someone else opened it) */
-void nb_match_ct_reply(struct rb *rb)
+/* reg1 = conntrack KEY; of the DIR tuple when DIR >= 0 (IP_CT_DIR_ORIGINAL, _REPLY) */
+void nb_ct_load(struct rb *rb, uint32_t key, int dir)
 {
     struct nftnl_expr *e = nb_expr(rb, "ct");
-    uint8_t reply = IP_CT_DIR_REPLY;
 
-    if (e) {
-        nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, NFT_CT_DIRECTION);
-        nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
-    }
-    nb_cmp(rb, NFT_CMP_EQ, &reply, 1);
+    if (!e)
+        return;
+    nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, key);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
+    if (dir >= 0)
+        nftnl_expr_set_u8(e, NFTNL_EXPR_CT_DIR, (uint8_t)dir);
+}
+
+/* the packet travels in direction DIR of its connection (REPLY: someone else opened it) */
+void nb_match_ct_dir(struct rb *rb, uint8_t dir)
+{
+    nb_ct_load(rb, NFT_CT_DIRECTION, -1);
+    nb_cmp(rb, NFT_CMP_EQ, &dir, 1);
+}
+
+void nb_match_ct_reply(struct rb *rb)
+{
+    nb_match_ct_dir(rb, IP_CT_DIR_REPLY);
+}
+
+/* the value loaded from SREG on (a concatenation: 32-bit registers in a row) is in SET */
+void nb_lookup(struct rb *rb, const char *set, uint32_t sreg)
+{
+    struct nftnl_expr *e = nb_expr(rb, "lookup");
+
+    if (!e)
+        return;
+    nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, set);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, sreg);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_FLAGS, 0);      /* the kernel echoes it */
+}
+
+void nb_jump(struct rb *rb, const char *chain)
+{
+    struct nftnl_expr *e = nb_expr(rb, "immediate");
+
+    if (!e)
+        return;
+    nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_DREG, NFT_REG_VERDICT);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, (uint32_t)NFT_JUMP);
+    nftnl_expr_set_str(e, NFTNL_EXPR_IMM_CHAIN, chain);
+}
+
+/* source NAT to the outgoing interface's address */
+void nb_masquerade(struct rb *rb)
+{
+    nb_expr(rb, "masq");
 }
 
 /* reg1 = the type of the packet's source address as a route lookup sees it
@@ -418,7 +503,7 @@ void nb_set_mark(struct rb *rb)
     nftnl_expr_set_u32(e, NFTNL_EXPR_META_SREG, NFT_REG_1);
 }
 
-/* the connection's conntrack mark := NFT_MARK (after nb_set_mark(), which loads it) */
+/* the connection's conntrack mark := reg1 (NFT_MARK after nb_set_mark(), which loads it) */
 void nb_ct_set_mark(struct rb *rb)
 {
     struct nftnl_expr *e = nb_expr(rb, "ct");
@@ -429,16 +514,17 @@ void nb_ct_set_mark(struct rb *rb)
     nftnl_expr_set_u32(e, NFTNL_EXPR_CT_SREG, NFT_REG_1);
 }
 
-/* the connection's conntrack mark is NFT_MARK */
-void nb_match_ct_mark(struct rb *rb)
+/* the connection's conntrack mark := MARK */
+void nb_ct_mark_set(struct rb *rb, uint32_t mark)
 {
-    struct nftnl_expr *e = nb_expr(rb, "ct");
-    uint32_t mark = NFT_MARK;
+    nb_imm(rb, NFT_REG_1, &mark, 4);
+    nb_ct_set_mark(rb);
+}
 
-    if (e) {
-        nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, NFT_CT_MARK);
-        nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
-    }
+/* the connection's conntrack mark is MARK */
+void nb_match_ct_mark(struct rb *rb, uint32_t mark)
+{
+    nb_ct_load(rb, NFT_CT_MARK, -1);
     nb_cmp(rb, NFT_CMP_EQ, &mark, 4);
 }
 

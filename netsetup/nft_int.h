@@ -42,12 +42,20 @@
 #define SET_PRE "sandbox_pre"
 #define SET_NAT "sandbox_nat"
 #define SET_IFS "sandboxes"
+#define SET_POST "sandbox_post"
+#define SET_LINKS "links"
+#define CHAIN_FORWARDS NFT_CHAIN_FORWARDS
+#define TYPE_IPADDR 7                   /* nft's datatype ids, for `nft list` */
+#define TYPE_INET_SERVICE 13
+#define TYPE_BITS 6                     /* a concatenation's type: ids shifted in */
 
 /* Counter comments, read back by status. */
 #define C_PROXY "proxy"
 #define C_DNS "dns"
 #define C_REJECT "rejected"
 #define C_DROP "dropped"
+#define C_IN "in"                       /* every packet to the sandbox (post-NAME) */
+#define C_OUT "out"                     /* every packet from it (pre-NAME) */
 
 struct nft_batch {
     char *buf;
@@ -71,8 +79,13 @@ void nb_put_chain(struct nft_batch *b, uint16_t type, const char *name, int hook
                   int prio, const char *ctype);
 void nb_put_flush(struct nft_batch *b, const char *chain);
 void nb_put_set(struct nft_batch *b, const char *name, bool map, uint32_t id);
+void nb_put_set_key(struct nft_batch *b, const char *name, uint32_t key_type,
+                    uint32_t key_len, bool host_order, bool map, uint32_t id);
 void nb_put_elem(struct nft_batch *b, uint16_t type, const char *set, const char *ifname,
                  const char *chain);
+void nb_put_elem_key(struct nft_batch *b, uint16_t type, const char *set, const void *key,
+                     uint32_t key_len, const char *chain, const char *what);
+void nb_put_rule_del(struct nft_batch *b, const char *chain, uint64_t handle);
 void nb_add(struct nftnl_rule *r, struct nftnl_expr *e, bool *oom);
 struct nftnl_expr *nb_expr(struct rb *rb, const char *name);
 void nb_meta_load(struct rb *rb, uint32_t key);
@@ -80,9 +93,16 @@ void nb_cmp(struct rb *rb, uint32_t op, const void *data, uint32_t len);
 void nb_match_u8(struct rb *rb, uint32_t key, uint8_t v);
 void nb_match_u32(struct rb *rb, uint32_t key, uint32_t op, uint32_t v);
 void nb_payload(struct rb *rb, uint32_t base, uint32_t off, uint32_t len);
+void nb_payload_reg(struct rb *rb, uint32_t base, uint32_t off, uint32_t len, uint32_t reg);
 void nb_match_dport(struct rb *rb, uint16_t port);
 void nb_match_sport(struct rb *rb, uint16_t port);
+void nb_ct_load(struct rb *rb, uint32_t key, int dir);
+void nb_match_ct_dir(struct rb *rb, uint8_t dir);
 void nb_match_ct_reply(struct rb *rb);
+void nb_lookup(struct rb *rb, const char *set, uint32_t sreg);
+void nb_jump(struct rb *rb, const char *chain);
+void nb_masquerade(struct rb *rb);
+void nb_ct_mark_set(struct rb *rb, uint32_t mark);
 void nb_fib_saddr_type(struct rb *rb);
 void nb_masked_cmp(struct rb *rb, const void *mask, const void *v, uint32_t len,
                    uint32_t op);
@@ -94,7 +114,7 @@ void nb_verdict(struct rb *rb, int v);
 void nb_counter(struct rb *rb);
 void nb_set_mark(struct rb *rb);
 void nb_ct_set_mark(struct rb *rb);
-void nb_match_ct_mark(struct rb *rb);
+void nb_match_ct_mark(struct rb *rb, uint32_t mark);
 void nb_to_addr_port(struct rb *rb, const char *kind, int family, const uint8_t *addr,
                      uint16_t port);
 void nb_reject_port_unreach(struct rb *rb);

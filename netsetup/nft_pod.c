@@ -166,7 +166,7 @@ int nft_build_pod(struct nft_batch *b, const struct nft_pod *p)
     nb_match_ct_reply(&rb);
     nb_meta_load(&rb, NFT_META_OIFNAME);
     nb_cmp(&rb, NFT_CMP_NEQ, loname, IFNAMSIZ);
-    nb_match_ct_mark(&rb);
+    nb_match_ct_mark(&rb, NFT_MARK);
     nb_counter(&rb);
     nb_verdict(&rb, NF_DROP);
     nb_rule_end(b, &rb, C_DROP);

@@ -182,21 +182,26 @@ int nft_chain_exists(const char *chain)
     return exists(NFT_MSG_GETCHAIN, build_chain_get, chain);
 }
 
+struct elem_key {
+    const char *set;
+    const void *key;
+    uint32_t len;
+};
+
 static void build_elem_get(struct nlmsghdr *nlh, const void *arg)
 {
+    const struct elem_key *k = arg;
     struct nftnl_set *s = nftnl_set_alloc();
     struct nftnl_set_elem *e = nftnl_set_elem_alloc();
-    char key[IFNAMSIZ] = {0};
 
     if (!s || !e) {
         nftnl_set_free(s);
         nftnl_set_elem_free(e);
         return;
     }
-    strncpy(key, arg, IFNAMSIZ - 1);
     nftnl_set_set_str(s, NFTNL_SET_TABLE, NFT_TABLE);
-    nftnl_set_set_str(s, NFTNL_SET_NAME, SET_IFS);
-    nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, key, IFNAMSIZ);
+    nftnl_set_set_str(s, NFTNL_SET_NAME, k->set);
+    nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, k->key, k->len);
     nftnl_set_elem_add(s, e);
     nftnl_set_elems_nlmsg_build_payload(nlh, s);
     nftnl_set_free(s);
@@ -204,7 +209,23 @@ static void build_elem_get(struct nlmsghdr *nlh, const void *arg)
 
 int nft_sandbox_elem_exists(const char *ifname)
 {
-    return exists(NFT_MSG_GETSETELEM, build_elem_get, ifname);
+    char key[IFNAMSIZ] = {0};
+    struct elem_key k = {SET_IFS, key, IFNAMSIZ};
+
+    strncpy(key, ifname, IFNAMSIZ - 1);
+    return exists(NFT_MSG_GETSETELEM, build_elem_get, &k);
+}
+
+int nft_link_exists(const uint8_t src[4], const uint8_t dst[4], uint16_t port)
+{
+    uint8_t key[NFT_LINK_KEY_LEN] = {0};
+    uint16_t be = htons(port);
+    struct elem_key k = {SET_LINKS, key, sizeof(key)};
+
+    memcpy(key, src, 4);
+    memcpy(key + 4, dst, 4);
+    memcpy(key + 8, &be, 2);
+    return exists(NFT_MSG_GETSETELEM, build_elem_get, &k);
 }
 
 static void build_rule_dump(struct nlmsghdr *nlh, const void *arg)
@@ -226,27 +247,77 @@ static int comment_cb(const struct nftnl_udata *attr, void *data)
     return 0;
 }
 
-static int counters_cb(const struct nlmsghdr *nlh, void *data)
+/* R's comment, or NULL. */
+static const char *rule_comment(const struct nftnl_rule *r)
 {
-    struct nft_counters *c = data;
-    struct nftnl_rule *r = nftnl_rule_alloc();
-    struct nftnl_expr_iter *it;
-    struct nftnl_expr *e;
     const char *comment = NULL;
     const void *ud;
     uint32_t udlen;
-    uint64_t pkts = 0;
 
-    if (!r || nftnl_rule_nlmsg_parse(nlh, r) < 0)
-        goto out;
     ud = nftnl_rule_get_data(r, NFTNL_RULE_USERDATA, &udlen);
-    if (!ud || nftnl_udata_parse(ud, udlen, comment_cb, &comment) < 0 || !comment)
-        goto out;
-    it = nftnl_expr_iter_create(r);
-    while (it && (e = nftnl_expr_iter_next(it)) != NULL)
-        if (strcmp(nftnl_expr_get_str(e, NFTNL_EXPR_NAME), "counter") == 0)
-            pkts = nftnl_expr_get_u64(e, NFTNL_EXPR_CTR_PACKETS);
+    if (!ud || nftnl_udata_parse(ud, udlen, comment_cb, &comment) < 0)
+        return NULL;
+    return comment;
+}
+
+static bool comment_matches(const char *comment, const char *want, bool prefix)
+{
+    if (!want)
+        return true;
+    if (!comment)
+        return false;
+    return prefix ? strncmp(comment, want, strlen(want)) == 0 : strcmp(comment, want) == 0;
+}
+
+/* Every rule of a dump, parsed, with its comment, handed to FN. */
+struct rule_walk {
+    void (*fn)(struct nftnl_rule *r, const char *comment, void *arg);
+    void *arg;
+};
+
+static int walk_cb(const struct nlmsghdr *nlh, void *data)
+{
+    struct rule_walk *w = data;
+    struct nftnl_rule *r = nftnl_rule_alloc();
+
+    if (r && nftnl_rule_nlmsg_parse(nlh, r) == 0)
+        w->fn(r, rule_comment(r), w->arg);
+    nftnl_rule_free(r);
+    return MNL_CB_OK;
+}
+
+static int walk_chain(const char *chain, void (*fn)(struct nftnl_rule *, const char *, void *),
+                      void *arg)
+{
+    struct rule_walk w = {fn, arg};
+
+    return nf_get(NFT_MSG_GETRULE, true, build_rule_dump, chain, walk_cb, &w);
+}
+
+/* The packets and bytes of R's counter. */
+static void rule_counter(struct nftnl_rule *r, uint64_t *pkts, uint64_t *bytes)
+{
+    struct nftnl_expr_iter *it = nftnl_expr_iter_create(r);
+    struct nftnl_expr *e;
+
+    *pkts = *bytes = 0;
+    while (it && (e = nftnl_expr_iter_next(it)) != NULL) {
+        if (strcmp(nftnl_expr_get_str(e, NFTNL_EXPR_NAME), "counter") == 0) {
+            *pkts = nftnl_expr_get_u64(e, NFTNL_EXPR_CTR_PACKETS);
+            *bytes = nftnl_expr_get_u64(e, NFTNL_EXPR_CTR_BYTES);
+        }
+    }
     nftnl_expr_iter_destroy(it);
+}
+
+static void sandbox_counter(struct nftnl_rule *r, const char *comment, void *arg)
+{
+    struct nft_counters *c = arg;
+    uint64_t pkts, bytes;
+
+    if (!comment)
+        return;
+    rule_counter(r, &pkts, &bytes);
     if (strcmp(comment, C_PROXY) == 0)
         c->proxy += pkts;
     else if (strcmp(comment, C_DNS) == 0)
@@ -255,32 +326,95 @@ static int counters_cb(const struct nlmsghdr *nlh, void *data)
         c->rejected += pkts;
     else if (strcmp(comment, C_DROP) == 0)
         c->dropped += pkts;
-out:
-    nftnl_rule_free(r);
-    return MNL_CB_OK;
+    else if (strcmp(comment, C_IN) == 0)
+        c->packets_in += pkts, c->bytes_in += bytes;
+    else if (strcmp(comment, C_OUT) == 0)
+        c->packets_out += pkts, c->bytes_out += bytes;
 }
 
 int nft_chain_counters(const char *chain, struct nft_counters *c)
 {
-    return nf_get(NFT_MSG_GETRULE, true, build_rule_dump, chain, counters_cb, c);
+    return walk_chain(chain, sandbox_counter, c);
 }
 
 int nft_sandbox_counters(const char *name, struct nft_counters *c)
 {
-    char pre[64], nat[64];
+    struct nft_chains ch;
     int r;
 
     memset(c, 0, sizeof(*c));
-    nft_chain_names(name, pre, nat);
-    r = nft_chain_counters(pre, c);
-    if (r == 0)
-        r = nft_chain_counters(nat, c);
+    nft_chain_names(name, &ch);
+    if ((r = nft_chain_counters(ch.pre, c)) == 0 && (r = nft_chain_counters(ch.nat, c)) == 0)
+        r = nft_chain_counters(ch.post, c);
+    return r;
+}
+
+struct fwd_ctx {
+    char conn[96], in[96], out[96];
+    struct nft_forward_counters *c;
+};
+
+static void forward_counter(struct nftnl_rule *r, const char *comment, void *arg)
+{
+    struct fwd_ctx *f = arg;
+    uint64_t pkts, bytes;
+
+    if (!comment)
+        return;
+    rule_counter(r, &pkts, &bytes);
+    if (strcmp(comment, f->conn) == 0)
+        f->c->connections += pkts;      /* a nat rule sees a connection's first packet */
+    else if (strcmp(comment, f->in) == 0)
+        f->c->packets_in += pkts, f->c->bytes_in += bytes;
+    else if (strcmp(comment, f->out) == 0)
+        f->c->packets_out += pkts, f->c->bytes_out += bytes;
+}
+
+int nft_forward_counters(const char *name, const char *key, struct nft_forward_counters *c)
+{
+    struct fwd_ctx f = {.c = c};
+    struct nft_chains ch;
+    int r;
+
+    memset(c, 0, sizeof(*c));
+    snprintf(f.conn, sizeof(f.conn), "%s %s", name, key);
+    snprintf(f.in, sizeof(f.in), "%s %s", C_IN, key);
+    snprintf(f.out, sizeof(f.out), "%s %s", C_OUT, key);
+    nft_chain_names(name, &ch);
+    if ((r = walk_chain(CHAIN_FORWARDS, forward_counter, &f)) == 0)
+        r = walk_chain(ch.fwd, forward_counter, &f);
+    return r;
+}
+
+struct handles_ctx {
+    const char *want;
+    bool prefix;
+    uint64_t *out;
+    size_t max, n;
+};
+
+static void rule_handle(struct nftnl_rule *r, const char *comment, void *arg)
+{
+    struct handles_ctx *h = arg;
+
+    if (comment_matches(comment, h->want, h->prefix) && h->n < h->max)
+        h->out[h->n++] = nftnl_rule_get_u64(r, NFTNL_RULE_HANDLE);
+}
+
+int nft_rule_handles(const char *chain, const char *comment, bool prefix, uint64_t *out,
+                     size_t max, size_t *n)
+{
+    struct handles_ctx h = {comment, prefix, out, max, 0};
+    int r = walk_chain(chain, rule_handle, &h);
+
+    *n = h.n;
     return r;
 }
 
 struct text_ctx {
     char *out;
     size_t len, off;
+    const char *prefix;         /* only rules whose comment starts with it */
 };
 
 /* libnftnl's text of R with counter values and handle stripped. */
@@ -329,40 +463,37 @@ static void rule_text(struct nftnl_rule *r, struct text_ctx *t)
     }
 }
 
-static int text_cb(const struct nlmsghdr *nlh, void *data)
+static void text_rule(struct nftnl_rule *r, const char *comment, void *arg)
 {
-    struct nftnl_rule *r = nftnl_rule_alloc();
+    struct text_ctx *t = arg;
 
-    if (r && nftnl_rule_nlmsg_parse(nlh, r) == 0)
-        rule_text(r, data);
-    nftnl_rule_free(r);
-    return MNL_CB_OK;
+    if (comment_matches(comment, t->prefix, true))
+        rule_text(r, t);
 }
 
-int nft_chain_text(const char *chain, char *out, size_t len)
+int nft_chain_text(const char *chain, const char *prefix, char *out, size_t len)
 {
-    struct text_ctx t = {.out = out, .len = len};
+    struct text_ctx t = {.out = out, .len = len, .prefix = prefix};
 
     out[0] = '\0';
-    return nf_get(NFT_MSG_GETRULE, true, build_rule_dump, chain, text_cb, &t);
+    return walk_chain(chain, text_rule, &t);
 }
 
-int nft_expect_text(const struct nft_sandbox *s, const char *chain, char *out, size_t len)
+int nft_expect_text(struct nft_batch *b, const char *chain, const char *prefix, char *out,
+                    size_t len)
 {
-    struct text_ctx t = {.out = out, .len = len};
-    struct nft_batch *b = nft_batch_new();
+    struct text_ctx t = {.out = out, .len = len, .prefix = prefix};
     const struct nlmsghdr *nlh;
     const void *data;
     size_t size;
-    int r, left;
+    int left;
 
     out[0] = '\0';
-    if (!b)
-        return -ENOMEM;
-    r = nft_build_sandbox_add(b, s);
     data = nft_batch_data(b, &size);
+    if (b->err)
+        return b->err;
     left = (int)size;
-    for (nlh = data; r == 0 && mnl_nlmsg_ok(nlh, left); nlh = mnl_nlmsg_next(nlh, &left)) {
+    for (nlh = data; mnl_nlmsg_ok(nlh, left); nlh = mnl_nlmsg_next(nlh, &left)) {
         struct nftnl_rule *rule;
 
         if ((nlh->nlmsg_type & 0xff) != NFT_MSG_NEWRULE)
@@ -370,9 +501,8 @@ int nft_expect_text(const struct nft_sandbox *s, const char *chain, char *out, s
         rule = nftnl_rule_alloc();
         if (rule && nftnl_rule_nlmsg_parse(nlh, rule) == 0 &&
             strcmp(nftnl_rule_get_str(rule, NFTNL_RULE_CHAIN), chain) == 0)
-            rule_text(rule, &t);
+            text_rule(rule, rule_comment(rule), &t);
         nftnl_rule_free(rule);
     }
-    nft_batch_free(b);
-    return r;
+    return 0;
 }

@@ -11,8 +11,21 @@
  *   dstnat (nat): iifname vmap @sandbox_nat -> chain nat-NAME: DNS -> dnat to
  *       the proxy's DNS address.
  *   input, forward (filter): iifname @sandboxes: only marked (TPROXY) and
- *       DNATed (DNS) packets are delivered; nothing is ever forwarded.
- * The maps keep the per-packet cost flat however many sandboxes there are.
+ *       DNATed (DNS) packets are delivered; nothing is forwarded but the
+ *       connections a forward or a link opened (conntrack mark FWD or LINK).
+ *   postrouting (filter): oifname vmap @sandbox_post -> chain post-NAME: the
+ *       counter of every packet to the sandbox (pre-NAME's first rule counts
+ *       every packet from it).
+ *   dstnat_local (nat, output) and dstnat for packets not from a sandbox: jump
+ *       forwards, one DNAT rule per forward (and --from network), commented
+ *       "NAME PROTO ADDR:PORT", setting conntrack mark FWD; srcnat masquerades
+ *       them to the gateway, so the sandbox never learns the client's address.
+ *       Chain fwd-NAME counts each forward's packets both ways.
+ *   set links (saddr . daddr . dport): a sandbox's TCP to a linked peer's port
+ *       is accepted and routed (conntrack mark LINK) instead of TPROXYed.
+ * The maps and sets keep the per-packet cost flat however many sandboxes and
+ * links there are; the forwards chain is read by a connection's first packet
+ * only, and only for connections that do not come from a sandbox.
  */
 #ifndef SLUICE_NFT_RULES_H
 #define SLUICE_NFT_RULES_H
@@ -25,6 +38,10 @@
 #define NFT_MARK 0x534c         /* "SL": packets TPROXY hands to the proxy */
 #define NFT_ROUTE_TABLE 0x534c  /* policy-routing table holding local default routes */
 #define NFT_RULE_PRIO 9999      /* priority of the "fwmark -> table" rules */
+#define NFT_CT_FWD 0x534d       /* conntrack mark: a connection a forward DNATed */
+#define NFT_CT_LINK 0x534e      /* conntrack mark: a connection a link let through */
+#define NFT_CHAIN_FORWARDS "forwards"
+#define NFT_LINK_KEY_LEN 12     /* saddr . daddr . dport, each in a 32-bit register */
 
 struct nft_sandbox {
     const char *name;
@@ -37,6 +54,24 @@ struct nft_sandbox {
     uint16_t proxy_port;
     uint16_t dns_port;
     uint32_t max_conntrack;     /* new connections beyond this many are dropped */
+};
+
+struct nft_forward {
+    const char *name;           /* the sandbox */
+    const char *key;            /* "tcp 127.0.0.1:8080" (forward_key()) */
+    uint8_t proto;              /* IPPROTO_TCP or IPPROTO_UDP */
+    uint8_t addr[4];            /* what clients connect to */
+    uint16_t port;
+    uint8_t to_addr[4];         /* the sandbox's address */
+    uint16_t to_port;
+    size_t n_from;              /* 0: any source */
+    uint8_t from_addr[8][4];
+    uint8_t from_len[8];
+};
+
+/* The chains of one sandbox. */
+struct nft_chains {
+    char pre[64], nat[64], post[64], fwd[64];
 };
 
 struct nft_pod {
@@ -59,10 +94,20 @@ int nft_build_sandbox_add(struct nft_batch *b, const struct nft_sandbox *s);
 /* Removes one sandbox: map elements first, then its chains. */
 int nft_build_sandbox_del(struct nft_batch *b, const struct nft_sandbox *s, bool elems,
                           bool chains);
+/* One forward: its DNAT rules in chain forwards, its counters in fwd-NAME. */
+int nft_build_forward_add(struct nft_batch *b, const struct nft_forward *f);
+/* Deletes rule HANDLE of CHAIN. */
+int nft_build_rule_del(struct nft_batch *b, const char *chain, uint64_t handle);
+/* Adds or deletes the link element SRC . DST . PORT. */
+int nft_build_link(struct nft_batch *b, bool add, const uint8_t src[4], const uint8_t dst[4],
+                   uint16_t port);
 /* Removes the whole table. */
 int nft_build_table_del(struct nft_batch *b);
 /* The pod-mode ruleset (table inet sluice in the pod's namespace). */
 int nft_build_pod(struct nft_batch *b, const struct nft_pod *p);
+
+/* Messages in B so far, begin and end not counted. */
+size_t nft_batch_msgs(const struct nft_batch *b);
 
 /* The finished batch (begin ... end) as bytes, for sending or for tests. */
 const void *nft_batch_data(struct nft_batch *b, size_t *len);
@@ -94,9 +139,26 @@ int nft_chain_exists(const char *chain);
 /* 1 when IFNAME is in the sandboxes set. */
 int nft_sandbox_elem_exists(const char *ifname);
 
+/* 1 when SRC . DST . PORT is in the links set. */
+int nft_link_exists(const uint8_t src[4], const uint8_t dst[4], uint16_t port);
+
 struct nft_counters {
     uint64_t proxy, dns, rejected, dropped;     /* packets */
+    uint64_t packets_in, bytes_in, packets_out, bytes_out;  /* to and from the sandbox */
 };
+
+/* One forward's: connections DNATed, packets and bytes to and from the sandbox. */
+struct nft_forward_counters {
+    uint64_t connections, packets_in, bytes_in, packets_out, bytes_out;
+};
+int nft_forward_counters(const char *name, const char *key, struct nft_forward_counters *c);
+
+/*
+ * The handles of the rules of CHAIN whose comment is COMMENT, or starts with
+ * it when PREFIX (at most MAX; *N gets the count). -ENOENT without the chain.
+ */
+int nft_rule_handles(const char *chain, const char *comment, bool prefix, uint64_t *out,
+                     size_t max, size_t *n);
 
 /* Per-sandbox counters, read back from the commented rules of its chains. */
 int nft_sandbox_counters(const char *name, struct nft_counters *c);
@@ -107,13 +169,15 @@ int nft_chain_counters(const char *chain, struct nft_counters *c);
 /*
  * The live rules of chain CHAIN printed by libnftnl, one per line, with
  * counters and handles left out: what verify compares against nft_expect().
+ * Only rules whose comment starts with PREFIX, when it is not NULL.
  */
-int nft_chain_text(const char *chain, char *out, size_t len);
+int nft_chain_text(const char *chain, const char *prefix, char *out, size_t len);
 
-/* The same text for the rules nft_build_sandbox_add() would install in CHAIN. */
-int nft_expect_text(const struct nft_sandbox *s, const char *chain, char *out, size_t len);
+/* The same text for the rules of CHAIN in batch B (as built, not yet sent). */
+int nft_expect_text(struct nft_batch *b, const char *chain, const char *prefix, char *out,
+                    size_t len);
 
 /* Chain names of a sandbox. */
-void nft_chain_names(const char *name, char pre[64], char nat[64]);
+void nft_chain_names(const char *name, struct nft_chains *c);
 
 #endif

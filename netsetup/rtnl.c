@@ -252,6 +252,63 @@ int rtnl_link_del(struct rtnl *r, const char *ifname)
     return talk(r, nlh, NULL, NULL);
 }
 
+/*
+ * Many links deleted in one request: each joins GROUP, then one RTM_DELLINK
+ * for the group unregisters them together, sharing the kernel's waits for
+ * RCU that a deletion each would pay one by one.
+ */
+int rtnl_link_set_group(struct rtnl *r, const char *ifname, uint32_t group)
+{
+    char buf[RTNL_BUF];
+    struct nlmsghdr *nlh = new_msg(buf, RTM_NEWLINK, 0);
+    struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
+
+    note_call(r, "RTM_NEWLINK %s group %u", ifname, group);
+    ifi->ifi_family = AF_UNSPEC;
+    mnl_attr_put_strz(nlh, IFLA_IFNAME, ifname);
+    mnl_attr_put_u32(nlh, IFLA_GROUP, group);
+    return talk(r, nlh, NULL, NULL);
+}
+
+int rtnl_link_del_group(struct rtnl *r, uint32_t group)
+{
+    char buf[RTNL_BUF];
+    struct nlmsghdr *nlh = new_msg(buf, RTM_DELLINK, 0);
+    struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
+
+    note_call(r, "RTM_DELLINK group %u", group);
+    ifi->ifi_family = AF_UNSPEC;
+    mnl_attr_put_u32(nlh, IFLA_GROUP, group);
+    return talk(r, nlh, NULL, NULL);
+}
+
+struct group_ctx {
+    uint32_t group;
+    bool used;
+};
+
+static int group_cb(const struct nlmsghdr *nlh, void *data)
+{
+    struct group_ctx *c = data;
+    const struct nlattr *a;
+
+    for_each_attr(a, nlh, sizeof(struct ifinfomsg))
+        if (mnl_attr_get_type(a) == IFLA_GROUP && mnl_attr_get_payload_len(a) == 4 &&
+            mnl_attr_get_u32(a) == c->group)
+            c->used = true;
+    return MNL_CB_OK;
+}
+
+int rtnl_link_group_used(struct rtnl *r, uint32_t group)
+{
+    struct group_ctx c = {group, false};
+    int ret;
+
+    note_call(r, "RTM_GETLINK dump");
+    ret = dump(r, RTM_GETLINK, AF_UNSPEC, sizeof(struct ifinfomsg), group_cb, &c);
+    return ret < 0 ? ret : c.used;
+}
+
 int rtnl_link_set_up(struct rtnl *r, int ifindex)
 {
     char buf[RTNL_BUF];

@@ -28,6 +28,11 @@ int rtnl_link_add_veth(struct rtnl *r, const char *host_if, const char *peer_if,
                        int netns_fd);
 int rtnl_link_del(struct rtnl *r, const char *ifname);
 int rtnl_link_set_up(struct rtnl *r, int ifindex);
+/* Deleting many links at once: each joins GROUP, then the group goes in one request. */
+int rtnl_link_set_group(struct rtnl *r, const char *ifname, uint32_t group);
+int rtnl_link_del_group(struct rtnl *r, uint32_t group);
+/* 1 when a link of this namespace is in GROUP, 0 when none is, -errno. */
+int rtnl_link_group_used(struct rtnl *r, uint32_t group);
 
 /* ADDR/LEN of FAMILY on IFINDEX (a host address with the subnet's prefix length). */
 int rtnl_addr_add(struct rtnl *r, int ifindex, int family, const uint8_t *addr, unsigned len);

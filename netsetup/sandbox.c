@@ -404,27 +404,43 @@ static int teardown(struct ns_error *e, const struct sandbox *s, struct others o
     struct nft_batch *b;
     struct nft_socket *nft = NULL;
     struct rtnl *rt = NULL;
-    char pre[64], nat[64];
+    struct nft_chains c;
+    struct sandbox *all = NULL;
+    size_t n_all = 0;
     int r, first = 0;
 
     if (s->mode == SANDBOX_ISOLATED)
         return teardown_isolated(e, s);
     sandbox_nft_view(s, &n);
-    nft_chain_names(s->name, pre, nat);
+    nft_chain_names(s->name, &c);
     sandbox_note(e, "reading table inet " NFT_TABLE);
     r = nft_table_exists();
     if (r > 0) {
+        bool elems = nft_sandbox_elem_exists(s->host_if) > 0;
+        bool chains = nft_chain_exists(c.pre) > 0;
+
         b = nft_batch_new();
         if (!b)
             return -ENOMEM;
-        if (others.all == 0)
+        if (others.all == 0) {
             r = nft_build_table_del(b);
-        else
-            r = nft_build_sandbox_del(b, &n, nft_sandbox_elem_exists(s->host_if) > 0,
-                                      nft_chain_exists(pre) > 0);
-        if (r == 0)
+        } else if (elems || chains) {   /* else: gone already (down of many) */
+            r = state_list(&all, &n_all);
+            if (r == 0 && chains)       /* with its chains, its forwards and links */
+                r = sandbox_build_peer_del(e, b, s, all, n_all);
+            if (r == 0)
+                r = nft_build_sandbox_del(b, &n, elems, chains);
+        }
+        if (r == 0 && nft_batch_msgs(b) == 0) {
+            nft_batch_free(b);
+            b = NULL;
+        }
+        if (r == 0 && b)
             r = nft_commit_keep(e, b, &nft);     /* released after the veth is gone */
         nft_batch_free(b);
+        if (r == 0 && all)
+            sandbox_forget_peer(s, all, n_all);
+        free(all);
     }
     if (r < 0)
         first = r;
@@ -473,6 +489,27 @@ static int teardown(struct ns_error *e, const struct sandbox *s, struct others o
     return first;
 }
 
+/* The records, read once for many sandboxes in one call and added to as they are made. */
+struct known {
+    struct sandbox *v;
+    size_t n, cap;
+};
+
+static int known_add(struct known *k, const struct sandbox *s)
+{
+    if (k->n == k->cap) {
+        size_t cap = k->cap ? k->cap * 2 : 64;
+        struct sandbox *v = realloc(k->v, cap * sizeof(*v));
+
+        if (!v)
+            return -ENOMEM;
+        k->v = v;
+        k->cap = cap;
+    }
+    k->v[k->n++] = *s;
+    return 0;
+}
+
 struct used_ctx {
     struct cidr *v;
     size_t n, cap;
@@ -500,7 +537,7 @@ static int collect_used(const struct cidr *prefix, int ifindex, void *data)
  * address of this namespace.
  */
 static int choose_subnet(struct ns_error *e, struct rtnl *rt, const struct up_opts *o,
-                         struct sandbox *s)
+                         struct sandbox *s, const struct known *known)
 {
     struct sandbox *all = NULL;
     struct used_ctx u = {0};
@@ -508,13 +545,19 @@ static int choose_subnet(struct ns_error *e, struct rtnl *rt, const struct up_op
     size_t n = 0, i;
     int r;
 
-    sandbox_note(e, "listing sandboxes in %s", state_dir());
-    if ((r = state_list(&all, &n)) < 0)
-        return r;
+    if (known) {            /* many in one call: the records read once, kept up to date */
+        all = known->v;
+        n = known->n;
+    } else {
+        sandbox_note(e, "listing sandboxes in %s", state_dir());
+        if ((r = state_list(&all, &n)) < 0)
+            return r;
+    }
     u.cap = n + 1024;
     u.v = calloc(u.cap, sizeof(*u.v));
     if (!u.v) {
-        free(all);
+        if (!known)
+            free(all);
         return -ENOMEM;
     }
     for (i = 0; i < n; i++)
@@ -540,7 +583,8 @@ static int choose_subnet(struct ns_error *e, struct rtnl *rt, const struct up_op
         r = pool_pick(&pool, POOL_SLOT_LEN, u.v, u.n, &s->subnet);
     }
     free(u.v);
-    free(all);
+    if (!known)
+        free(all);
     return r;
 }
 
@@ -558,14 +602,14 @@ static bool same_request(const struct sandbox *s, const struct up_opts *o)
 static bool is_complete(const struct sandbox *s)
 {
     struct rtnl *rt;
-    char pre[64], nat[64];
+    struct nft_chains c;
     bool ok;
     int fd;
 
-    nft_chain_names(s->name, pre, nat);
+    nft_chain_names(s->name, &c);
     if (rtnl_open(&rt) < 0)
         return false;
-    ok = rtnl_link_is_up(rt, s->host_if) == 1 && nft_chain_exists(pre) == 1 &&
+    ok = rtnl_link_is_up(rt, s->host_if) == 1 && nft_chain_exists(c.fwd) == 1 &&
          nft_sandbox_elem_exists(s->host_if) == 1;
     rtnl_close(rt);
     if (ok && s->mode == SANDBOX_NETNS) {
@@ -654,6 +698,8 @@ static int configure_host(struct ns_error *e, struct rtnl *rt, const struct sand
     sandbox_note(e, "reading table inet " NFT_TABLE);
     if ((r = nft_table_exists()) < 0)
         return r;
+    if (r == 1)             /* a table from before forwards: its base is rewritten once */
+        r = nft_chain_exists(NFT_CHAIN_FORWARDS);
     b = nft_batch_new();
     if (!b)
         return -ENOMEM;
@@ -713,11 +759,8 @@ static int create_isolated(struct ns_error *e, const char *name, struct sandbox 
 {
     struct sandbox s = {.mode = SANDBOX_ISOLATED}, old;
     struct rtnl *rt = NULL;
-    int lock, r, nsfd = -1, saved, lo;
+    int r, nsfd = -1, saved, lo;
 
-    sandbox_note(e, "locking %s/lock", state_dir());
-    if ((lock = state_lock()) < 0)
-        return lock;
     r = state_load(name, &old);
     if (r == 0 && old.mode != SANDBOX_ISOLATED) {
         sandbox_note(e, "sandbox %s exists with a network (interface %s)", name, old.host_if);
@@ -761,21 +804,17 @@ fail:
 out:
     if (nsfd >= 0)
         close(nsfd);
-    state_unlock(lock);
     return r;
 }
 
 /* up and attach: the parts they share. */
 static int create(struct ns_error *e, const char *name, const struct up_opts *o,
-                  enum sandbox_mode mode, struct sandbox *out)
+                  enum sandbox_mode mode, struct sandbox *out, const struct known *known)
 {
     struct sandbox s = {0}, old;
     struct rtnl *rt = NULL;
-    int lock, r, nsfd = -1;
+    int r, nsfd = -1;
 
-    sandbox_note(e, "locking %s/lock", state_dir());
-    if ((lock = state_lock()) < 0)
-        return lock;
     r = state_load(name, &old);
     if (r == 0) {
         if (old.mode == SANDBOX_ISOLATED) {
@@ -829,7 +868,7 @@ static int create(struct ns_error *e, const char *name, const struct up_opts *o,
         sandbox_rtnl_check(e, rt, r);
         goto out;
     }
-    if ((r = choose_subnet(e, rt, o, &s)) < 0)
+    if ((r = choose_subnet(e, rt, o, &s, known)) < 0)
         goto out;
     sandbox_note(e, "recording sandbox %s in %s", name, state_dir());
     if ((r = state_save(&s)) < 0)
@@ -870,42 +909,255 @@ out:
     if (nsfd >= 0)
         close(nsfd);
     rtnl_close(rt);
-    state_unlock(lock);
     return r;
+}
+
+/* up or attach of NAME, under the lock the caller holds */
+static int create_locked(struct ns_error *e, const char *name, const struct up_opts *o,
+                         enum sandbox_mode mode, struct sandbox *out, const struct known *known)
+{
+    if (o->isolated)
+        return create_isolated(e, name, out);
+    return create(e, name, o, mode, out, known);
+}
+
+static int locked(struct ns_error *e)
+{
+    sandbox_note(e, "locking %s/lock", state_dir());
+    return state_lock();
 }
 
 int sandbox_up(struct ns_error *e, const char *name, const struct up_opts *o,
                struct sandbox *out)
 {
-    if (o->isolated)
-        return create_isolated(e, name, out);
-    return create(e, name, o, SANDBOX_NETNS, out);
+    int lock = locked(e), r;
+
+    if (lock < 0)
+        return lock;
+    r = create_locked(e, name, o, SANDBOX_NETNS, out, NULL);
+    state_unlock(lock);
+    return r;
 }
 
 int sandbox_attach(struct ns_error *e, const char *name, const struct up_opts *o,
                    struct sandbox *out)
 {
-    return create(e, name, o, SANDBOX_ATTACH, out);
+    int lock = locked(e), r;
+
+    if (lock < 0)
+        return lock;
+    r = create_locked(e, name, o, SANDBOX_ATTACH, out, NULL);
+    state_unlock(lock);
+    return r;
+}
+
+static int down_locked(struct ns_error *e, const char *name, bool *found)
+{
+    struct sandbox s;
+    int r;
+
+    *found = false;
+    r = state_load(name, &s);
+    if (r == -ENOENT)
+        return 0;
+    if (r < 0) {
+        sandbox_note(e, "reading the record of %s in %s", name, state_dir());
+        return r;
+    }
+    *found = true;
+    return teardown(e, &s, count_others(name));
 }
 
 int sandbox_down(struct ns_error *e, const char *name, bool *found)
 {
-    struct sandbox s;
-    int lock, r;
+    int lock = locked(e), r;
 
     *found = false;
-    sandbox_note(e, "locking %s/lock", state_dir());
-    if ((lock = state_lock()) < 0)
+    if (lock < 0)
         return lock;
-    r = state_load(name, &s);
-    if (r == -ENOENT) {
-        r = 0;
-    } else if (r < 0) {
-        sandbox_note(e, "reading the record of %s in %s", name, state_dir());
-    } else {
-        *found = true;
-        r = teardown(e, &s, count_others(name));
+    r = down_locked(e, name, found);
+    state_unlock(lock);
+    return r;
+}
+
+int sandbox_up_many(struct sandbox_job *jobs, size_t n)
+{
+    struct ns_error e = {.hint = NULL};
+    struct known k = {0};
+    int lock = locked(&e), r;
+    size_t i;
+
+    if (lock < 0)
+        return lock;
+    if ((r = state_list(&k.v, &k.n)) < 0) {
+        state_unlock(lock);
+        return r;
     }
+    k.cap = k.n;
+    for (i = 0; i < n; i++) {
+        struct sandbox_job *j = &jobs[i];
+
+        if (j->err)
+            continue;
+        j->err = create_locked(&j->e, j->name, &j->opts, SANDBOX_NETNS, &j->s, &k);
+        if (j->err == 0 && (r = known_add(&k, &j->s)) < 0) {
+            j->err = r;         /* made, but the next ones could not see it: stop */
+            for (i++; i < n; i++)
+                jobs[i].err = jobs[i].err ? jobs[i].err : -ENOMEM;
+        }
+    }
+    free(k.v);
+    state_unlock(lock);
+    return 0;
+}
+
+#define DOWN_CHUNK_MSGS 400     /* a sandbox's deletion is a few dozen messages */
+#define DOWN_GROUP 0x534c0000u  /* link group for deleting many veths at once (+ pid) */
+
+/*
+ * The nft part of many downs: the whole table when nothing else is left, or
+ * each sandbox's elements, chains, forward rules and link elements, in as few
+ * batches as fit. A batch the kernel refuses marks its jobs for the one-by-one
+ * path (FALLBACK), which checks what exists first. The sockets are kept (KEEP)
+ * until the veths are gone, so that the two waits overlap.
+ */
+static void down_nft(struct sandbox_job *jobs, struct sandbox **rec, size_t n, bool whole,
+                     const struct sandbox *all, size_t n_all, bool *fallback,
+                     struct nft_socket **keep, size_t *n_keep)
+{
+    struct nft_batch *b = NULL;
+    size_t i, first = 0;
+    int r;
+
+    if (nft_table_exists() != 1)
+        return;
+    for (i = 0; i <= n; i++) {
+        bool last = i == n;
+        struct nft_sandbox ns;
+
+        if (!last && (!rec[i] || rec[i]->mode == SANDBOX_ISOLATED || jobs[i].err))
+            continue;
+        if (!b && !(b = nft_batch_new()))
+            break;
+        if (!last && whole)
+            continue;
+        if (!last) {
+            sandbox_nft_view(rec[i], &ns);
+            sandbox_build_peer_del(&jobs[i].e, b, rec[i], all, n_all);
+            nft_build_sandbox_del(b, &ns, true, true);
+        }
+        if (!last && nft_batch_msgs(b) < DOWN_CHUNK_MSGS)
+            continue;
+        if (whole)
+            nft_build_table_del(b);
+        if (nft_batch_msgs(b) > 0) {
+            char desc[128];
+
+            r = nft_send_keep(b, desc, sizeof(desc), &keep[*n_keep]);
+            if (r == 0)
+                (*n_keep)++;
+            for (size_t k = first; r < 0 && k <= i && k < n; k++)
+                fallback[k] = true;
+        }
+        nft_batch_free(b);
+        b = NULL;
+        first = i + 1;
+    }
+    nft_batch_free(b);
+}
+
+/* The veths of the netns-mode jobs, deleted in one request by link group. */
+static void down_veths(struct rtnl *rt, struct sandbox_job *jobs, struct sandbox **rec,
+                       size_t n, const bool *fallback)
+{
+    uint32_t group = DOWN_GROUP | ((uint32_t)getpid() & 0xffff);
+    size_t i, members = 0;
+    int tries;
+
+    for (tries = 0; tries < 16 && rtnl_link_group_used(rt, group) != 0; tries++)
+        group++;                /* someone else's group: never delete their links */
+    if (tries == 16)
+        return;                 /* teardown() below deletes each veth by name */
+    for (i = 0; i < n; i++)
+        if (rec[i] && rec[i]->mode == SANDBOX_NETNS && !jobs[i].err && !fallback[i] &&
+            rtnl_link_set_group(rt, rec[i]->host_if, group) == 0)
+            members++;
+    if (members)
+        rtnl_link_del_group(rt, group);
+}
+
+int sandbox_down_many(struct sandbox_job *jobs, size_t n)
+{
+    struct ns_error e = {.hint = NULL};
+    struct sandbox *all = NULL, **rec = NULL, *rest = NULL;
+    struct nft_socket **keep = NULL;
+    struct others left = {0, 0};
+    bool *going = NULL, *fallback = NULL;
+    size_t n_all = 0, n_rest = 0, n_keep = 0, i, k;
+    struct rtnl *rt = NULL;
+    int lock = locked(&e), r;
+
+    if (lock < 0)
+        return lock;
+    if ((r = state_list(&all, &n_all)) < 0)
+        goto out;
+    rec = calloc(n + 1, sizeof(*rec));
+    fallback = calloc(n + 1, sizeof(*fallback));
+    going = calloc(n_all + 1, sizeof(*going));
+    rest = calloc(n_all + 1, sizeof(*rest));
+    keep = calloc(n / 8 + 2, sizeof(*keep));
+    if (!rec || !fallback || !going || !rest || !keep) {
+        r = -ENOMEM;
+        goto out;
+    }
+    for (i = 0; i < n; i++) {
+        for (k = 0; !jobs[i].err && k < n_all; k++) {
+            if (strcmp(all[k].name, jobs[i].name) == 0 && !going[k]) {
+                rec[i] = &all[k];
+                going[k] = jobs[i].found = true;
+            }
+        }
+    }
+    for (k = 0; k < n_all; k++) {
+        if (!going[k])
+            rest[n_rest++] = all[k];
+        if (!going[k] && all[k].mode != SANDBOX_ISOLATED) {
+            left.all++;
+            left.v6 += all[k].v6;
+        }
+    }
+    for (i = 0; i < n; i++)
+        if (rec[i] && rec[i]->mode == SANDBOX_ISOLATED)
+            jobs[i].err = teardown_isolated(&jobs[i].e, rec[i]);
+    down_nft(jobs, rec, n, left.all == 0, all, n_all, fallback, keep, &n_keep);
+    if ((r = sandbox_rtnl_check(&e, rt, rtnl_open(&rt))) < 0)
+        goto out;
+    down_veths(rt, jobs, rec, n, fallback);
+    rtnl_close(rt);
+    rt = NULL;
+    for (i = 0; i < n; i++) {
+        struct sandbox_job *j = &jobs[i];
+
+        if (!rec[i] || rec[i]->mode == SANDBOX_ISOLATED || j->err)
+            continue;
+        /* what is left of it (the veth if the group failed, the namespace, files,
+         * an attached tap's addresses) goes the one-by-one way, which skips what
+         * is gone; with the rules gone too, it sends no nft batch */
+        j->err = teardown(&j->e, rec[i], fallback[i] ? count_others(j->name) : left);
+        if (j->err == 0)
+            sandbox_forget_peer(rec[i], rest, n_rest);
+    }
+    r = 0;
+out:
+    for (i = 0; i < n_keep; i++)
+        nft_release(keep[i]);
+    rtnl_close(rt);
+    free(keep);
+    free(rest);
+    free(going);
+    free(fallback);
+    free(rec);
+    free(all);
     state_unlock(lock);
     return r;
 }
@@ -969,6 +1221,64 @@ int pod_down(struct ns_error *e)
 
 /* ---- status ---- */
 
+/* S's forwards (with their counters) and links: JSON arrays closing S's object,
+ * or indented lines under its row. */
+static void print_peers(const struct sandbox *s, bool json, FILE *out)
+{
+    char key[FORWARD_KEY_LEN], net[CIDR_STRLEN];
+    size_t i, j;
+
+    if (json)
+        fprintf(out, ", \"forwards\": [");
+    for (i = 0; i < s->n_forwards; i++) {
+        const struct forward *f = &s->forwards[i];
+        struct nft_forward_counters c;
+        char addr[INET_ADDRSTRLEN];
+
+        forward_key(f, key);
+        addr_text(AF_INET, f->addr, addr, sizeof(addr));
+        if (nft_forward_counters(s->name, key, &c) < 0)
+            memset(&c, 0, sizeof(c));
+        if (json) {
+            fprintf(out, "%s{\"proto\": \"%s\", \"addr\": \"%s\", \"port\": %u, "
+                    "\"sandbox_port\": %u, \"from\": [", i ? ", " : "",
+                    f->proto == IPPROTO_UDP ? "udp" : "tcp", addr, f->port, f->to_port);
+            for (j = 0; j < f->n_from; j++) {
+                cidr_format(&f->from[j], net);
+                fprintf(out, "%s\"%s\"", j ? ", " : "", net);
+            }
+            fprintf(out, "], \"connections\": %llu, \"packets_in\": %llu, \"bytes_in\": %llu, "
+                    "\"packets_out\": %llu, \"bytes_out\": %llu}",
+                    (unsigned long long)c.connections, (unsigned long long)c.packets_in,
+                    (unsigned long long)c.bytes_in, (unsigned long long)c.packets_out,
+                    (unsigned long long)c.bytes_out);
+            continue;
+        }
+        fprintf(out, "  forward %s -> port %u from ", key, f->to_port);
+        for (j = 0; j < f->n_from; j++) {
+            cidr_format(&f->from[j], net);
+            fprintf(out, "%s%s", j ? "," : "", net);
+        }
+        fprintf(out, "%s: %llu connections, in %llu packets %llu bytes, out %llu packets "
+                "%llu bytes\n", f->n_from ? "" : "any", (unsigned long long)c.connections,
+                (unsigned long long)c.packets_in, (unsigned long long)c.bytes_in,
+                (unsigned long long)c.packets_out, (unsigned long long)c.bytes_out);
+    }
+    if (json)
+        fprintf(out, "], \"links\": [");
+    for (i = 0; i < s->n_links; i++) {
+        const struct link *l = &s->links[i];
+
+        fprintf(out, json ? "%s{\"to\": \"%s\", \"ports\": [" : "%s  link -> %s ports ",
+                json && i ? ", " : "", l->peer);
+        for (j = 0; j < l->n_ports; j++)
+            fprintf(out, "%s%u", j ? "," : "", l->ports[j]);
+        fprintf(out, json ? "]}" : "\n");
+    }
+    if (json)
+        fprintf(out, "]}");
+}
+
 int sandbox_status(struct ns_error *e, const char *name, bool json, FILE *out)
 {
     struct sandbox *all = NULL, one;
@@ -997,9 +1307,9 @@ int sandbox_status(struct ns_error *e, const char *name, bool json, FILE *out)
     if (json)
         fprintf(out, "[");
     else
-        fprintf(out, "%-15s %-8s %-15s %-18s %-21s %5s %9s %9s %9s %9s\n", "NAME", "MODE",
-                "HOST_IF", "GATEWAY", "PROXY", "LINK", "PROXY_PKT", "DNS_PKT", "REJECTED",
-                "DROPPED");
+        fprintf(out, "%-15s %-8s %-15s %-18s %-21s %5s %9s %9s %9s %9s %12s %12s\n", "NAME",
+                "MODE", "HOST_IF", "GATEWAY", "PROXY", "LINK", "PROXY_PKT", "DNS_PKT",
+                "REJECTED", "DROPPED", "BYTES_IN", "BYTES_OUT");
     for (i = 0; i < n; i++) {
         struct nft_counters c;
         struct sandbox_view v;
@@ -1010,10 +1320,12 @@ int sandbox_status(struct ns_error *e, const char *name, bool json, FILE *out)
                 fprintf(out, "%s{\"name\": \"%s\", \"mode\": \"isolated\", \"host_if\": "
                         "null, \"gateway_addr\": null, \"sandbox_addr\": null, "
                         "\"proxy_listen\": null, \"dns_listen\": null, \"link_up\": false, "
-                        "\"counters\": null}", i ? ", " : "", all[i].name);
+                        "\"counters\": null, \"forwards\": [], \"links\": []}",
+                        i ? ", " : "", all[i].name);
             else
-                fprintf(out, "%-15s %-8s %-15s %-18s %-21s %5s %9s %9s %9s %9s\n",
-                        all[i].name, "isolated", "-", "-", "-", "-", "-", "-", "-", "-");
+                fprintf(out, "%-15s %-8s %-15s %-18s %-21s %5s %9s %9s %9s %9s %12s %12s\n",
+                        all[i].name, "isolated", "-", "-", "-", "-", "-", "-", "-", "-", "-",
+                        "-");
             continue;
         }
         up = rtnl_link_is_up(rt, all[i].host_if);
@@ -1025,20 +1337,25 @@ int sandbox_status(struct ns_error *e, const char *name, bool json, FILE *out)
                     "\"gateway_addr\": \"%s\", \"sandbox_addr\": \"%s\", "
                     "\"proxy_listen\": \"%s\", \"dns_listen\": \"%s\", \"link_up\": %s, "
                     "\"counters\": {\"proxy\": %llu, \"dns\": %llu, \"rejected\": %llu, "
-                    "\"dropped\": %llu}}", i ? ", " : "", all[i].name,
+                    "\"dropped\": %llu, \"packets_in\": %llu, \"bytes_in\": %llu, "
+                    "\"packets_out\": %llu, \"bytes_out\": %llu}", i ? ", " : "", all[i].name,
                     sandbox_mode_name(all[i].mode), all[i].host_if,
                     v.gateway_addr, v.sandbox_addr, v.proxy_listen, v.dns_listen,
                     up == 1 ? "true" : "false", (unsigned long long)c.proxy,
                     (unsigned long long)c.dns, (unsigned long long)c.rejected,
-                    (unsigned long long)c.dropped);
+                    (unsigned long long)c.dropped, (unsigned long long)c.packets_in,
+                    (unsigned long long)c.bytes_in, (unsigned long long)c.packets_out,
+                    (unsigned long long)c.bytes_out);
         } else {
-            fprintf(out, "%-15s %-8s %-15s %-18s %-21s %5s %9llu %9llu %9llu %9llu\n",
-                    all[i].name, sandbox_mode_name(all[i].mode),
+            fprintf(out, "%-15s %-8s %-15s %-18s %-21s %5s %9llu %9llu %9llu %9llu %12llu "
+                    "%12llu\n", all[i].name, sandbox_mode_name(all[i].mode),
                     all[i].host_if, v.gateway_addr, v.proxy_listen,
                     up == 1 ? "up" : up == 0 ? "down" : "gone", (unsigned long long)c.proxy,
                     (unsigned long long)c.dns, (unsigned long long)c.rejected,
-                    (unsigned long long)c.dropped);
+                    (unsigned long long)c.dropped, (unsigned long long)c.bytes_in,
+                    (unsigned long long)c.bytes_out);
         }
+        print_peers(&all[i], json, out);
     }
     if (json)
         fprintf(out, "]\n");

@@ -62,7 +62,40 @@ int sandbox_attach(struct ns_error *e, const char *name, const struct up_opts *o
 /* 0 also when there is no such sandbox; *FOUND says which. */
 int sandbox_down(struct ns_error *e, const char *name, bool *found);
 int pod_up(struct ns_error *e, const struct pod_opts *o);
+
+/*
+ * Many sandboxes in one call, under one lock: each job succeeds or fails on
+ * its own (its err and e), and a failed one leaves nothing behind. A job
+ * whose err is set on entry (an invalid name, a bad line) is skipped.
+ * Returns 0, or -errno when nothing could be tried (the lock).
+ */
+struct sandbox_job {
+    const char *name;
+    struct up_opts opts;        /* up */
+    int err;
+    struct ns_error e;
+    char usage[1100];           /* a usage problem found before (err -EINVAL): room
+                                   for NETSETUP_ERR_MAX and a line number */
+    struct sandbox s;           /* up: what was made */
+    bool found;                 /* down: there was such a sandbox */
+};
+int sandbox_up_many(struct sandbox_job *jobs, size_t n);
+int sandbox_down_many(struct sandbox_job *jobs, size_t n);
 int pod_down(struct ns_error *e);
+
+/*
+ * forward: PROTO ADDR:PORT of this namespace to the sandbox's F->to_port (again
+ * on the same PROTO ADDR:PORT: replaces it). unforward: PROTO 0 means both;
+ * a forward that is not there is no error. link: NAME1 may open TCP to
+ * NAME2's address on PORTS->ports (again: the ports replace the old ones);
+ * unlink: a link that is not there is no error. -EOPNOTSUPP: the sandbox has
+ * no network (isolated) or this namespace is in pod mode (usage, exit 2).
+ */
+int sandbox_forward(struct ns_error *e, const char *name, const struct forward *f);
+int sandbox_unforward(struct ns_error *e, const char *name, uint8_t proto,
+                      const uint8_t addr[4], uint16_t port);
+int sandbox_link(struct ns_error *e, const char *a, const char *b, const struct link *ports);
+int sandbox_unlink(struct ns_error *e, const char *a, const char *b);
 
 /* Prints what up/attach print, as key=value lines or one JSON object. */
 void sandbox_print(const struct sandbox *s, bool json, FILE *out);

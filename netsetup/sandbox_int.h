@@ -21,4 +21,22 @@ int sandbox_rtnl_check(struct ns_error *e, const struct rtnl *rt, int r);
 /* The rule builder's view of S. */
 void sandbox_nft_view(const struct sandbox *s, struct nft_sandbox *n);
 
+/* ... and of S's forward F; KEY (FORWARD_KEY_LEN) holds its name. */
+void sandbox_forward_view(const struct sandbox *s, const struct forward *f, char *key,
+                          struct nft_forward *out);
+
+/* Adds every forward of S to B (what up's rules plus forward's make). */
+int sandbox_build_forwards(struct nft_batch *b, const struct sandbox *s);
+
+/* Sets S's interface's forwarding and route_localnet from the records ALL (N). */
+int sandbox_peer_sysctls(struct ns_error *e, const struct sandbox *s,
+                         const struct sandbox *all, size_t n);
+
+/* down: adds to B the removal of S's forward rules and of the link elements
+ * from and to S; then sandbox_forget_peer() drops the links to S from the
+ * others' records (ALL, N: every record, S's included). */
+int sandbox_build_peer_del(struct ns_error *e, struct nft_batch *b, const struct sandbox *s,
+                           const struct sandbox *all, size_t n);
+void sandbox_forget_peer(const struct sandbox *s, struct sandbox *all, size_t n);
+
 #endif

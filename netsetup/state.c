@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +106,82 @@ const char *sandbox_mode_name(enum sandbox_mode m)
     return m == SANDBOX_ATTACH ? "attach" : m == SANDBOX_ISOLATED ? "isolated" : "netns";
 }
 
+struct forward *sandbox_find_forward(struct sandbox *s, uint8_t proto, const uint8_t addr[4],
+                                uint16_t port)
+{
+    size_t i;
+
+    for (i = 0; i < s->n_forwards; i++)
+        if (s->forwards[i].proto == proto && s->forwards[i].port == port &&
+            memcmp(s->forwards[i].addr, addr, 4) == 0)
+            return &s->forwards[i];
+    return NULL;
+}
+
+struct link *sandbox_find_link(struct sandbox *s, const char *peer)
+{
+    size_t i;
+
+    for (i = 0; i < s->n_links; i++)
+        if (strcmp(s->links[i].peer, peer) == 0)
+            return &s->links[i];
+    return NULL;
+}
+
+/* forward=tcp 127.0.0.1:8080 80 10.0.0.0/8,192.0.2.0/24 (or "-": any source) */
+static void forward_write(FILE *f, const struct forward *fw)
+{
+    char key[FORWARD_KEY_LEN], net[CIDR_STRLEN];
+    size_t i;
+
+    forward_key(fw, key);
+    fprintf(f, "forward=%s %u ", key, fw->to_port);
+    for (i = 0; i < fw->n_from; i++) {
+        cidr_format(&fw->from[i], net);
+        fprintf(f, "%s%s", i ? "," : "", net);
+    }
+    fprintf(f, "%s\n", fw->n_from ? "" : "-");
+}
+
+static bool forward_read(char *v, struct forward *fw)
+{
+    char *proto, *at, *to, *from, *save = NULL, *tok;
+
+    memset(fw, 0, sizeof(*fw));
+    if (!(proto = strtok_r(v, " ", &save)) || !(at = strtok_r(NULL, " ", &save)) ||
+        !(to = strtok_r(NULL, " ", &save)) || !(from = strtok_r(NULL, " ", &save)))
+        return false;
+    if (strcmp(proto, "tcp") != 0 && strcmp(proto, "udp") != 0)
+        return false;
+    fw->proto = strcmp(proto, "udp") == 0 ? IPPROTO_UDP : IPPROTO_TCP;
+    if (!strchr(at, ':') || !forward_addr_parse(at, fw->addr, &fw->port) ||
+        !port_parse(to, &fw->to_port))
+        return false;
+    if (strcmp(from, "-") == 0)
+        return true;
+    save = NULL;
+    for (tok = strtok_r(from, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (fw->n_from == FORWARD_FROM_MAX || cidr_parse(tok, &fw->from[fw->n_from]) != CIDR_OK ||
+            fw->from[fw->n_from].family != AF_INET)
+            return false;
+        fw->n_from++;
+    }
+    return true;
+}
+
+/* link=PEER 80,443 */
+static bool link_read(char *v, struct link *l)
+{
+    char *sp = strchr(v, ' ');
+
+    memset(l, 0, sizeof(*l));
+    if (!sp)
+        return false;
+    *sp = '\0';
+    return sandbox_name_valid(v) && snprintf(l->peer, sizeof(l->peer), "%s", v) > 0 &&
+           link_ports_parse(sp + 1, l);
+}
+
 int state_save(const struct sandbox *s)
 {
     char path[PATH_MAX], tmp[PATH_MAX + 8], net[CIDR_STRLEN], net6[CIDR_STRLEN];
@@ -129,6 +206,14 @@ int state_save(const struct sandbox *s)
     if (s->v6) {
         cidr_format(&s->subnet6, net6);
         fprintf(f, "subnet6=%s\n", net6);
+    }
+    for (size_t i = 0; i < s->n_forwards; i++)
+        forward_write(f, &s->forwards[i]);
+    for (size_t i = 0; i < s->n_links; i++) {
+        fprintf(f, "link=%s ", s->links[i].peer);
+        for (size_t j = 0; j < s->links[i].n_ports; j++)
+            fprintf(f, "%s%u", j ? "," : "", s->links[i].ports[j]);
+        fprintf(f, "\n");
     }
     /* no fsync: the record describes kernel objects that a reboot removes too;
      * the rename below is what makes it whole or absent */
@@ -157,7 +242,7 @@ static bool copy_str(char *dst, size_t len, const char *v)
 
 int state_load(const char *name, struct sandbox *s)
 {
-    char path[PATH_MAX], line[256];
+    char path[PATH_MAX], line[512];
     bool ok = true, have_net = false;
     FILE *f;
     int r;
@@ -199,6 +284,11 @@ int state_load(const char *name, struct sandbox *s)
             ok = port_parse(v, &s->dns_port);
         else if (strcmp(line, "max_conntrack") == 0)
             ok = sscanf(v, "%u", &s->max_conntrack) == 1;
+        else if (strcmp(line, "forward") == 0)
+            ok = s->n_forwards < SANDBOX_FORWARDS_MAX &&
+                 forward_read(v, &s->forwards[s->n_forwards++]);
+        else if (strcmp(line, "link") == 0)
+            ok = s->n_links < SANDBOX_LINKS_MAX && link_read(v, &s->links[s->n_links++]);
     }
     fclose(f);
     if (s->mode == SANDBOX_ISOLATED)

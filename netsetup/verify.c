@@ -32,19 +32,26 @@ static void problem(FILE *out, int *n, const char *fmt, ...)
     (*n)++;
 }
 
-static void compare_chain(const struct sandbox *s, const char *chain, FILE *out, int *n)
+/* CHAIN's rules (those commented PREFIX..., when given) against what up and
+ * forward install for S. */
+static void compare_chain(const struct sandbox *s, const char *chain, const char *prefix,
+                          FILE *out, int *n)
 {
     struct nft_sandbox ns;
+    struct nft_batch *b = nft_batch_new();
     char *live = malloc(TEXT_MAX), *want = malloc(TEXT_MAX);
 
     sandbox_nft_view(s, &ns);
-    if (!live || !want)
+    if (!live || !want || !b)
         problem(out, n, "out of memory comparing chain %s", chain);
-    else if (nft_chain_text(chain, live, TEXT_MAX) < 0)
+    else if (nft_chain_text(chain, prefix, live, TEXT_MAX) < 0)
         problem(out, n, "chain %s in table inet %s cannot be read", chain, NFT_TABLE);
-    else if (nft_expect_text(&ns, chain, want, TEXT_MAX) < 0 || strcmp(live, want) != 0)
-        problem(out, n, "chain %s differs from what up installs:\n--- live\n%s--- expected\n%s",
-                chain, live, want);
+    else if (nft_build_sandbox_add(b, &ns) < 0 || sandbox_build_forwards(b, s) < 0 ||
+             nft_expect_text(b, chain, prefix, want, TEXT_MAX) < 0 || strcmp(live, want) != 0)
+        problem(out, n, "chain %s%s%s%s differs from what up and forward install:\n--- live\n"
+                "%s--- expected\n%s", chain, prefix ? " (the rules of " : "",
+                prefix ? s->name : "", prefix ? ")" : "", live, want);
+    nft_batch_free(b);
     free(live);
     free(want);
 }
@@ -273,11 +280,33 @@ static int verify_isolated(const struct sandbox *s, FILE *out)
     return n;
 }
 
+/* Every link S opens is an element of the links set, each port of it. */
+static void verify_links(const struct sandbox *s, FILE *out, int *n)
+{
+    uint8_t a[16], b[16];
+    struct sandbox peer;
+
+    sandbox_address(&s->subnet, a);
+    for (size_t i = 0; i < s->n_links; i++) {
+        if (state_load(s->links[i].peer, &peer) < 0) {
+            problem(out, n, "sandbox %s is linked to %s, which has no record", s->name,
+                    s->links[i].peer);
+            continue;
+        }
+        sandbox_address(&peer.subnet, b);
+        for (size_t j = 0; j < s->links[i].n_ports; j++)
+            if (nft_link_exists(a, b, s->links[i].ports[j]) != 1)
+                problem(out, n, "the link %s -> %s port %u is not in set links of table "
+                        "inet %s", s->name, peer.name, s->links[i].ports[j], NFT_TABLE);
+    }
+}
+
 int sandbox_verify(struct ns_error *e, const char *name, FILE *out)
 {
     struct sandbox s;
     struct rtnl *rt = NULL;
-    char pre[64], nat[64];
+    struct nft_chains c;
+    char mine[SANDBOX_NAME_MAX + 2];
     int n = 0, r, fd;
 
     sandbox_note(e, "reading the record of %s in %s", name, state_dir());
@@ -296,12 +325,17 @@ int sandbox_verify(struct ns_error *e, const char *name, FILE *out)
         problem(out, &n, "route 'local default dev lo table %u' is missing", NFT_ROUTE_TABLE);
     rtnl_close(rt);
 
-    nft_chain_names(s.name, pre, nat);
+    nft_chain_names(s.name, &c);
     if (nft_sandbox_elem_exists(s.host_if) != 1)
         problem(out, &n, "%s is not in the sandboxes set of table inet %s", s.host_if,
                 NFT_TABLE);
-    compare_chain(&s, pre, out, &n);
-    compare_chain(&s, nat, out, &n);
+    compare_chain(&s, c.pre, NULL, out, &n);
+    compare_chain(&s, c.nat, NULL, out, &n);
+    compare_chain(&s, c.post, NULL, out, &n);
+    compare_chain(&s, c.fwd, NULL, out, &n);
+    snprintf(mine, sizeof(mine), "%s ", s.name);  /* its forwards' DNAT rules */
+    compare_chain(&s, NFT_CHAIN_FORWARDS, mine, out, &n);
+    verify_links(&s, out, &n);
 
     if (s.mode == SANDBOX_NETNS) {
         fd = netns_open(s.name);

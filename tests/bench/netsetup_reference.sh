@@ -4,7 +4,7 @@
 # operator would build it in a shell, one `ip`/`sysctl` command per step and one
 # `nft -f -` transaction for the rules, which mirrors sluice's single batch
 # (base table, maps and chains created if missing and their rules rewritten, the
-# sandbox's two chains and its three map/set elements).
+# sandbox's four chains and its four map/set elements).
 #
 #   netsetup_reference.sh up NAME SLOT    SLOT n takes 10.200.0.0/16's n-th /30
 #   netsetup_reference.sh down NAME
@@ -73,27 +73,54 @@ add table inet sluice
 add map inet sluice sandbox_pre { type ifname : verdict; }
 add map inet sluice sandbox_nat { type ifname : verdict; }
 add set inet sluice sandboxes { type ifname; }
+add map inet sluice sandbox_post { type ifname : verdict; }
+add set inet sluice links { type ipv4_addr . ipv4_addr . inet_service; }
+add chain inet sluice forwards
 add chain inet sluice prerouting { type filter hook prerouting priority mangle; policy accept; }
 add chain inet sluice dstnat { type nat hook prerouting priority dstnat; policy accept; }
 add chain inet sluice input { type filter hook input priority filter; policy accept; }
 add chain inet sluice forward { type filter hook forward priority filter; policy accept; }
+add chain inet sluice postrouting { type filter hook postrouting priority filter; policy accept; }
+add chain inet sluice dstnat_local { type nat hook output priority -100; policy accept; }
+add chain inet sluice srcnat { type nat hook postrouting priority srcnat; policy accept; }
 flush chain inet sluice prerouting
 flush chain inet sluice dstnat
 flush chain inet sluice input
 flush chain inet sluice forward
+flush chain inet sluice postrouting
+flush chain inet sluice dstnat_local
+flush chain inet sluice srcnat
 add rule inet sluice prerouting iifname vmap @sandbox_pre
 add rule inet sluice dstnat iifname vmap @sandbox_nat
+add rule inet sluice dstnat iifname != @sandboxes jump forwards
+add rule inet sluice dstnat_local jump forwards
+add rule inet sluice srcnat oifname @sandboxes ct mark 0x534d masquerade
+add rule inet sluice postrouting oifname vmap @sandbox_post
 add rule inet sluice input iifname @sandboxes meta mark $MARK accept
 add rule inet sluice input iifname @sandboxes ct status dnat accept
 add rule inet sluice input iifname @sandboxes icmpv6 type nd-neighbor-solicit accept
 add rule inet sluice input iifname @sandboxes icmpv6 type nd-neighbor-advert accept
 add rule inet sluice input iifname @sandboxes counter drop comment "dropped"
+add rule inet sluice forward ct mark 0x534d accept
+add rule inet sluice forward ct mark 0x534e accept
 add rule inet sluice forward iifname @sandboxes counter drop comment "dropped"
 add rule inet sluice forward oifname @sandboxes counter drop comment "dropped"
+add chain inet sluice fwd-$name
 add chain inet sluice pre-$name
 add chain inet sluice nat-$name
+add chain inet sluice post-$name
 flush chain inet sluice pre-$name
 flush chain inet sluice nat-$name
+flush chain inet sluice post-$name
+flush chain inet sluice fwd-$name
+add rule inet sluice pre-$name counter comment "out"
+add rule inet sluice pre-$name ip saddr != $sb counter drop comment "dropped"
+add rule inet sluice pre-$name meta nfproto ipv6 counter drop comment "dropped"
+add rule inet sluice pre-$name ct state new ct count over 65536 counter drop comment "dropped"
+add rule inet sluice pre-$name ct direction reply ct mark 0x534d jump fwd-$name
+add rule inet sluice pre-$name ct direction reply ct mark 0x534d accept
+add rule inet sluice pre-$name ct direction reply ct mark 0x534e accept
+add rule inet sluice pre-$name ip saddr . ip daddr . tcp dport @links ct mark set 0x534e accept
 add rule inet sluice pre-$name meta nfproto ipv4 tcp dport 53 accept
 add rule inet sluice nat-$name meta nfproto ipv4 tcp dport 53 counter dnat ip to $gw:$DNS_PORT comment "dns"
 add rule inet sluice pre-$name meta nfproto ipv4 udp dport 53 accept
@@ -102,9 +129,12 @@ add rule inet sluice pre-$name meta nfproto ipv4 meta l4proto tcp counter tproxy
 add rule inet sluice pre-$name meta nfproto ipv4 meta l4proto tcp counter reject with tcp reset comment "rejected"
 add rule inet sluice pre-$name udp dport 443 counter reject with icmpx port-unreachable comment "rejected"
 add rule inet sluice pre-$name counter drop comment "dropped"
+add rule inet sluice post-$name counter comment "in"
+add rule inet sluice post-$name ct mark 0x534d jump fwd-$name
 add element inet sluice sandboxes { "$hif" }
 add element inet sluice sandbox_pre { "$hif" : jump pre-$name }
 add element inet sluice sandbox_nat { "$hif" : jump nat-$name }
+add element inet sluice sandbox_post { "$hif" : jump post-$name }
 EOF
     mkdir -p "/etc/netns/$name"
     printf '# written by netsetup_reference.sh\nnameserver %s\n' "$gw" \
@@ -119,11 +149,16 @@ down() {
         nft -f - <<EOF
 delete element inet sluice sandbox_pre { "$hif" }
 delete element inet sluice sandbox_nat { "$hif" }
+delete element inet sluice sandbox_post { "$hif" }
 delete element inet sluice sandboxes { "$hif" }
 flush chain inet sluice pre-$name
 flush chain inet sluice nat-$name
+flush chain inet sluice post-$name
+flush chain inet sluice fwd-$name
 delete chain inet sluice pre-$name
 delete chain inet sluice nat-$name
+delete chain inet sluice post-$name
+delete chain inet sluice fwd-$name
 EOF
     else                # the last one takes the shared pieces with it
         nft delete table inet sluice

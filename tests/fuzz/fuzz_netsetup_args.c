@@ -6,6 +6,7 @@
  * bits, distinct nonzero ports, an interface name that fits.
  */
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,21 @@ static void check_name(const char *name, char **argv, int argc)
     CHECK(strlen(ifname) < IFNAME_LEN && strncmp(ifname, "sl-", 3) == 0);
 }
 
+/* up and down: one valid NAME, several (each checked later, one by one), or a file */
+static void check_names(const struct netsetup_args *a, char **argv, int argc)
+{
+    if (a->from_file) {
+        CHECK(a->n_names == 0 && !a->name);
+        CHECK(from_argv(a->from_file, argv, argc) || a->from_file[-1] == '=');
+        return;
+    }
+    CHECK(a->n_names >= 1 && a->n_names <= NETSETUP_NAMES_MAX && a->name == a->names[0]);
+    if (a->n_names == 1)
+        check_name(a->name, argv, argc);
+    for (int i = 0; i < a->n_names; i++)
+        CHECK(from_argv(a->names[i], argv, argc));
+}
+
 static void check_parsed(const char *cmd, const struct netsetup_args *a, char **argv,
                          int argc)
 {
@@ -59,7 +75,10 @@ static void check_parsed(const char *cmd, const struct netsetup_args *a, char **
     if (strcmp(cmd, "up") == 0 || attach) {
         const struct up_opts *o = &a->up;
 
-        check_name(a->name, argv, argc);
+        if (attach)
+            check_name(a->name, argv, argc);
+        else
+            check_names(a, argv, argc);
         if (o->have_subnet)
             check_subnet(&o->subnet, AF_INET, 8, 30);
         if (o->v6)
@@ -76,9 +95,33 @@ static void check_parsed(const char *cmd, const struct netsetup_args *a, char **
         CHECK(a->pod.proxy_uid != 0 && a->pod.proxy_uid != 0xffffffffu);
         CHECK(a->pod.proxy_port && a->pod.dns_port && a->pod.metrics_port);
     } else if (strcmp(cmd, "down") == 0) {
-        CHECK(a->down_pod == !a->name);
-        if (a->name)
-            check_name(a->name, argv, argc);
+        CHECK(a->down_pod == (!a->name && !a->from_file));
+        if (!a->down_pod)
+            check_names(a, argv, argc);
+    } else if (strcmp(cmd, "forward") == 0 || strcmp(cmd, "unforward") == 0) {
+        const struct forward *f = &a->forward;
+        char key[FORWARD_KEY_LEN];
+
+        check_name(a->name, argv, argc);
+        CHECK(f->port != 0 && f->n_from <= FORWARD_FROM_MAX);
+        CHECK(cmd[0] == 'u' ? f->to_port == 0 && f->n_from == 0
+                            : f->to_port != 0 && f->proto != 0);
+        CHECK(f->proto == 0 || f->proto == IPPROTO_TCP || f->proto == IPPROTO_UDP);
+        for (size_t i = 0; i < f->n_from; i++)
+            check_subnet(&f->from[i], AF_INET, 0, 32);
+        forward_key(f, key);
+        CHECK(strlen(key) < FORWARD_KEY_LEN && strchr(key, ':'));
+    } else if (strcmp(cmd, "link") == 0 || strcmp(cmd, "unlink") == 0) {
+        check_name(a->name, argv, argc);
+        check_name(a->peer, argv, argc);
+        CHECK(strcmp(a->name, a->peer) != 0);
+        CHECK(cmd[0] == 'u' ? a->link.n_ports == 0
+                            : a->link.n_ports >= 1 && a->link.n_ports <= LINK_PORTS_MAX);
+        for (size_t i = 0; i < a->link.n_ports; i++) {
+            CHECK(a->link.ports[i] != 0);
+            for (size_t j = 0; j < i; j++)
+                CHECK(a->link.ports[i] != a->link.ports[j]);
+        }
     } else if (strcmp(cmd, "status") == 0) {
         if (a->name)
             check_name(a->name, argv, argc);

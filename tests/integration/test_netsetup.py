@@ -1176,12 +1176,16 @@ def _usage_cases():
             cases.append(("up", ok, opt, p))
     cases += [
         ("up", ok, "--proxy-port", "16000", "--dns-port", "16000"),
-        ("up", ok, "--bogus"), ("up", ok, "extra"), ("up",), ("up", "--json"),
+        ("up", ok, "--bogus"), ("up", ok, "--from-file", "-"), ("up",), ("up", "--json"),
+        ("up", ok, "b1", "--subnet", "10.201.0.0/30"),
         ("up", ok, "--subnet"), ("up", ok, "--iface", "tap0"),
         ("attach", ok), ("attach", ok, "--iface", ""), ("attach", ok, "--iface", "a" * 16),
         ("pod", "extra"), ("pod", "--proxy-uid", "0"), ("pod", "--proxy-uid", "abc"),
         ("pod", "--proxy-port", "0"), ("pod", "--bogus"),
-        ("down",), ("down", "a", "b"), ("down", "--bogus"),
+        ("down",), ("down", "a", "--from-file", "-"), ("down", "--bogus"),
+        ("forward", ok, "8080"), ("forward", ok, "x:80", "80"), ("forward", ok, "80", "0"),
+        ("forward", ok, "80", "80", "--from", "::/0"), ("unforward", ok), ("link", ok, "b1"),
+        ("link", ok, ok, "--ports", "80"), ("unlink", ok), ("link", ok, "b1", "--ports", "0"),
         ("status", "--bogus"), ("status", "a", "b"),
         ("verify",), ("verify", "a", "b"),
         ("frobnicate",), (),
@@ -1209,7 +1213,9 @@ NO_PRIV = ("setpriv", "--reuid=1000", "--regid=1000", "--clear-groups", "--inh-c
 
 @pytest.mark.parametrize("argv", [("up", "@"), ("attach", "@", "--iface", "lo"), ("pod",),
                                   ("down", "@"), ("down", "--pod"), ("status",),
-                                  ("verify", "@")], ids=lambda a: a[0] + " " + " ".join(a[1:]))
+                                  ("verify", "@"), ("forward", "@", "8080", "80"),
+                                  ("link", "@", "b1", "--ports", "80")],
+                         ids=lambda a: a[0] + " " + " ".join(a[1:]))
 def test_missing_privilege_exits_3(world, ns_tool, argv):
     before = host_dump(world, ns_tool)
     name = ns_tool.name()
@@ -1266,16 +1272,18 @@ def test_verify_finds_a_deleted_drop_rule(world, ns_tool):
 
 
 def test_verify_probes_the_source_rule_and_finds_it_deleted(world, ns_tool):
-    """The first rule of pre-NAME drops other sources than the sandbox's. verify's
-    spoofed DNS probe is what that rule counts; without the rule, verify finds
-    the chain changed."""
+    """The first rule of pre-NAME after the byte counter drops other sources than the
+    sandbox's. verify's spoofed DNS probe is what that rule counts; without the
+    rule, verify finds the chain changed."""
     sb = ns_tool.up()
     chain = f"pre-{sb.name}"
 
     def source_rule():
         rules = world.run(world.host, ["nft", "-a", "list", "chain", "inet", "sluice", chain],
                           check=True).stdout
-        return [l for l in rules.splitlines() if "# handle" in l and "chain " not in l][0]
+        rules = [l for l in rules.splitlines() if "# handle" in l and "chain " not in l]
+        assert 'comment "out"' in rules[0]          # every packet, counted first
+        return rules[1]
 
     assert f"ip saddr != {sb.addr}" in source_rule() and "drop" in source_rule()
     assert "counter packets 0 " in source_rule()

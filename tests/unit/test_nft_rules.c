@@ -122,12 +122,17 @@ static void test_base_and_sandbox(void **state)
     parse(b, p);
     assert_true(p->begin);
     assert_true(p->end);
-    assert_int_equal(p->n_sets, 3);            /* two verdict maps and the interface set */
-    assert_int_equal(p->n_chains, 4 + 2);      /* base chains, then pre-a1 and nat-a1 */
-    assert_int_equal(p->n_flush, 4 + 2);       /* rewritten, so a rerun never duplicates */
-    assert_int_equal(p->n_elems, 3);
-    /* first, any source but the sandbox's own address is dropped (IPv6: all of it) */
-    assert_int_equal(count(p->text, "pre-a1: "), 9);
+    /* three verdict maps, the interface set and the links set */
+    assert_int_equal(p->n_sets, 5);
+    /* base chains and forwards, then fwd-a1, pre-a1, nat-a1, post-a1 */
+    assert_int_equal(p->n_chains, 8 + 4);
+    assert_int_equal(p->n_flush, 7 + 4);       /* rewritten, so a rerun never duplicates */
+    assert_int_equal(p->n_elems, 4);
+    /* first every packet from the sandbox is counted, with its bytes */
+    assert_non_null(strstr(p->text, "pre-a1: inet sluice pre-a1\n  [ counter pkts 0 bytes 0 ]\n"
+                                    "  userdata = { \\x00\\x04out\\x00 }\npre-a1: "));
+    /* then any source but the sandbox's own address is dropped (IPv6: all of it) */
+    assert_int_equal(count(p->text, "pre-a1: "), 14);
     assert_non_null(strstr(p->text, "pre-a1: inet sluice pre-a1\n"
                                     "  [ meta load nfproto => reg 1 ]\n"
                                     "  [ cmp eq reg 1 0x00000002 ]\n"
@@ -145,8 +150,25 @@ static void test_base_and_sandbox(void **state)
     assert_int_equal(count(p->text, "nat dnat ip addr_min reg 1 proto_min reg 2"), 2);
     /* QUIC rejected, the rest dropped, nothing forwarded */
     assert_int_equal(count(p->text, "[ reject type 2 code 1 ]"), 1);
-    assert_int_equal(count(p->text, "forward: "), 2);
+    assert_int_equal(count(p->text, "forward: "), 4);
     assert_int_equal(count(p->text, "lookup reg 1 set sandbox_pre dreg 0"), 1);
+    /* ... but replies of what a forward or link opened (conntrack marks 0x534d, 0x534e) */
+    assert_int_equal(count(p->text, "forward: inet sluice forward\n  [ ct load mark => reg 1 ]\n"
+                                    "  [ cmp eq reg 1 0x0000534d ]\n  [ immediate reg 0 accept ]"),
+                     1);
+    assert_int_equal(count(p->text, "[ ct load direction => reg 1 ]\n  [ cmp eq reg 1 0x00000001 ]\n"
+                                    "  [ ct load mark => reg 1 ]\n  [ cmp eq reg 1 0x0000534e ]\n"
+                                    "  [ immediate reg 0 accept ]"), 1);
+    /* a sandbox's own TCP to a linked peer: one lookup of saddr . daddr . dport */
+    assert_int_equal(count(p->text, "[ lookup reg 1 set links 0x0 ]"), 1);
+    assert_int_equal(count(p->text, "[ ct set mark with reg 1 ]"), 1);
+    /* every packet to it is counted in post-a1 */
+    assert_int_equal(count(p->text, "postrouting: "), 1);
+    assert_int_equal(count(p->text, "post-a1: "), 2);
+    /* forwards: never for a sandbox's packets, masqueraded to the gateway */
+    assert_int_equal(count(p->text, "[ lookup reg 1 set sandboxes 0x1 ]\n  [ immediate reg 0 jump -> forwards ]"), 1);
+    assert_int_equal(count(p->text, "dstnat_local: "), 1);
+    assert_int_equal(count(p->text, "[ masq ]"), 1);
     /* IPv6 off: no v6 TPROXY, no v6 DNAT */
     assert_int_equal(count(p->text, "tproxy ip6"), 0);
     assert_int_equal(count(p->text, "dnat ip6"), 0);
@@ -183,8 +205,8 @@ static void test_delete(void **state)
     (void)state;
     assert_int_equal(nft_build_sandbox_del(b, &sb, true, true), 0);
     parse(b, p);
-    assert_int_equal(p->n_elems, 3);           /* elements go before their chains */
-    assert_int_equal(p->n_delchain, 2);
+    assert_int_equal(p->n_elems, 4);           /* elements go before their chains */
+    assert_int_equal(p->n_delchain, 4);
     assert_int_equal(p->n_rules, 0);
     nft_batch_free(b);
 
@@ -273,22 +295,67 @@ static void test_describe(void **state)
     nlh = nft_batch_data(b, &size);
     left = (int)size;
     nlh = mnl_nlmsg_next(nlh, &left);          /* the first message after begin */
-    assert_string_equal(nft_batch_describe(b, nlh->nlmsg_seq), "NFT_MSG_NEWCHAIN pre-a1");
+    assert_string_equal(nft_batch_describe(b, nlh->nlmsg_seq), "NFT_MSG_NEWCHAIN fwd-a1");
     nft_batch_free(b);
     nft_batch_free(NULL);
 }
 
 static void test_expect_text(void **state)
 {
+    struct nft_batch *b = nft_batch_new();
     char text[8192];
 
     (void)state;
-    assert_int_equal(nft_expect_text(&sb, "pre-a1", text, sizeof(text)), 0);
-    assert_int_equal(count(text, "\n"), 9);
+    assert_int_equal(nft_build_sandbox_add(b, &sb), 0);
+    assert_int_equal(nft_expect_text(b, "pre-a1", NULL, text, sizeof(text)), 0);
+    assert_int_equal(count(text, "\n"), 14);
     assert_non_null(strstr(text, "[ counter ]"));
     assert_null(strstr(text, "packets"));      /* counter values never enter comparisons */
-    assert_int_equal(nft_expect_text(&sb, "nat-a1", text, sizeof(text)), 0);
+    assert_int_equal(nft_expect_text(b, "nat-a1", NULL, text, sizeof(text)), 0);
     assert_int_equal(count(text, "\n"), 2);
+    assert_int_equal(nft_expect_text(b, "nat-a1", "dns", text, sizeof(text)), 0);
+    assert_int_equal(count(text, "\n"), 2);   /* both commented "dns" */
+    assert_int_equal(nft_expect_text(b, "pre-a1", "proxy", text, sizeof(text)), 0);
+    assert_int_equal(count(text, "\n"), 1);
+    nft_batch_free(b);
+}
+
+static const struct nft_forward fwd = {
+    .name = "a1", .key = "tcp 127.0.0.1:8080", .proto = 6, .addr = {127, 0, 0, 1},
+    .port = 8080, .to_addr = {10, 200, 0, 2}, .to_port = 80, .n_from = 2,
+    .from_addr = {{192, 0, 2, 0}, {10, 1, 2, 3}}, .from_len = {24, 32},
+};
+
+static void test_forward_and_link(void **state)
+{
+    struct nft_batch *b = nft_batch_new();
+    struct parsed *p = malloc(sizeof(*p));
+    const uint8_t a[4] = {10, 200, 0, 2}, c[4] = {10, 200, 0, 6};
+
+    (void)state;
+    assert_int_equal(nft_build_forward_add(b, &fwd), 0);
+    assert_int_equal(nft_build_link(b, true, a, c, 5432), 0);
+    assert_int_equal(nft_build_rule_del(b, "forwards", 7), 0);
+    parse(b, p);
+    /* one DNAT rule per --from network, each: daddr, dport, source under its mask */
+    assert_int_equal(count(p->text, "forwards: "), 2);
+    assert_int_equal(count(p->text, "[ cmp eq reg 1 0x0100007f ]\n  [ payload load 2b @ transport "
+                                    "header + 2 => reg 1 ]\n  [ cmp eq reg 1 0x0000901f ]"), 2);
+    assert_int_equal(count(p->text, "[ bitwise reg 1 = ( reg 1 & 0x00ffffff ) ^ 0x00000000 ]\n"
+                                    "  [ cmp eq reg 1 0x000200c0 ]"), 1);
+    assert_int_equal(count(p->text, "[ bitwise reg 1 = ( reg 1 & 0xffffffff ) ^ 0x00000000 ]\n"
+                                    "  [ cmp eq reg 1 0x0302010a ]"), 1);
+    assert_int_equal(count(p->text, "[ immediate reg 1 0x0000534d ]\n  [ ct set mark with reg 1 ]"), 2);
+    assert_int_equal(count(p->text, "[ immediate reg 1 0x0200c80a ]\n  [ immediate reg 2 0x00005000 ]\n"
+                                    "  [ nat dnat ip addr_min reg 1 proto_min reg 2 ]"), 2);
+    /* its packets counted both ways by the original tuple */
+    assert_int_equal(count(p->text, "fwd-a1: "), 2);
+    assert_int_equal(count(p->text, "[ ct load dst_ip => reg 1 , dir original ]"), 2);
+    assert_int_equal(count(p->text, "[ ct load proto_dst => reg 1 , dir original ]"), 2);
+    assert_int_equal(p->n_elems, 1);
+    assert_int_equal(p->n_flush, 1);           /* the rule deleted by its handle */
+    free(p);
+    nft_batch_free(b);
 }
 
 int main(void)
@@ -300,6 +367,7 @@ int main(void)
         cmocka_unit_test(test_pod),
         cmocka_unit_test(test_describe),
         cmocka_unit_test(test_expect_text),
+        cmocka_unit_test(test_forward_and_link),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -65,6 +65,11 @@ size_t nft_batch_msgs(const struct nft_batch *b)
     return b->seq - b->seq0 - 1 - (b->ended ? 1 : 0);
 }
 
+size_t nft_batch_bytes(struct nft_batch *b)
+{
+    return mnl_nlmsg_batch_size(b->mb);
+}
+
 const char *nft_batch_describe(const struct nft_batch *b, uint32_t seq)
 {
     uint32_t i = seq - b->seq0;

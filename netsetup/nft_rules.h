@@ -106,8 +106,9 @@ int nft_build_table_del(struct nft_batch *b);
 /* The pod-mode ruleset (table inet sluice in the pod's namespace). */
 int nft_build_pod(struct nft_batch *b, const struct nft_pod *p);
 
-/* Messages in B so far, begin and end not counted. */
+/* Messages in B so far, begin and end not counted; and its bytes. */
 size_t nft_batch_msgs(const struct nft_batch *b);
+size_t nft_batch_bytes(struct nft_batch *b);
 
 /* The finished batch (begin ... end) as bytes, for sending or for tests. */
 const void *nft_batch_data(struct nft_batch *b, size_t *len);

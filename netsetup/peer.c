@@ -218,13 +218,12 @@ static int apply_forward(struct ns_error *e, const struct sandbox *s, const stru
 int sandbox_forward(struct ns_error *e, const char *name, const struct forward *f)
 {
     struct sandbox s, old, *all = NULL;
-    struct forward *have;
+    struct forward *have, was;
     char key[FORWARD_KEY_LEN];
     size_t n = 0, i;
     int lock, r;
 
-    sandbox_note(e, "locking %s/lock", state_dir());
-    if ((lock = state_lock()) < 0)
+    if ((lock = sandbox_lock(e)) < 0)
         return lock;
     if ((r = load_networked(e, name, &s)) < 0)
         goto out;
@@ -243,6 +242,8 @@ int sandbox_forward(struct ns_error *e, const char *name, const struct forward *
     }
     old = s;
     have = sandbox_find_forward(&s, f->proto, f->addr, f->port);
+    if (have)
+        was = *have;
     if (!have && s.n_forwards == SANDBOX_FORWARDS_MAX) {
         sandbox_note(e, "sandbox %s has %d forwards, the most it may have", name,
                      SANDBOX_FORWARDS_MAX);
@@ -257,7 +258,8 @@ int sandbox_forward(struct ns_error *e, const char *name, const struct forward *
     if ((r = apply_forward(e, &s, f, true)) < 0) {
         struct ns_error ignored = {.hint = NULL};
 
-        apply_forward(&ignored, &old, f, false);  /* nothing half-made stays */
+        /* nothing half-made stays; a forward it was to replace is put back */
+        apply_forward(&ignored, &old, have ? &was : f, have != NULL);
         state_save(&old);
         goto out;
     }
@@ -275,8 +277,7 @@ int sandbox_unforward(struct ns_error *e, const char *name, uint8_t proto,
     struct sandbox s;
     int lock, r;
 
-    sandbox_note(e, "locking %s/lock", state_dir());
-    if ((lock = state_lock()) < 0)
+    if ((lock = sandbox_lock(e)) < 0)
         return lock;
     if ((r = load_networked(e, name, &s)) < 0)
         goto out;
@@ -350,8 +351,7 @@ int sandbox_link(struct ns_error *e, const char *a, const char *b, const struct 
     struct link *have, *slot;
     int lock, r;
 
-    sandbox_note(e, "locking %s/lock", state_dir());
-    if ((lock = state_lock()) < 0)
+    if ((lock = sandbox_lock(e)) < 0)
         return lock;
     if ((r = load_pair(e, a, b, &sa, &sb)) < 0)
         goto out;
@@ -389,8 +389,7 @@ int sandbox_unlink(struct ns_error *e, const char *a, const char *b)
     struct link *l;
     int lock, r;
 
-    sandbox_note(e, "locking %s/lock", state_dir());
-    if ((lock = state_lock()) < 0)
+    if ((lock = sandbox_lock(e)) < 0)
         return lock;
     if ((r = load_pair(e, a, b, &sa, &sb)) < 0 || !(l = sandbox_find_link(&sa, b)))
         goto out;                               /* not linked: nothing to do */

@@ -493,6 +493,10 @@ static int teardown(struct ns_error *e, const struct sandbox *s, struct others o
 struct known {
     struct sandbox *v;
     size_t n, cap;
+    struct cidr *addrs;         /* this namespace's IPv4 addresses, dumped once */
+    size_t n_addrs, cap_addrs;
+    bool defer_nft;             /* the caller batches the sandboxes' rules */
+    bool existed;               /* set by create(): it was complete already, a no-op */
 };
 
 static int known_add(struct known *k, const struct sandbox *s)
@@ -553,7 +557,7 @@ static int choose_subnet(struct ns_error *e, struct rtnl *rt, const struct up_op
         if ((r = state_list(&all, &n)) < 0)
             return r;
     }
-    u.cap = n + 1024;
+    u.cap = n + 1024 + (known ? known->n_addrs : 0);
     u.v = calloc(u.cap, sizeof(*u.v));
     if (!u.v) {
         if (!known)
@@ -563,7 +567,13 @@ static int choose_subnet(struct ns_error *e, struct rtnl *rt, const struct up_op
     for (i = 0; i < n; i++)
         if (strcmp(all[i].name, s->name) != 0)
             u.v[u.n++] = all[i].subnet;
-    r = sandbox_rtnl_check(e, rt, rtnl_addr_each(rt, collect_used, &u));
+    if (known && known->addrs) {
+        for (i = 0; i < known->n_addrs && u.n < u.cap; i++)
+            u.v[u.n++] = known->addrs[i];
+        r = 0;
+    } else {
+        r = sandbox_rtnl_check(e, rt, rtnl_addr_each(rt, collect_used, &u));
+    }
     if (r == 0 && o->have_subnet) {
         s->subnet = o->subnet;
         for (i = 0; i < u.n; i++) {
@@ -667,8 +677,10 @@ out:
     return r;
 }
 
-/* The host side of S: gateway address on HOST_IF (up), policy routing, rules. */
-static int configure_host(struct ns_error *e, struct rtnl *rt, const struct sandbox *s)
+/* The host side of S: gateway address on HOST_IF (up), policy routing, and its
+ * rules unless DEFER_NFT (then the caller sends them with others'). */
+static int configure_host(struct ns_error *e, struct rtnl *rt, const struct sandbox *s,
+                          bool defer_nft)
 {
     struct nft_sandbox n;
     struct nft_batch *b;
@@ -693,6 +705,8 @@ static int configure_host(struct ns_error *e, struct rtnl *rt, const struct sand
         (s->v6 && (r = routing_ensure(e, rt, AF_INET6)) < 0))
         return r;
 
+    if (defer_nft)
+        return 0;
     /* The base chains are written only with the table: rewriting them on every
      * up would make the kernel wait for the old rules' release (~10 ms). */
     sandbox_note(e, "reading table inet " NFT_TABLE);
@@ -809,7 +823,7 @@ out:
 
 /* up and attach: the parts they share. */
 static int create(struct ns_error *e, const char *name, const struct up_opts *o,
-                  enum sandbox_mode mode, struct sandbox *out, const struct known *known)
+                  enum sandbox_mode mode, struct sandbox *out, struct known *known)
 {
     struct sandbox s = {0}, old;
     struct rtnl *rt = NULL;
@@ -835,6 +849,8 @@ static int create(struct ns_error *e, const char *name, const struct up_opts *o,
         }
         if (is_complete(&old)) {        /* up twice is a no-op */
             *out = old;
+            if (known)
+                known->existed = true;
             r = 0;
             goto out;
         }
@@ -884,7 +900,7 @@ static int create(struct ns_error *e, const char *name, const struct up_opts *o,
             (r = configure_inside(e, &s, nsfd)) < 0)
             goto fail;
     }
-    if ((r = configure_host(e, rt, &s)) < 0)
+    if ((r = configure_host(e, rt, &s, known && known->defer_nft)) < 0)
         goto fail;
     if (mode == SANDBOX_NETNS && (r = resolv_conf(e, &s, true)) < 0)
         goto fail;
@@ -914,41 +930,41 @@ out:
 
 /* up or attach of NAME, under the lock the caller holds */
 static int create_locked(struct ns_error *e, const char *name, const struct up_opts *o,
-                         enum sandbox_mode mode, struct sandbox *out, const struct known *known)
+                         enum sandbox_mode mode, struct sandbox *out, struct known *known)
 {
     if (o->isolated)
         return create_isolated(e, name, out);
     return create(e, name, o, mode, out, known);
 }
 
-static int locked(struct ns_error *e)
+int sandbox_lock(struct ns_error *e)
 {
     sandbox_note(e, "locking %s/lock", state_dir());
     return state_lock();
 }
 
-int sandbox_up(struct ns_error *e, const char *name, const struct up_opts *o,
-               struct sandbox *out)
+static int create_one(struct ns_error *e, const char *name, const struct up_opts *o,
+                      enum sandbox_mode mode, struct sandbox *out)
 {
-    int lock = locked(e), r;
+    int lock = sandbox_lock(e), r;
 
     if (lock < 0)
         return lock;
-    r = create_locked(e, name, o, SANDBOX_NETNS, out, NULL);
+    r = create_locked(e, name, o, mode, out, NULL);
     state_unlock(lock);
     return r;
+}
+
+int sandbox_up(struct ns_error *e, const char *name, const struct up_opts *o,
+               struct sandbox *out)
+{
+    return create_one(e, name, o, SANDBOX_NETNS, out);
 }
 
 int sandbox_attach(struct ns_error *e, const char *name, const struct up_opts *o,
                    struct sandbox *out)
 {
-    int lock = locked(e), r;
-
-    if (lock < 0)
-        return lock;
-    r = create_locked(e, name, o, SANDBOX_ATTACH, out, NULL);
-    state_unlock(lock);
-    return r;
+    return create_one(e, name, o, SANDBOX_ATTACH, out);
 }
 
 static int down_locked(struct ns_error *e, const char *name, bool *found)
@@ -970,7 +986,7 @@ static int down_locked(struct ns_error *e, const char *name, bool *found)
 
 int sandbox_down(struct ns_error *e, const char *name, bool *found)
 {
-    int lock = locked(e), r;
+    int lock = sandbox_lock(e), r;
 
     *found = false;
     if (lock < 0)
@@ -980,35 +996,142 @@ int sandbox_down(struct ns_error *e, const char *name, bool *found)
     return r;
 }
 
+static int collect_addr(const struct cidr *prefix, int ifindex, void *data)
+{
+    struct known *k = data;
+
+    (void)ifindex;
+    if (prefix->family != AF_INET)
+        return 0;
+    if (k->n_addrs == k->cap_addrs) {
+        size_t cap = k->cap_addrs ? k->cap_addrs * 2 : 256;
+        struct cidr *v = realloc(k->addrs, cap * sizeof(*v));
+
+        if (!v)
+            return 1;           /* stops the walk: the dump is incomplete */
+        k->addrs = v;
+        k->cap_addrs = cap;
+    }
+    collect_used(prefix, ifindex, &(struct used_ctx){k->addrs + k->n_addrs, 0, 1});
+    k->n_addrs++;
+    return 0;
+}
+
+#define UP_CHUNK_MSGS 400           /* a sandbox's rules are some 30 messages */
+#define UP_CHUNK_BYTES (96 * 1024)
+
+/* Does S's rules alone (and the base when the table lacks it). */
+static int nft_one(struct ns_error *e, const struct sandbox *s)
+{
+    struct nft_batch *b = nft_batch_new();
+    struct nft_sandbox n;
+    int r;
+
+    if (!b)
+        return -ENOMEM;
+    sandbox_nft_view(s, &n);
+    r = nft_table_exists() == 1 && nft_chain_exists(NFT_CHAIN_FORWARDS) == 1 ? 0
+                                                                           : nft_build_base(b);
+    if (r == 0)
+        r = nft_build_sandbox_add(b, &n);
+    if (r == 0)
+        r = nft_commit(e, b);
+    nft_batch_free(b);
+    return r;
+}
+
+/*
+ * The rules of the jobs PENDING[0..NP) in one batch (B, with the base first
+ * when NEED_BASE). If the kernel refuses it, each is tried alone, and one
+ * refused alone fails its job and is torn down.
+ */
+static void up_flush(struct sandbox_job *jobs, const size_t *pending, size_t np,
+                     struct nft_batch *b, bool *need_base)
+{
+    char desc[128];
+    size_t i;
+
+    if (np == 0)
+        return;
+    if (nft_send(b, desc, sizeof(desc)) == 0) {
+        *need_base = false;
+        return;
+    }
+    for (i = 0; i < np; i++) {
+        struct sandbox_job *j = &jobs[pending[i]];
+
+        if ((j->err = nft_one(&j->e, &j->s)) < 0) {
+            struct ns_error cleanup = {.hint = NULL};
+
+            teardown(&cleanup, &j->s, count_others(j->name));
+        }
+    }
+}
+
 int sandbox_up_many(struct sandbox_job *jobs, size_t n)
 {
     struct ns_error e = {.hint = NULL};
-    struct known k = {0};
-    int lock = locked(&e), r;
-    size_t i;
+    struct known k = {.defer_nft = true};
+    struct nft_batch *b = NULL;
+    struct rtnl *rt = NULL;
+    size_t *pending, np = 0, i, j;
+    bool need_base;
+    int lock = sandbox_lock(&e), r;
 
     if (lock < 0)
         return lock;
-    if ((r = state_list(&k.v, &k.n)) < 0) {
-        state_unlock(lock);
-        return r;
+    pending = calloc(n + 1, sizeof(*pending));
+    if (!pending || (r = state_list(&k.v, &k.n)) < 0 || (r = rtnl_open(&rt)) < 0 ||
+        (r = rtnl_addr_each(rt, collect_addr, &k)) < 0) {
+        r = pending ? r : -ENOMEM;
+        goto out;
     }
     k.cap = k.n;
+    need_base = !(nft_table_exists() == 1 && nft_chain_exists(NFT_CHAIN_FORWARDS) == 1);
     for (i = 0; i < n; i++) {
-        struct sandbox_job *j = &jobs[i];
+        struct sandbox_job *jb = &jobs[i];
+        struct nft_sandbox ns;
 
-        if (j->err)
+        for (j = 0; j < i && !jb->err; j++) {
+            if (strcmp(jobs[j].name, jb->name) == 0) {
+                jb->err = -EINVAL;
+                snprintf(jb->usage, sizeof(jb->usage), "NAME '%s' is given twice", jb->name);
+            }
+        }
+        if (jb->err)
             continue;
-        j->err = create_locked(&j->e, j->name, &j->opts, SANDBOX_NETNS, &j->s, &k);
-        if (j->err == 0 && (r = known_add(&k, &j->s)) < 0) {
-            j->err = r;         /* made, but the next ones could not see it: stop */
-            for (i++; i < n; i++)
-                jobs[i].err = jobs[i].err ? jobs[i].err : -ENOMEM;
+        k.existed = false;
+        jb->err = create_locked(&jb->e, jb->name, &jb->opts, SANDBOX_NETNS, &jb->s, &k);
+        if (jb->err || k.existed)           /* up twice: its rules are there */
+            continue;
+        if ((jb->err = known_add(&k, &jb->s)) < 0 || jb->s.mode == SANDBOX_ISOLATED)
+            continue;
+        if (!b && !(b = nft_batch_new())) {
+            jb->err = -ENOMEM;
+            continue;
+        }
+        if (np == 0 && need_base)
+            nft_build_base(b);
+        sandbox_nft_view(&jb->s, &ns);
+        nft_build_sandbox_add(b, &ns);
+        pending[np++] = i;
+        if (nft_batch_msgs(b) >= UP_CHUNK_MSGS || nft_batch_bytes(b) >= UP_CHUNK_BYTES) {
+            up_flush(jobs, pending, np, b, &need_base);
+            nft_batch_free(b);
+            b = NULL;
+            np = 0;
         }
     }
+    up_flush(jobs, pending, np, b, &need_base);
+    r = 0;
+out:
+    nft_batch_free(b);
+    rtnl_close(rt);
+    free(pending);
+    free(k.addrs);
     free(k.v);
     state_unlock(lock);
-    return 0;
+    return r;
 }
 
 #define DOWN_CHUNK_MSGS 400     /* a sandbox's deletion is a few dozen messages */
@@ -1095,7 +1218,7 @@ int sandbox_down_many(struct sandbox_job *jobs, size_t n)
     bool *going = NULL, *fallback = NULL;
     size_t n_all = 0, n_rest = 0, n_keep = 0, i, k;
     struct rtnl *rt = NULL;
-    int lock = locked(&e), r;
+    int lock = sandbox_lock(&e), r;
 
     if (lock < 0)
         return lock;

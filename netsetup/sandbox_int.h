@@ -15,6 +15,9 @@
 __attribute__((format(printf, 2, 3)))
 void sandbox_note(struct ns_error *e, const char *fmt, ...);
 
+/* Takes the state lock (noted in E): an fd for state_unlock(), or -errno. */
+int sandbox_lock(struct ns_error *e);
+
 /* Keeps RT's call text in E when R is an error; returns R. */
 int sandbox_rtnl_check(struct ns_error *e, const struct rtnl *rt, int r);
 

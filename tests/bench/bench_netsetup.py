@@ -41,6 +41,28 @@ GOAL_MS = 5.0           # wall ms per up and per down
 GOAL_SPEEDUP = 5.0      # sluice vs the shell reference, at every N
 GOAL_SCALE = 1.5        # per-sandbox cost at the largest N / at N=10
 GOAL_CONN = 0.9         # connections/s with many sandboxes / with one
+GOAL_BATCH_UP = 1 / 3   # one call for N names / one process per name, per sandbox
+GOAL_BATCH_DOWN = 1 / 2
+GOAL_BATCH_SCRIPT = 10.0    # the shell script / one call, per sandbox
+BATCH_ROUNDS = 3
+DNS_BOOT_N = 20
+DNS_PROBE = r"""
+import socket, struct, sys, time
+q = struct.pack(">HHHHHH", 0x5c5c, 0x0100, 1, 0, 0, 0)
+q += b"".join(bytes([len(l)]) + l for l in b"sluice.internal".split(b".")) + b"\0"
+q += struct.pack(">HH", 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(0.005)
+end = time.monotonic() + 5
+while time.monotonic() < end:
+    try:
+        s.sendto(q, (sys.argv[1], 53))
+        if s.recv(512)[:2] == q[:2]:
+            sys.exit(0)
+    except OSError:
+        time.sleep(0.002)
+sys.exit(1)
+"""
 SCALE_BASE_N = 10
 FLOOR_VETHS = 7         # bare veth pairs deleted to show the kernel's share of `down`
 
@@ -307,6 +329,77 @@ class Bench:
             out[cmd] = trace.read_text()
         return out
 
+    # ---- 1b. many sandboxes in one call ----
+
+    def batch(self, n):
+        """`up` of N names in one call, then `down` of them in one call, BATCH_ROUNDS
+        times in a fresh world; ms per sandbox of each call."""
+        h = self.new_host(f"b{n}")
+        ups, downs = [], []
+        for rnd in range(BATCH_ROUNDS):
+            names = [self.sandbox("sb", 1000 + i) for i in range(n)]
+            ms, r = self.in_ns(h.name, [self.args.binary, "up", *names], env=h.env,
+                               check=False, timeout=CMD_TIMEOUT * 4)
+            if r.returncode != 0 or r.stdout.count(" ok\n") != n:
+                self.findings.append(f"batch up of {n}: exit {r.returncode}: "
+                                     f"{r.stderr.strip()[:300]}")
+            ups.append(ms / n)
+            ms, r = self.in_ns(h.name, [self.args.binary, "down", *names], env=h.env,
+                               check=False, timeout=CMD_TIMEOUT * 4)
+            if r.returncode != 0:
+                self.findings.append(f"batch down of {n}: exit {r.returncode}: "
+                                     f"{r.stderr.strip()[:300]}")
+            downs.append(ms / n)
+            left = self.residue(h, names)
+            if left:
+                self.findings.append(f"batch at N={n}: residue after down: {left[:10]}")
+        self.drop_host(h)
+        return ups, downs
+
+    # ---- 1c. from `up` to a fresh proxy's first DNS answer ----
+
+    def dns_boot(self):
+        """For DNS_BOOT_N sandboxes, one after the other: `up` (one process), start a
+        sluice-proxy on its addresses, and ask its DNS from inside the sandbox every
+        5 ms until it answers; ms from the start of `up` to that answer."""
+        h = self.new_host("dns")
+        policy = self.tmp / "boot-policy.yaml"
+        policy.write_text("version: 1\negress:\n  - domain: example.com\n")
+        times, names, procs = [], [], []
+        try:
+            for i in range(DNS_BOOT_N):
+                name = self.sandbox("sb", 2000 + i)
+                names.append(name)
+                t0 = time.perf_counter()
+                _, r = self.in_ns(h.name, [self.args.binary, "up", name], env=h.env)
+                kv = dict(l.split("=", 1) for l in r.stdout.splitlines() if "=" in l)
+                argv = ["nsenter", f"--net={self._ours(h.name)}", "--",
+                        self.args.proxy_binary, "--policy", str(policy),
+                        "--listen", kv["proxy_listen"], "--dns-listen", kv["dns_listen"],
+                        "--upstream-dns", "127.0.0.1:9", "--id", name,
+                        "--log", str(self.tmp / f"{name}.jsonl"), "--foreground"]
+                p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True)
+                procs.append(p)
+                self.procs.append(p)
+                gw = kv["gateway_addr"].split("/")[0]
+                _, r = self.in_ns(name, [sys.executable, "-c", DNS_PROBE, gw], check=False)
+                if r.returncode != 0:
+                    self.findings.append(f"dns boot: no answer from {name}'s proxy in 5 s")
+                    continue
+                times.append((time.perf_counter() - t0) * 1e3)
+        finally:
+            for p in procs:
+                p.terminate()
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                self.procs.remove(p)
+            self.in_ns(h.name, [self.args.binary, "down", *names], env=h.env, check=False)
+            self.drop_host(h)
+        return times
+
     # ---- 2. connections through interception ----
 
     def start_sink(self, host, addrs):
@@ -409,7 +502,46 @@ def verdict(ok):
     return "PASS" if ok else "MISS"
 
 
-def report(b, results, conn, floor, wall):
+def p95(v):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(round(0.95 * (len(v) - 1))))]
+
+
+def report_batch(results, batches, boot, goals):
+    if batches:
+        log()
+        log(f"many in one call: ms per sandbox of one `up`/`down` with all N names "
+            f"(median of {BATCH_ROUNDS} rounds, range),")
+        log("next to one process per sandbox (the medians above, same run) and the script")
+        log(f"{'N':>5} | {'up: call':>9} {'range':>13} {'/proc':>6} {'script/':>8} | "
+            f"{'down: call':>10} {'range':>13} {'/proc':>6} {'script/':>8}")
+        for n, (bu, bd) in sorted(batches.items()):
+            ups, downs = results[n]
+            cols = []
+            for b, per in ((bu, ups), (bd, downs)):
+                cols.append(f"{med(b):9.2f} {min(b):6.2f}-{max(b):6.2f} "
+                            f"{med(b) / med(per['sluice']):6.2f} "
+                            f"{med(per['script']) / med(b):7.1f}x")
+            log(f"{n:>5} | {cols[0]} | {cols[1]}")
+            goals.append((f"one call up at N={n} <= 1/3 of one process each",
+                          f"{med(bu) / med(ups['sluice']):.2f}",
+                          med(bu) / med(ups["sluice"]) <= GOAL_BATCH_UP))
+            goals.append((f"one call down at N={n} <= 1/2 of one process each",
+                          f"{med(bd) / med(downs['sluice']):.2f}",
+                          med(bd) / med(downs["sluice"]) <= GOAL_BATCH_DOWN))
+            for what, b, per in (("up", bu, ups), ("down", bd, downs)):
+                r = med(per["script"]) / med(b)
+                goals.append((f"one call {what} at N={n} >= {GOAL_BATCH_SCRIPT:g}x the script",
+                              f"{r:.1f}x", r >= GOAL_BATCH_SCRIPT))
+    if boot:
+        log()
+        log(f"from `sluice-netsetup up` to a fresh sluice-proxy's first DNS answer inside "
+            f"the sandbox, {len(boot)} sandboxes:")
+        log(f"  median {med(boot):.1f} ms, p95 {p95(boot):.1f} ms  "
+            f"(all: {' '.join(f'{x:.0f}' for x in boot)})")
+
+
+def report(b, results, conn, floor, wall, batches=None, boot=None):
     sizes = sorted(results)
     up = {n: results[n][0] for n in sizes}
     down = {n: results[n][1] for n in sizes}
@@ -468,6 +600,7 @@ def report(b, results, conn, floor, wall):
             f"their median {r:.3f}, ratio of the medians {medians[many] / medians[few]:.3f}")
         goals.append((f"connections/s with {many} / with {few} installed >= {GOAL_CONN:g}",
                       f"{r:.3f}", r >= GOAL_CONN))
+    report_batch(results, batches or {}, boot or [], goals)
     log()
     log("goals (a MISS does not change the exit status)")
     for text, value, ok in goals:
@@ -481,6 +614,8 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: N = 1, 10 and fewer connections")
     ap.add_argument("--binary", default=str(REPO / "build/netsetup/sluice-netsetup"))
+    ap.add_argument("--proxy-binary", default=str(REPO / "build/proxy/sluice-proxy"),
+                    help="the proxy started for the DNS boot time")
     ap.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")],
                     help="comma-separated N (default 1,10,100,500; quick: 1,10)")
     ap.add_argument("--conns", type=int, help="connections per round (default 3000; "
@@ -493,7 +628,7 @@ def main():
     ap.add_argument("--no-conn", action="store_true", help="skip the connection test")
     ap.add_argument("--strace", action="store_true",
                     help="also run one up and one down at the largest N under strace -c")
-    ap.add_argument("--max-seconds", type=float, default=570.0,
+    ap.add_argument("--max-seconds", type=float, default=900.0,
                     help="give up (and clean up) after this long")
     args = ap.parse_args()
     args.sizes = args.sizes or ([1, 10] if args.quick else [1, 10, 100, 500])
@@ -505,7 +640,7 @@ def main():
         ap.error("--conns must be 1-20000 (each round's 4-tuples must stay unique)")
     err = benchlib.preflight("bench_netsetup", ("ip", "nft", "nsenter", "cc", "sysctl",
                                                 *(["strace"] if args.strace else [])),
-                             (args.binary,))
+                             (args.binary, args.proxy_binary))
     if err is not None:
         return err
 
@@ -531,7 +666,11 @@ def main():
                 for cmd, text in extra.items():
                     log(f"strace -c of one sluice-netsetup {cmd} with {n} installed:")
                     log("\n".join(text.splitlines()[:14]))
-        report(b, results, conn, floor, time.monotonic() - t0)
+        batches = {n: b.batch(n) for n in args.sizes if n >= 100}
+        for n, (bu, bd) in batches.items():
+            log(f"N={n} in one call: ms per sandbox, up {med(bu):.2f}, down {med(bd):.2f}")
+        boot = b.dns_boot()
+        report(b, results, conn, floor, time.monotonic() - t0, batches, boot)
 
     return benchlib.run(Bench(args), body)
 

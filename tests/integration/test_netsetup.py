@@ -912,6 +912,13 @@ def pod(world, ns_tool, netns, listener, capture):
     ns_tool.run("down", "--pod", ns=name)
 
 
+def test_pod_forward_and_link_are_the_pods_business(ns_tool, pod):
+    """In pod mode ports are published by Kubernetes: forward and link say so (exit 2)."""
+    for argv in (("forward", "web", "8080", "80"), ("link", "web", "db", "--ports", "5432")):
+        r = ns_tool.run(*argv, ns=pod.name)
+        assert r.returncode == 2 and "pod mode" in r.stderr and "Service" in r.stderr, r.stderr
+
+
 def test_pod_prints_what_the_proxy_needs(pod):
     assert pod.info == {"mode": "pod", "proxy_uid": PROXY_UID,
                         "proxy_listen": f"127.0.0.1:{PROXY_PORT}",

@@ -241,7 +241,7 @@ def test_link_opens_one_way_to_the_linked_ports_only(world, ns_tool, listener, c
     assert lst.tcp_with("a-to-b-9001")["orig_dst"].startswith(b.addr)
     assert len(srv_b.records()) == 1                 # ... and B's server never saw it
     probe(world, b.name, tcp(a.addr, 9000, data="b-to-a"))
-    probe(world, c.name, tcp(b.addr, 9000, data="c-to-b"))
+    probe(world, c.name, tcp(b.addr, 9000, data="c-to-b"), tcp(a.addr, 9000, data="c-to-a"))
     assert srv_a.records() == [] and len(srv_b.records()) == 1
     assert ns_tool.status(a.name)[0]["links"] == [{"to": b.name, "ports": [9000]}]
     assert ns_tool.run("verify", a.name).returncode == 0

@@ -1,8 +1,9 @@
 /*
  * Named network namespaces. /run/netns is made a shared mount point (as
  * iproute2 does) so that the bind mounts propagate to every mount namespace
- * that later joins; a namespace is born in a child process, which bind-mounts
- * its own /proc/self/ns/net onto the name and exits.
+ * that later joins; a namespace is born in the calling thread, which
+ * bind-mounts its /proc/thread-self/ns/net onto the name and returns to the
+ * namespace it came from.
  */
 #include "netns.h"
 
@@ -11,10 +12,10 @@
 #include <limits.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 static int path_of(const char *name, char out[PATH_MAX])
@@ -44,8 +45,7 @@ static int prepare_run_dir(void)
 int netns_create(const char *name)
 {
     char path[PATH_MAX];
-    int fd, r, status;
-    pid_t pid;
+    int fd, r, saved;
 
     if ((r = path_of(name, path)) < 0 || (r = prepare_run_dir()) < 0)
         return r;
@@ -54,31 +54,32 @@ int netns_create(const char *name)
         return -errno;
     close(fd);
 
-    pid = fork();
-    if (pid < 0) {
+    /* Born here, not in a child: a fork copies the page tables of a process
+     * holding many sandboxes' records, the larger part of an up of many. The
+     * thread makes the namespace, pins it by the bind mount, and goes back. */
+    saved = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (saved < 0) {
         r = -errno;
         unlink(path);
         return r;
     }
-    if (pid == 0) {
-        if (unshare(CLONE_NEWNET) < 0)
-            _exit(errno);
-        if (mount("/proc/self/ns/net", path, "none", MS_BIND, NULL) < 0)
-            _exit(errno);
-        _exit(0);
-    }
-    while (waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR) {
-            status = -1;
-            break;
+    r = 0;
+    if (unshare(CLONE_NEWNET) < 0) {
+        r = -errno;
+    } else {
+        if (mount("/proc/thread-self/ns/net", path, "none", MS_BIND, NULL) < 0)
+            r = -errno;
+        if (setns(saved, CLONE_NEWNET) < 0) {
+            /* every later step would act on the wrong namespace: never go on */
+            fprintf(stderr, "sluice-netsetup: cannot return to the host's network namespace: "
+                    "%s\n", strerror(errno));
+            abort();
         }
     }
-    if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        r = status != -1 && WIFEXITED(status) ? -WEXITSTATUS(status) : -ECHILD;
+    close(saved);
+    if (r < 0)
         unlink(path);
-        return r;
-    }
-    return 0;
+    return r;
 }
 
 int netns_delete(const char *name)

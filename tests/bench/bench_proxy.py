@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """sluice-proxy benchmark: download throughput, short TLS connections per second,
-time to first byte and memory, against the direct path (no proxy) and nginx
-`stream` + `ssl_preread` doing the same job, in one run.
+time to first byte, memory and the proxy's own CPU per unit of work, against the
+direct path (no proxy), nginx `stream` + `ssl_preread` and HAProxy (`req.ssl_sni`
+in TCP mode) doing the same job, in one run, every proxy pinned to CPU 0 and the
+clients to CPU 1.
 
 Everything happens in the namespaces of a test world (tests/integration/
 testworld.py: `inet` with dnsmasq and nginx, `host`) and in three client
 namespaces plugged into `host`: a sluice sandbox made by sluice-netsetup, one
-routed straight to inet, and one whose port 443 is redirected to nginx stream.
+routed straight to inet, and one per peer whose port 443 is redirected to it.
 Every namespace, process and temp dir is removed at the end, after a failure,
 on Ctrl-C or SIGTERM. See tests/bench/README.md.
 
@@ -41,6 +43,8 @@ GOAL_CPS_NGINX = 1.3        # TLS connections/s through sluice / through nginx s
 GOAL_TTFB = 1.1             # median time to first byte, sluice / direct
 GOAL_HELD_MIB = 8.0         # sluice-proxy VmRSS with HELD idle allowed TLS connections
 GOAL_IDLE_MIB = 2.0         # sluice-proxy VmRSS after start, no flow yet
+GOAL_CPU_CONN = 0.75        # sluice CPU per TLS connection / nginx stream's
+GOAL_CPU_GIB = 0.5          # sluice CPU per GiB relayed / nginx stream's
 
 NAME = "www.example.test"   # allowed; A 203.0.113.10 (A is tried before AAAA)
 DST = ADDR.WWW4             # every client dials the name's address
@@ -48,13 +52,19 @@ BIG = "256m.bin"
 BIG_BYTES = 256 << 20
 PROXY_PORT = 15001          # sluice-netsetup's default proxy port
 STREAM_PORT = 18443         # nginx stream, behind an nft redirect of :443
+HAPROXY_PORT = 18444        # HAProxy, the same way
 DIRECT_NET = ("10.201.0.1/30", "10.201.0.2/30")     # host side, client side
 STREAM_NET = ("10.202.0.1/30", "10.202.0.2/30")
-PATHS = ("direct", "sluice", "nginx")
+HAPROXY_NET = ("10.203.0.1/30", "10.203.0.2/30")
+PEERS = ("nginx", "haproxy")
+PATHS = ("direct", "sluice", *PEERS)
+PROXIES = ("sluice", *PEERS)
+PROXY_CPU, CLIENT_CPU = "0", "1"    # on two CPUs; one CPU: both 0
 NOFILE = 20000              # descriptors nginx may use (held flows: 2 each through a proxy)
 HOLD_CONCURRENCY = 64
 STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
-PROXY_TOOLS = ("ip", "nft", "nsenter", "cc", "curl", "nginx", "dnsmasq", "openssl")
+PROXY_TOOLS = ("ip", "nft", "nsenter", "cc", "curl", "nginx", "dnsmasq", "openssl", "haproxy",
+               "taskset")
 
 NO_LIMITS = {"max_connections": "0", "new_connections_per_second": "0",
              "upload_bytes_per_second": "0", "download_bytes_per_second": "0"}
@@ -130,6 +140,32 @@ def n_fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def pinned(cpu, argv):
+    """ARGV on CPU only (CPU 0 when the machine has one)."""
+    return ["taskset", "-c", cpu if (os.cpu_count() or 1) > 1 else "0", *argv]
+
+
+def haproxy_conns(sock):
+    """Sessions HAProxy's frontend `allowlist` has taken (`show stat`: stot), read
+    through stats socket SOCK (whose own connections are another frontend's)."""
+    import socket as _socket
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(str(sock))
+    s.sendall(b"show stat\n")
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    s.close()
+    lines = data.decode().splitlines()
+    head = lines[0].lstrip("# ").split(",")
+    for line in lines[1:]:
+        f = line.split(",")
+        if f[:2] == ["allowlist", "FRONTEND"]:
+            return int(f[head.index("stot")])
+    raise RuntimeError(f"haproxy stats: no frontend allowlist in {data[:300]!r}")
+
+
 class BenchWorld(World):
     """The test world, with nginx able to hold thousands of connections."""
 
@@ -152,7 +188,7 @@ class Bench:
         self.w = None
         self.tmp = Path(tempfile.mkdtemp(prefix="sluice-bench-proxy-"))
         self.ns = {}            # path -> client namespace
-        self.proxy = self.stream = None
+        self.proxy = self.stream = self.haproxy = None
         self.procs = []         # our own Popen objects (the hold client)
         self.findings = []      # correctness problems: they make the exit status 1
         self.through_sluice = 0  # connections the clients completed through sluice
@@ -228,6 +264,8 @@ class Bench:
         self.add_direct()
         self.add_nginx()
         self.start_stream()
+        self.add_redirected("haproxy", "hr", HAPROXY_NET, HAPROXY_PORT)
+        self.start_haproxy()
         self.start_proxy()
 
     def setup_world(self):
@@ -308,10 +346,41 @@ stream {{
     }}
 }}
 """)
-        self.stream = w.spawn(w.host, ["nginx", "-p", str(d), "-c", str(conf),
-                                       "-e", str(d / "error.log")], name="nginx-stream")
+        self.stream = w.spawn(w.host, pinned(PROXY_CPU, [
+            "nginx", "-p", str(d), "-c", str(conf), "-e", str(d / "error.log")]),
+            name="nginx-stream")
         w.wait_listening(self.stream, {("tcp", listen, STREAM_PORT)})
         self.stream_log = d / "access.log"
+
+    def start_haproxy(self):
+        """HAProxy from tests/bench/peers/haproxy.cfg, in host, one thread."""
+        w = self.w
+        d = w.tmp / "haproxy"
+        d.mkdir()
+        listen = HAPROXY_NET[0].split("/")[0]
+        conf = d / "haproxy.cfg"
+        text = (HERE / "peers" / "haproxy.cfg").read_text()
+        for k, v in {"maxconn": str(NOFILE // 2 - 100), "dir": str(d), "dns": ADDR.DNS4,
+                     "listen": listen, "port": str(HAPROXY_PORT), "name": NAME}.items():
+            text = text.replace("{" + k + "}", v)
+        conf.write_text(text)
+        r = self.run(w.host, ["haproxy", "-c", "-f", str(conf)], check=False)
+        if r.returncode != 0:
+            raise RuntimeError(f"haproxy -c: {r.stdout.strip()} {r.stderr.strip()}")
+        self.haproxy = w.spawn(w.host, pinned(PROXY_CPU, ["haproxy", "-db", "-f", str(conf)]),
+                               name="haproxy")
+        w.wait_listening(self.haproxy, {("tcp", listen, HAPROXY_PORT)})
+        self.haproxy_sock = d / "stats.sock"
+
+    def pid_of(self, path):
+        """The process doing PATH's relaying (None for the direct path)."""
+        if path == "sluice":
+            return self.proxy.pid
+        if path == "nginx":
+            return self.stream_worker()
+        if path == "haproxy":
+            return self.haproxy.pid
+        return None
 
     def start_proxy(self, policy_text=POLICY):
         w = self.w
@@ -324,7 +393,7 @@ stream {{
         argv = [self.args.proxy, "--policy", str(policy), "--listen", f"{self.gw}:{PROXY_PORT}",
                 "--upstream-dns", ADDR.DNS4, "--id", "bench", "--log", str(self.flowlog),
                 "--foreground"]
-        self.proxy = w.spawn(w.host, argv, name="sluice-proxy", nsenter=True)
+        self.proxy = w.spawn(w.host, pinned(PROXY_CPU, argv), name="sluice-proxy", nsenter=True)
         t0 = time.monotonic()
         wait_for(lambda: "serving with policy" in self.proxy.log() or
                  (not self.proxy.alive() and (_ for _ in ()).throw(
@@ -348,7 +417,8 @@ stream {{
         argv = ["curl", "-sS", "-o", "/dev/null", "--max-time", str(max_time),
                 "--cacert", self.ca, "--resolve", f"{NAME}:{port}:{DST}",
                 "-w", "%{http_code} %{size_download} %{time_total} %{time_starttransfer}", url]
-        r = self.run(self.ns[path], argv, timeout=max_time + 10, check=False)
+        r = self.run(self.ns[path], pinned(CLIENT_CPU, argv), timeout=max_time + 10,
+                     check=False)
         f = r.stdout.split()
         if r.returncode != 0 or len(f) != 4 or f[0] != "200":
             raise RuntimeError(f"curl {url} from {path}: exit {r.returncode}: "
@@ -361,7 +431,7 @@ stream {{
         """tls_client rate from PATH: (ok, failed, rate, ttfb p50 us, seconds)."""
         argv = [self.client, "rate", DST, "443", NAME, self.ca, str(count), str(conc),
                 str(limit)]
-        r = self.run(self.ns[path], argv, timeout=limit + 30, check=False)
+        r = self.run(self.ns[path], pinned(CLIENT_CPU, argv), timeout=limit + 30, check=False)
         m = re.search(r"ok=(\d+) failed=(\d+) seconds=([\d.]+) rate=([\d.]+) "
                       r"ttfb_p10_us=(\d+) ttfb_p50_us=(\d+) ttfb_p90_us=(\d+) "
                       r"handshake_p50_us=(\d+)", r.stdout)
@@ -383,8 +453,9 @@ stream {{
         ns = self.ns[path]
         # world.spawn gives no stdin pipe: the same namespace check (_own) and
         # parent-death signal (_child_setup) by hand
-        argv = ["nsenter", f"--net={RUN_NETNS / self.w._own(ns)}", "--", self.client, "hold",
-                DST, "443", NAME, self.ca, str(count), str(HOLD_CONCURRENCY), str(limit)]
+        argv = ["nsenter", f"--net={RUN_NETNS / self.w._own(ns)}", "--",
+                *pinned(CLIENT_CPU, [self.client, "hold", DST, "443", NAME, self.ca, str(count),
+                                     str(HOLD_CONCURRENCY), str(limit)])]
         p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, start_new_session=True,
                              preexec_fn=testworld._child_setup)
@@ -428,6 +499,7 @@ stream {{
         """One request per path; prove each took the path it is named after."""
         before_flows = len(self.flow_records())
         before_stream = len(self.stream_lines())
+        before_ha = haproxy_conns(self.haproxy_sock)
         for path in paths:
             r = self.run(self.ns[path], ["curl", "-sS", "--max-time", "10", "--cacert", self.ca,
                                          "--resolve", f"{NAME}:443:{DST}",
@@ -436,18 +508,22 @@ stream {{
                 raise RuntimeError(f"{path}: unexpected answer {r.stdout!r}")
             flows = self.flow_records()[before_flows:]
             stream = self.stream_lines()[before_stream:]
-            want = {"direct": (0, 0), "sluice": (1, 0), "nginx": (0, 1)}[path]
+            ha = haproxy_conns(self.haproxy_sock)
+            want = {"direct": (0, 0, 0), "sluice": (1, 0, 0), "nginx": (0, 1, 0),
+                    "haproxy": (0, 0, 1)}[path]
             starts = [f for f in flows if f.get("event") == "flow_start"]
-            if (len(starts), len(stream)) != want:
-                raise RuntimeError(f"{path}: {len(starts)} sluice flows and {len(stream)} "
-                                   f"nginx stream connections, expected {want}")
+            if (len(starts), len(stream), ha - before_ha) != want:
+                raise RuntimeError(f"{path}: {len(starts)} sluice flows, {len(stream)} "
+                                   f"nginx stream and {ha - before_ha} HAProxy connections, "
+                                   f"expected {want}")
+            before_ha = ha
             if path == "sluice" and starts[0].get("upstream") != f"{DST}:443":
                 raise RuntimeError(f"sluice went to {starts[0].get('upstream')}, not {DST}")
             before_flows += len(flows)
             before_stream += len(stream)
         self.through_sluice += "sluice" in paths
         log(f"check: each path ({', '.join(paths)}) is what it says (sluice's flow log, "
-            "nginx stream's log, the direct path in neither)")
+            "nginx stream's log, HAProxy's connection count, the direct path in none)")
 
     def check_flowlog(self):
         def counts():
@@ -496,31 +572,32 @@ stream {{
         after = proc_status(px)
         log(f"memory: {a.held} TLS connections held through sluice (handshakes took "
             f"{secs:.1f} s); descriptors {fds_idle} -> {fds_held}")
-        # the reference: nginx stream holding the same
-        wk = self.stream_worker()
-        s_idle = proc_status(wk)
-        p, s_secs = self.hold("nginx", a.held)
-        time.sleep(1.0)
-        s_held = proc_status(wk)
-        s_fds = n_fds(wk)
-        self.release(p)
-        log(f"        and through nginx stream ({s_secs:.1f} s); its worker's descriptors: "
-            f"{s_fds}")
-        return {"idle": idle, "held": held, "after": after, "fds": fds_held,
-                "s_idle": s_idle, "s_held": s_held}
+        # the references: each peer holding the same
+        peers = {}
+        for peer in PEERS:
+            wk = self.pid_of(peer)
+            p_idle = proc_status(wk)
+            p, p_secs = self.hold(peer, a.held)
+            time.sleep(1.0)
+            peers[peer] = {"idle": p_idle, "held": proc_status(wk)}
+            p_fds = n_fds(wk)
+            self.release(p)
+            log(f"        and through {peer} ({p_secs:.1f} s); its process's descriptors: "
+                f"{p_fds}")
+        return {"idle": idle, "held": held, "after": after, "fds": fds_held, "peers": peers}
 
     def throughput(self):
         a = self.args
         urls = {"tls": f"https://{NAME}/files/{BIG}", "http": f"http://{NAME}/files/{BIG}"}
         res = {(k, p): [] for k in urls for p in PATHS}
-        cpu = {p: [] for p in ("sluice", "nginx")}
+        cpu = {p: [] for p in PROXIES}
         for p in ("direct", "sluice"):      # warm-up: page cache, resolver caches
             self.curl(p, urls["tls"])
         for rnd in range(a.tp_rounds):
             for kind, url in urls.items():
                 paths = PATHS if kind == "tls" else ("direct", "sluice")
                 for path in self.order(rnd, paths):
-                    pid = {"sluice": self.proxy.pid, "nginx": self.stream_worker()}.get(path)
+                    pid = self.pid_of(path)
                     c0 = cpu_seconds(pid) if pid else 0
                     size, secs = self.curl(path, url)
                     if size != BIG_BYTES:
@@ -535,12 +612,12 @@ stream {{
     def rates(self):
         a = self.args
         res = {p: [] for p in PATHS}
-        cpu = {p: [] for p in ("sluice", "nginx")}
+        cpu = {p: [] for p in PROXIES}
         for p in PATHS:                     # warm-up, not counted
             self.tls(p, min(300, a.conns), a.concurrency)
         for rnd in range(a.rounds):
             for path in self.order(rnd):
-                pid = {"sluice": self.proxy.pid, "nginx": self.stream_worker()}.get(path)
+                pid = self.pid_of(path)
                 c0 = cpu_seconds(pid) if pid else 0
                 r = self.tls(path, a.conns, a.concurrency)
                 if pid:
@@ -574,60 +651,74 @@ def report(b, mem, tp, rates, ttfb, wall):
     a = b.args
     mib = lambda kib: kib / 1024    # noqa: E731
     goals, where = [], []
+    others = ("direct", *PEERS)
+
+    def row(label, vals, fmt, ratios=True):
+        """VALS: path -> the per-round list (or a number); medians and sluice/other."""
+        m = {p: (med(v) if isinstance(v, list) else v) for p, v in vals.items() if v}
+        cells = " ".join(f"{format(m[p], fmt):>9}" if p in m else f"{'-':>9}" for p in PATHS)
+        rs = []
+        for o in others:
+            if not ratios or o not in m or "sluice" not in m:
+                rs.append(f"{'-':>9}")
+            elif isinstance(vals[o], list) and isinstance(vals["sluice"], list):
+                rs.append(f"{ratio_stats(vals['sluice'], vals[o])[1]:9.2f}")
+            else:
+                rs.append(f"{m['sluice'] / m[o]:9.2f}")
+        log(f"{label:38} {cells} {' '.join(rs)}")
+        return m
+
     log()
-    log("sluice-proxy against the direct path and nginx stream (ssl_preread), "
-        "same machine, same run")
-    log(f"{'':34} {'direct':>9} {'sluice':>9} {'nginx':>9} {'s/direct':>9} {'s/nginx':>8}")
+    log("sluice-proxy against the direct path, nginx stream (ssl_preread) and HAProxy "
+        "(req.ssl_sni), same machine, same run;")
+    log(f"every proxy pinned to CPU {PROXY_CPU}, the clients to CPU {CLIENT_CPU}; ratios: "
+        "sluice / the other, medians of per-round ratios")
+    log(f"{'':38} " + " ".join(f"{p:>9}" for p in PATHS) + " " +
+        " ".join(f"{'s/' + o[:7]:>9}" for o in others))
 
     if tp:
         tpr, tcpu = tp
         for kind in ("tls", "http"):
             v = {p: tpr[(kind, p)] for p in PATHS if tpr[(kind, p)]}
-            rs, r = ratio_stats(v["sluice"], v["direct"])
-            rn = (f"{med(ratio_stats(v['sluice'], v['nginx'])[0]):8.2f}"
-                  if "nginx" in v else f"{'-':>8}")
-            log(f"{'download ' + kind.upper() + ' 256 MiB, MiB/s':34} {med(v['direct']):9.0f} "
-                f"{med(v['sluice']):9.0f} " + (f"{med(v['nginx']):9.0f}" if "nginx" in v
-                                                else f"{'-':>9}") + f" {r:9.2f} {rn}")
+            row(f"download {kind.upper()} 256 MiB, MiB/s", v, ".0f")
+            _, r = ratio_stats(v["sluice"], v["direct"])
             goals.append((f"download {kind.upper()} >= {GOAL_THROUGHPUT:g} x direct",
                           f"{r:.2f}", r >= GOAL_THROUGHPUT))
-        if tcpu["sluice"]:
-            where.append(f"CPU per GiB of TLS download relayed: sluice "
-                         f"{med(tcpu['sluice']):.2f} s, nginx stream {med(tcpu['nginx']):.2f} s")
+        m = row("CPU per GiB relayed (TLS), s", {p: tcpu[p] for p in PROXIES}, ".3f")
+        goals.append((f"CPU per GiB <= {GOAL_CPU_GIB:g} x nginx stream",
+                      f"{m['sluice'] / m['nginx']:.2f}", m["sluice"] / m["nginx"] <= GOAL_CPU_GIB))
     if rates:
         rr, rcpu = rates
         v = {p: [x["rate"] for x in rr[p]] for p in PATHS}
+        row(f"TLS connections/s ({a.concurrency} at a time)", v, ".0f")
         _, r_d = ratio_stats(v["sluice"], v["direct"])
         _, r_n = ratio_stats(v["sluice"], v["nginx"])
-        log(f"{'TLS connections/s (' + str(a.concurrency) + ' at a time)':34} "
-            f"{med(v['direct']):9.0f} {med(v['sluice']):9.0f} {med(v['nginx']):9.0f} "
-            f"{r_d:9.2f} {r_n:8.2f}")
         goals.append((f"TLS connections/s >= {GOAL_CPS_DIRECT:g} x direct", f"{r_d:.2f}",
                       r_d >= GOAL_CPS_DIRECT))
         goals.append((f"TLS connections/s >= {GOAL_CPS_NGINX:g} x nginx stream", f"{r_n:.2f}",
                       r_n >= GOAL_CPS_NGINX))
-        cs, cn = med(rcpu["sluice"]), med(rcpu["nginx"])
-        where.append(f"CPU per TLS connection (process and the kernel work charged to it): "
-                     f"sluice {cs:.0f} us, nginx stream {cn:.0f} us;")
-        where.append(f"  connections per CPU-second, the ceiling where the proxy is the "
-                     f"bottleneck: sluice {1e6 / cs:.0f}, nginx {1e6 / cn:.0f}, "
-                     f"ratio {cn / cs:.2f}")
+        m = row("CPU per TLS connection, us", {p: rcpu[p] for p in PROXIES}, ".0f")
+        goals.append((f"CPU per TLS connection <= {GOAL_CPU_CONN:g} x nginx stream",
+                      f"{m['sluice'] / m['nginx']:.2f}", m["sluice"] / m["nginx"] <= GOAL_CPU_CONN))
+        spread = {p: f"{min(rcpu[p]):.0f}-{max(rcpu[p]):.0f}" for p in PROXIES}
+        where.append("CPU per TLS connection (the process and the kernel work charged to it), "
+                     "range over rounds: " + ", ".join(f"{p} {spread[p]} us" for p in PROXIES))
+        where.append("  connections per CPU-second, the ceiling where the proxy is the "
+                     "bottleneck: " + ", ".join(f"{p} {1e6 / m[p]:.0f}" for p in PROXIES))
     if ttfb:
         v = {p: [x["p50"] / 1000 for x in ttfb[p]] for p in PATHS}
+        row("time to first byte, median ms", v, ".3f")
         _, t_d = ratio_stats(v["sluice"], v["direct"])
-        _, t_n = ratio_stats(v["sluice"], v["nginx"])
-        log(f"{'time to first byte, median ms':34} {med(v['direct']):9.3f} "
-            f"{med(v['sluice']):9.3f} {med(v['nginx']):9.3f} {t_d:9.2f} {t_n:8.2f}")
         v90 = {p: [x["p90"] / 1000 for x in ttfb[p]] for p in PATHS}
-        log(f"{'  (p90 ms, for information)':34} {med(v90['direct']):9.3f} "
-            f"{med(v90['sluice']):9.3f} {med(v90['nginx']):9.3f}")
+        row("  (p90 ms, for information)", v90, ".3f", ratios=False)
         goals.append((f"median TTFB <= {GOAL_TTFB:g} x direct", f"{t_d:.2f}",
                       t_d <= GOAL_TTFB))
         hs = {p: med([x["hs"] / 1000 for x in ttfb[p]]) for p in PATHS}
-        where.append(f"TTFB split, median ms: handshake done {hs['direct']:.3f} / "
-                     f"{hs['sluice']:.3f} / {hs['nginx']:.3f}, then to the first response "
-                     "byte " + " / ".join(f"{med(v[p]) - hs[p]:.3f}" for p in PATHS)
-                     + " (direct / sluice / nginx)")
+        where.append("TTFB split, median ms: handshake done " +
+                     " / ".join(f"{hs[p]:.3f}" for p in PATHS) +
+                     ", then to the first response byte " +
+                     " / ".join(f"{med(v[p]) - hs[p]:.3f}" for p in PATHS) +
+                     " (" + " / ".join(PATHS) + ")")
         wk = b.wake
         if wk["two"] is not None:
             # a relay hop adds one wake-up to each of the 4 flights (hello, server
@@ -635,15 +726,16 @@ def report(b, mem, tp, rates, ttfb, wall):
             where.append(f"waking a sleeping process: {wk['one']:.0f} us round trip on one "
                          f"CPU, {wk['two']:.0f} us across two (a round trip is two wake-ups); "
                          f"4 flights x 1 extra wake-up = {2 * wk['two'] / 1000:.3f} ms, "
-                         f"measured extra: sluice {med(v['sluice']) - med(v['direct']):.3f}, "
-                         f"nginx {med(v['nginx']) - med(v['direct']):.3f} ms")
+                         "measured extra: " + ", ".join(
+                             f"{p} {med(v[p]) - med(v['direct']):.3f}" for p in PROXIES)
+                         + " ms")
     if mem:
         held, idle = mem["held"]["VmRSS"], mem["idle"]["VmRSS"]
-        s_held = mem["s_held"]["VmRSS"]
-        log(f"{'RSS idle, MiB':34} {'-':>9} {mib(idle):9.2f} "
-            f"{mib(mem['s_idle']['VmRSS']):9.2f}   (nginx: its one worker)")
-        log(f"{'RSS with ' + str(a.held) + ' idle TLS flows, MiB':34} {'-':>9} "
-            f"{mib(held):9.2f} {mib(s_held):9.2f} {'':9} {held / s_held:8.2f}")
+        pk = mem["peers"]
+        row("RSS idle, MiB", {"sluice": mib(idle),
+                              **{p: mib(pk[p]["idle"]["VmRSS"]) for p in PEERS}}, ".2f")
+        row(f"RSS with {a.held} idle TLS flows, MiB",
+            {"sluice": mib(held), **{p: mib(pk[p]["held"]["VmRSS"]) for p in PEERS}}, ".2f")
         goals.append((f"RSS with {a.held} idle allowed flows <= {GOAL_HELD_MIB:g} MiB",
                       f"{mib(held):.2f} MiB", mib(held) <= GOAL_HELD_MIB))
         goals.append((f"RSS of an idle proxy <= {GOAL_IDLE_MIB:g} MiB", f"{mib(idle):.2f} MiB",
@@ -657,8 +749,9 @@ def report(b, mem, tp, rates, ttfb, wall):
             f"{(held - idle) * 1024 / a.held:.0f} bytes per flow above idle; "
             f"{mem['fds']} descriptors; after the flows closed "
             f"{mib(mem['after']['VmRSS']):.2f} MiB",
-            f"nginx stream worker held: {mib(s_held):.2f} MiB, "
-            f"{(s_held - mem['s_idle']['VmRSS']) * 1024 / a.held:.0f} bytes per flow above idle",
+            "peers, bytes per held flow above idle: " + ", ".join(
+                f"{p} {(pk[p]['held']['VmRSS'] - pk[p]['idle']['VmRSS']) * 1024 / a.held:.0f}"
+                for p in PEERS) + " (nginx: its one worker)",
             f"private memory (not shared with other processes): idle "
             f"{mib(mem['idle']['private']):.2f} MiB, with {a.held} flows "
             f"{mib(mem['held']['private']):.2f} MiB"]
@@ -675,7 +768,7 @@ def report(b, mem, tp, rates, ttfb, wall):
     log()
     log("goals (a MISS does not change the exit status)")
     for text, value, ok in goals:
-        log(f"  {text:<50} {value:>12}  {verdict(ok)}")
+        log(f"  {text:<52} {value:>12}  {verdict(ok)}")
     log()
     log(f"run time: {wall:.1f} s")
 

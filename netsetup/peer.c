@@ -155,16 +155,6 @@ static int load_networked(struct ns_error *e, const char *name, struct sandbox *
     return r;
 }
 
-static int commit(struct ns_error *e, struct nft_batch *b)
-{
-    char desc[128];
-    int r = nft_send(b, desc, sizeof(desc));
-
-    if (r < 0)
-        sandbox_note(e, "%s", desc);
-    return r;
-}
-
 /* Adds to B the deletion of every rule of F (live, found by its comments). */
 static int build_forward_del(struct ns_error *e, struct nft_batch *b, const char *name,
                              const char *key)
@@ -210,7 +200,7 @@ static int apply_forward(struct ns_error *e, const struct sandbox *s, const stru
     if (r == 0 && add)
         r = nft_build_forward_add(b, &nf);
     if (r == 0)
-        r = commit(e, b);
+        r = sandbox_nft_commit(e, b);
     nft_batch_free(b);
     return r;
 }
@@ -326,7 +316,7 @@ static int apply_link(struct ns_error *e, const struct sandbox *a, const struct 
     for (i = 0; add && i < add->n_ports && r == 0; i++)
         r = nft_build_link(nb, true, src, dst, add->ports[i]);
     if (r == 0)
-        r = commit(e, nb);
+        r = sandbox_nft_commit(e, nb);
     nft_batch_free(nb);
     return r;
 }

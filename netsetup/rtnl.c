@@ -240,14 +240,23 @@ int rtnl_link_add_veth(struct rtnl *r, const char *host_if, const char *peer_if,
     return talk(r, nlh, NULL, NULL);
 }
 
+/* An RTM_*LINK message with its ifinfomsg (family AF_UNSPEC) in BUF. */
+static struct nlmsghdr *link_msg(char *buf, uint16_t type, struct ifinfomsg **ifi)
+{
+    struct nlmsghdr *nlh = new_msg(buf, type, 0);
+
+    *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(**ifi));
+    (*ifi)->ifi_family = AF_UNSPEC;
+    return nlh;
+}
+
 int rtnl_link_del(struct rtnl *r, const char *ifname)
 {
     char buf[RTNL_BUF];
-    struct nlmsghdr *nlh = new_msg(buf, RTM_DELLINK, 0);
-    struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
+    struct ifinfomsg *ifi;
+    struct nlmsghdr *nlh = link_msg(buf, RTM_DELLINK, &ifi);
 
     note_call(r, "RTM_DELLINK %s", ifname);
-    ifi->ifi_family = AF_UNSPEC;
     mnl_attr_put_strz(nlh, IFLA_IFNAME, ifname);
     return talk(r, nlh, NULL, NULL);
 }
@@ -260,11 +269,10 @@ int rtnl_link_del(struct rtnl *r, const char *ifname)
 int rtnl_link_set_group(struct rtnl *r, const char *ifname, uint32_t group)
 {
     char buf[RTNL_BUF];
-    struct nlmsghdr *nlh = new_msg(buf, RTM_NEWLINK, 0);
-    struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
+    struct ifinfomsg *ifi;
+    struct nlmsghdr *nlh = link_msg(buf, RTM_NEWLINK, &ifi);
 
     note_call(r, "RTM_NEWLINK %s group %u", ifname, group);
-    ifi->ifi_family = AF_UNSPEC;
     mnl_attr_put_strz(nlh, IFLA_IFNAME, ifname);
     mnl_attr_put_u32(nlh, IFLA_GROUP, group);
     return talk(r, nlh, NULL, NULL);
@@ -273,11 +281,10 @@ int rtnl_link_set_group(struct rtnl *r, const char *ifname, uint32_t group)
 int rtnl_link_del_group(struct rtnl *r, uint32_t group)
 {
     char buf[RTNL_BUF];
-    struct nlmsghdr *nlh = new_msg(buf, RTM_DELLINK, 0);
-    struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
+    struct ifinfomsg *ifi;
+    struct nlmsghdr *nlh = link_msg(buf, RTM_DELLINK, &ifi);
 
     note_call(r, "RTM_DELLINK group %u", group);
-    ifi->ifi_family = AF_UNSPEC;
     mnl_attr_put_u32(nlh, IFLA_GROUP, group);
     return talk(r, nlh, NULL, NULL);
 }
@@ -312,11 +319,10 @@ int rtnl_link_group_used(struct rtnl *r, uint32_t group)
 int rtnl_link_set_up(struct rtnl *r, int ifindex)
 {
     char buf[RTNL_BUF];
-    struct nlmsghdr *nlh = new_msg(buf, RTM_NEWLINK, 0);
-    struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
+    struct ifinfomsg *ifi;
+    struct nlmsghdr *nlh = link_msg(buf, RTM_NEWLINK, &ifi);
 
     note_call(r, "RTM_NEWLINK set up index %d", ifindex);
-    ifi->ifi_family = AF_UNSPEC;
     ifi->ifi_index = ifindex;
     ifi->ifi_flags = IFF_UP;
     ifi->ifi_change = IFF_UP;

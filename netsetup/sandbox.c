@@ -190,7 +190,7 @@ static int nft_commit_keep(struct ns_error *e, struct nft_batch *b, struct nft_s
     return r;
 }
 
-static int nft_commit(struct ns_error *e, struct nft_batch *b)
+int sandbox_nft_commit(struct ns_error *e, struct nft_batch *b)
 {
     return nft_commit_keep(e, b, NULL);
 }
@@ -722,7 +722,7 @@ static int configure_host(struct ns_error *e, struct rtnl *rt, const struct sand
     if (r == 0)
         r = nft_build_sandbox_add(b, &n);
     if (r == 0)
-        r = nft_commit(e, b);
+        r = sandbox_nft_commit(e, b);
     else
         sandbox_note(e, "building the nftables batch");
     nft_batch_free(b);
@@ -1035,7 +1035,7 @@ static int nft_one(struct ns_error *e, const struct sandbox *s)
     if (r == 0)
         r = nft_build_sandbox_add(b, &n);
     if (r == 0)
-        r = nft_commit(e, b);
+        r = sandbox_nft_commit(e, b);
     nft_batch_free(b);
     return r;
 }
@@ -1309,7 +1309,7 @@ int pod_up(struct ns_error *e, const struct pod_opts *o)
         return -ENOMEM;
     r = nft_build_pod(b, &p);
     if (r == 0)
-        r = nft_commit(e, b);
+        r = sandbox_nft_commit(e, b);
     nft_batch_free(b);
     return r;
 }
@@ -1328,7 +1328,7 @@ int pod_down(struct ns_error *e)
             return -ENOMEM;
         r = nft_build_table_del(b);
         if (r == 0)
-            r = nft_commit(e, b);
+            r = sandbox_nft_commit(e, b);
         nft_batch_free(b);
     }
     if (r < 0)

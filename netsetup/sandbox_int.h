@@ -18,6 +18,9 @@ void sandbox_note(struct ns_error *e, const char *fmt, ...);
 /* Takes the state lock (noted in E): an fd for state_unlock(), or -errno. */
 int sandbox_lock(struct ns_error *e);
 
+/* Sends B, every ACK checked; on failure E names the message the kernel refused. */
+int sandbox_nft_commit(struct ns_error *e, struct nft_batch *b);
+
 /* Keeps RT's call text in E when R is an error; returns R. */
 int sandbox_rtnl_check(struct ns_error *e, const struct rtnl *rt, int r);
 

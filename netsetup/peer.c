@@ -397,7 +397,7 @@ out:
 /* ---- down ---- */
 
 int sandbox_build_peer_del(struct ns_error *e, struct nft_batch *b, const struct sandbox *s,
-                           const struct sandbox *all, size_t n)
+                           const struct sandbox *all, size_t n, const bool *done)
 {
     uint8_t me[4], other[4];
     char key[FORWARD_KEY_LEN];
@@ -410,7 +410,8 @@ int sandbox_build_peer_del(struct ns_error *e, struct nft_batch *b, const struct
     }
     addr4(s, me);
     for (i = 0; i < n && r == 0; i++) {
-        if (strcmp(all[i].name, s->name) == 0 || all[i].mode == SANDBOX_ISOLATED)
+        if (strcmp(all[i].name, s->name) == 0 || all[i].mode == SANDBOX_ISOLATED ||
+            (done && done[i]))          /* its links to S went with it already */
             continue;
         addr4(&all[i], other);
         for (j = 0; j < s->n_links; j++)            /* S's own links to ALL[i] */

@@ -427,7 +427,7 @@ static int teardown(struct ns_error *e, const struct sandbox *s, struct others o
         } else if (elems || chains) {   /* else: gone already (down of many) */
             r = state_list(&all, &n_all);
             if (r == 0 && chains)       /* with its chains, its forwards and links */
-                r = sandbox_build_peer_del(e, b, s, all, n_all);
+                r = sandbox_build_peer_del(e, b, s, all, n_all, NULL);
             if (r == 0)
                 r = nft_build_sandbox_del(b, &n, elems, chains);
         }
@@ -1149,11 +1149,17 @@ static void down_nft(struct sandbox_job *jobs, struct sandbox **rec, size_t n, b
                      struct nft_socket **keep, size_t *n_keep)
 {
     struct nft_batch *b = NULL;
+    bool *done = calloc(n_all + 1, sizeof(*done));
     size_t i, first = 0;
     int r;
 
-    if (nft_table_exists() != 1)
+    if (!done || nft_table_exists() != 1) {
+        free(done);             /* no table: nothing to remove; no memory: one by one */
+        if (!done)
+            for (i = 0; i < n; i++)
+                fallback[i] = true;
         return;
+    }
     for (i = 0; i <= n; i++) {
         bool last = i == n;
         struct nft_sandbox ns;
@@ -1166,8 +1172,9 @@ static void down_nft(struct sandbox_job *jobs, struct sandbox **rec, size_t n, b
             continue;
         if (!last) {
             sandbox_nft_view(rec[i], &ns);
-            sandbox_build_peer_del(&jobs[i].e, b, rec[i], all, n_all);
+            sandbox_build_peer_del(&jobs[i].e, b, rec[i], all, n_all, done);
             nft_build_sandbox_del(b, &ns, true, true);
+            done[rec[i] - all] = true;
         }
         if (!last && nft_batch_msgs(b) < DOWN_CHUNK_MSGS)
             continue;
@@ -1187,6 +1194,7 @@ static void down_nft(struct sandbox_job *jobs, struct sandbox **rec, size_t n, b
         first = i + 1;
     }
     nft_batch_free(b);
+    free(done);
 }
 
 /* The veths of the netns-mode jobs, deleted in one request by link group. */

@@ -39,10 +39,12 @@ int sandbox_peer_sysctls(struct ns_error *e, const struct sandbox *s,
                          const struct sandbox *all, size_t n);
 
 /* down: adds to B the removal of S's forward rules and of the link elements
- * from and to S; then sandbox_forget_peer() drops the links to S from the
- * others' records (ALL, N: every record, S's included). */
+ * from and to S (ALL, N: every record, S's included; DONE, when not NULL, marks
+ * those whose links went in this batch already, so no element is deleted
+ * twice); then sandbox_forget_peer() drops the links to S from the others'
+ * records. */
 int sandbox_build_peer_del(struct ns_error *e, struct nft_batch *b, const struct sandbox *s,
-                           const struct sandbox *all, size_t n);
+                           const struct sandbox *all, size_t n, const bool *done);
 void sandbox_forget_peer(const struct sandbox *s, struct sandbox *all, size_t n);
 
 #endif

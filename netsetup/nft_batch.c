@@ -375,15 +375,26 @@ void nb_lookup(struct rb *rb, const char *set, uint32_t sreg)
     nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_FLAGS, 0);      /* the kernel echoes it */
 }
 
-void nb_jump(struct rb *rb, const char *chain)
+static void to_chain(struct rb *rb, int verdict, const char *chain)
 {
     struct nftnl_expr *e = nb_expr(rb, "immediate");
 
     if (!e)
         return;
     nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_DREG, NFT_REG_VERDICT);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, (uint32_t)NFT_JUMP);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, (uint32_t)verdict);
     nftnl_expr_set_str(e, NFTNL_EXPR_IMM_CHAIN, chain);
+}
+
+void nb_jump(struct rb *rb, const char *chain)
+{
+    to_chain(rb, NFT_JUMP, chain);
+}
+
+/* on to CHAIN for good: where it ends, the base chain that led here goes on */
+void nb_goto(struct rb *rb, const char *chain)
+{
+    to_chain(rb, NFT_GOTO, chain);
 }
 
 /* source NAT to the outgoing interface's address */
@@ -435,20 +446,24 @@ void nb_match_ct_dnat(struct rb *rb)
     nb_masked_cmp(rb, &dnat, &zero, 4, NFT_CMP_NEQ);
 }
 
+/* the packet opens a connection (ct state new) */
+void nb_match_ct_new(struct rb *rb)
+{
+    uint32_t new_bit = NF_CT_STATE_BIT(IP_CT_NEW), zero = 0;
+
+    nb_ct_load(rb, NFT_CT_STATE, -1);
+    nb_masked_cmp(rb, &new_bit, &zero, 4, NFT_CMP_NEQ);
+}
+
 /*
  * A new connection beyond MAX of this rule's own (so: of one sandbox) in the
  * connection-tracking table, which every sandbox and the host share.
  */
 void nb_ct_new_over(struct rb *rb, uint32_t max)
 {
-    struct nftnl_expr *e = nb_expr(rb, "ct");
-    uint32_t new_bit = NF_CT_STATE_BIT(IP_CT_NEW), zero = 0;
+    struct nftnl_expr *e;
 
-    if (e) {
-        nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, NFT_CT_STATE);
-        nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
-    }
-    nb_masked_cmp(rb, &new_bit, &zero, 4, NFT_CMP_NEQ);
+    nb_match_ct_new(rb);
     e = nb_expr(rb, "connlimit");
     if (e) {
         nftnl_expr_set_u32(e, NFTNL_EXPR_CONNLIMIT_COUNT, max);

@@ -221,10 +221,15 @@ static void sandbox_source_rules(struct nft_batch *b, const struct nft_sandbox *
 }
 
 /*
- * After the source checks: replies of connections a forward or a link opened
- * to the sandbox go back unproxied (counted per forward); a connection the
- * sandbox opens is never a reply, so nothing here lets it open one. Then the
- * sandbox's own TCP to a linked peer's port: accepted and routed.
+ * After the source checks, three rules every packet from the sandbox passes,
+ * each a conntrack load and a compare before it matches anything: replies of
+ * connections a forward opened to the sandbox go back unproxied, counted per
+ * forward (goto: fwd-NAME's end is the base chain's accept); a connection a
+ * link opened passes both ways (the mark is set only by the rule after it);
+ * and a new connection of the sandbox's to a linked peer's port is marked and
+ * routed: one set lookup, for a connection's first packet only. A connection
+ * the sandbox opens is never a forward's reply, so nothing here lets it open
+ * one elsewhere.
  */
 static void sandbox_peer_rules(struct nft_batch *b, const struct nft_chains *c)
 {
@@ -233,16 +238,14 @@ static void sandbox_peer_rules(struct nft_batch *b, const struct nft_chains *c)
     nb_rule_start(&rb, c->pre);
     nb_match_ct_reply(&rb);
     nb_match_ct_mark(&rb, NFT_CT_FWD);
-    nb_jump(&rb, c->fwd);
+    nb_goto(&rb, c->fwd);
     nb_rule_end(b, &rb, NULL);
-    for (int i = 0; i < 2; i++) {
-        nb_rule_start(&rb, c->pre);
-        nb_match_ct_reply(&rb);
-        nb_match_ct_mark(&rb, i == 0 ? NFT_CT_FWD : NFT_CT_LINK);
-        nb_verdict(&rb, NF_ACCEPT);
-        nb_rule_end(b, &rb, NULL);
-    }
+    nb_rule_start(&rb, c->pre);
+    nb_match_ct_mark(&rb, NFT_CT_LINK);
+    nb_verdict(&rb, NF_ACCEPT);
+    nb_rule_end(b, &rb, NULL);
     nb_rule_start(&rb, c->pre);                  /* ip saddr . ip daddr . tcp dport @links */
+    nb_match_ct_new(&rb);
     nb_match_u8(&rb, NFT_META_NFPROTO, NFPROTO_IPV4);
     nb_match_u8(&rb, NFT_META_L4PROTO, IPPROTO_TCP);
     /* reg 1 is the 32-bit register 8 (NFT_REG32_00): what the kernel dumps back */

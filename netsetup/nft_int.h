@@ -101,6 +101,8 @@ void nb_match_ct_dir(struct rb *rb, uint8_t dir);
 void nb_match_ct_reply(struct rb *rb);
 void nb_lookup(struct rb *rb, const char *set, uint32_t sreg);
 void nb_jump(struct rb *rb, const char *chain);
+void nb_goto(struct rb *rb, const char *chain);
+void nb_match_ct_new(struct rb *rb);
 void nb_masquerade(struct rb *rb);
 void nb_ct_mark_set(struct rb *rb, uint32_t mark);
 void nb_fib_saddr_type(struct rb *rb);

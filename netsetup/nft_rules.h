@@ -21,8 +21,9 @@
  *       "NAME PROTO ADDR:PORT", setting conntrack mark FWD; srcnat masquerades
  *       them to the gateway, so the sandbox never learns the client's address.
  *       Chain fwd-NAME counts each forward's packets both ways.
- *   set links (saddr . daddr . dport): a sandbox's TCP to a linked peer's port
- *       is accepted and routed (conntrack mark LINK) instead of TPROXYed.
+ *   set links (saddr . daddr . dport): a sandbox's new TCP connection to a
+ *       linked peer's port is marked LINK and routed instead of TPROXYed; the
+ *       mark lets the rest of it pass (the set is read by first packets only).
  * The maps and sets keep the per-packet cost flat however many sandboxes and
  * links there are; the forwards chain is read by a connection's first packet
  * only, and only for connections that do not come from a sandbox.

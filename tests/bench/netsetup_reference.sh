@@ -117,10 +117,9 @@ add rule inet sluice pre-$name counter comment "out"
 add rule inet sluice pre-$name ip saddr != $sb counter drop comment "dropped"
 add rule inet sluice pre-$name meta nfproto ipv6 counter drop comment "dropped"
 add rule inet sluice pre-$name ct state new ct count over 65536 counter drop comment "dropped"
-add rule inet sluice pre-$name ct direction reply ct mark 0x534d jump fwd-$name
-add rule inet sluice pre-$name ct direction reply ct mark 0x534d accept
-add rule inet sluice pre-$name ct direction reply ct mark 0x534e accept
-add rule inet sluice pre-$name ip saddr . ip daddr . tcp dport @links ct mark set 0x534e accept
+add rule inet sluice pre-$name ct direction reply ct mark 0x534d goto fwd-$name
+add rule inet sluice pre-$name ct mark 0x534e accept
+add rule inet sluice pre-$name ct state new ip saddr . ip daddr . tcp dport @links ct mark set 0x534e accept
 add rule inet sluice pre-$name meta nfproto ipv4 tcp dport 53 accept
 add rule inet sluice nat-$name meta nfproto ipv4 tcp dport 53 counter dnat ip to $gw:$DNS_PORT comment "dns"
 add rule inet sluice pre-$name meta nfproto ipv4 udp dport 53 accept

@@ -189,35 +189,32 @@ void relay_give_back(struct dir *d, size_t granted, size_t used)
         limit_bucket_refund(&px->relay->bw[d->way].bucket, granted - used);
 }
 
-/* Budget is back (or the limit changed): every waiting direction tries again. */
-static void on_bandwidth(evutil_socket_t fd, short what, void *arg)
+/* Every direction waiting on LIST tries to read again. */
+static void wake_all(struct list *list)
 {
-    struct bandwidth *bw = arg;
-
-    (void)fd;
-    (void)what;
-    while (!list_empty(&bw->waiting)) {
-        struct dir *d = list_entry(bw->waiting.next, struct dir, wait);
+    while (!list_empty(list)) {
+        struct dir *d = list_entry(list->next, struct dir, wait);
 
         list_remove(&d->wait);
         event_active(d->rev, EV_READ, 0);
     }
 }
 
+/* Budget is back (or the limit changed): every waiting direction tries again. */
+static void on_bandwidth(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    wake_all(&((struct bandwidth *)arg)->waiting);
+}
+
 /* The directions out of their names' budgets look again: a window may have moved
  * on, or a reload changed a budget. */
 static void on_spent(evutil_socket_t fd, short what, void *arg)
 {
-    struct relay_pool *pool = arg;
-
     (void)fd;
     (void)what;
-    while (!list_empty(&pool->spent)) {
-        struct dir *d = list_entry(pool->spent.next, struct dir, wait);
-
-        list_remove(&d->wait);
-        event_active(d->rev, EV_READ, 0);
-    }
+    wake_all(&((struct relay_pool *)arg)->spent);
 }
 
 void relay_limits_changed(struct proxy *px)

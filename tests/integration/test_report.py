@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from test_deploy import is_sanitized
-from test_suggest import peak_rss
+from test_suggest import million_and_tenth
 
 DATA = Path(__file__).resolve().parent / "data"
 LOG = DATA / "report.jsonl"
@@ -144,18 +144,9 @@ def test_a_million_records_in_seconds_and_bounded_memory(ctl, tmp_path, sluice_b
                         % (i // 360000 % 24, i // 6000 % 60, i // 100 % 60, i % 10,
                            i % 1000, "allow" if i % 7 else "deny"))
 
-    def peak(path):
-        out, secs, rss = peak_rss([sluice_bin("sluicectl"), "report", "--format", "json", path],
-                                  tmp_path)
-        return json.loads(out), secs, rss
-
-    big, small = tmp_path / "big.jsonl", tmp_path / "small.jsonl"
-    make(big, 1_000_000)
-    make(small, 100_000)
-    _, _, rss_small = peak(small)
-    got, secs, rss_big = peak(big)
-    print(f"report over 1,000,000 records: {secs:.2f} s, peak RSS {rss_big} KiB "
-          f"(100,000 records: {rss_small} KiB)")
+    out, secs, rss_big, rss_small = million_and_tenth(
+        "report", make, [sluice_bin("sluicectl"), "report", "--format", "json"], tmp_path)
+    got = json.loads(out)
     assert got["records"] == 1_000_000
     assert sum(t["allow"] + t["deny"] for t in got["timeline"]) == 1_000_000
     assert len(got["sandboxes"]) == 10 and got["top_by_connections"][0]["conns"] == 1000

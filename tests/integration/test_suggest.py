@@ -220,6 +220,20 @@ def peak_rss(argv, tmp_path):
     return out.read_text(), time.monotonic() - t0, int(r.stderr.split()[-1])
 
 
+def million_and_tenth(what, make, argv, tmp_path):
+    """ARGV + [log] over a log of 1,000,000 records and one of 100,000, both written
+    by MAKE(path, n): (output, seconds, peak RSS) of the big one, and the small
+    one's peak RSS, printed as WHAT's figures."""
+    big, small = tmp_path / "big.jsonl", tmp_path / "small.jsonl"
+    make(big, 1_000_000)
+    make(small, 100_000)
+    _, _, rss_small = peak_rss([*argv, small], tmp_path)
+    out, secs, rss_big = peak_rss([*argv, big], tmp_path)
+    print(f"{what} over 1,000,000 records: {secs:.2f} s, peak RSS {rss_big} KiB "
+          f"(100,000 records: {rss_small} KiB)")
+    return out, secs, rss_big, rss_small
+
+
 def test_a_million_records_in_memory_bounded_by_names(ctl, tmp_path, sluice_bin):
     """1,000,000 flow records over 1,000 names in 10 sandboxes: the RSS is that
     of the names, not of the records (a tenth of the log gives about the same)."""
@@ -230,16 +244,8 @@ def test_a_million_records_in_memory_bounded_by_names(ctl, tmp_path, sluice_bin)
                         '"host":"n%d.example.org","port":443,"verdict":"audit"}\n'
                         % ((i // 1000) % 10, i % 1000))
 
-    def peak(path):
-        return peak_rss([sluice_bin("sluicectl"), "suggest", path], tmp_path)
-
-    big, small = tmp_path / "big.jsonl", tmp_path / "small.jsonl"
-    make(big, 1_000_000)
-    make(small, 100_000)
-    _, _, rss_small = peak(small)
-    out, secs, rss_big = peak(big)
-    print(f"suggest over 1,000,000 records: {secs:.2f} s, peak RSS {rss_big} KiB "
-          f"(100,000 records: {rss_small} KiB)")
+    out, _, rss_big, rss_small = million_and_tenth(
+        "suggest", make, [sluice_bin("sluicectl"), "suggest"], tmp_path)
     assert len(rules(out)) == 1000
     assert "# seen in 10 of 10 runs, 1000 connections" in out
     # KiB; a sanitizer build carries its shadow memory and quarantine besides

@@ -63,6 +63,7 @@ struct proxy_core {
     struct event *signals[N_SIGNALS];
     int inotify_fd;
     struct event *inotify_ev;
+    struct event *route_ev;         /* the kernel announced a routing change */
     uint64_t trimmed_at_flow;       /* px->last_flow when the heap was last trimmed */
     uint64_t drain_deadline_ms;
 };
@@ -407,6 +408,18 @@ static void on_trim(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* A link, address, route or rule changed: what route.c knows of the host's own
+ * addresses is forgotten before the next flow asks (the same loop turn at the
+ * latest: a connection decided in it raced the change as it would without a cache). */
+static void on_route_change(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy *px = arg;
+
+    (void)fd;
+    (void)what;
+    route_probe_changed(px->route);
+}
+
 /* ---- signals ---- */
 
 static void on_drain(evutil_socket_t fd, short what, void *arg)
@@ -546,6 +559,12 @@ int proxy_open(struct proxy *px, const struct proxy_options *opt, struct policy 
     if (!core->reload_timer || !core->drain_timer || !core->backoff_timer ||
         !core->trim_timer || event_add(core->trim_timer, &trim) < 0)
         return 1;
+    if (route_probe_watch_fd(px->route) >= 0) {
+        core->route_ev = event_new(px->base, route_probe_watch_fd(px->route),
+                                   EV_READ | EV_PERSIST, on_route_change, px);
+        if (!core->route_ev || event_add(core->route_ev, NULL) < 0)
+            return 1;
+    }
     for (i = 0; i < opt->n_listens; i++)
         if (listen_on(px, opt->listens[i]) < 0)
             return 1;
@@ -616,6 +635,8 @@ void proxy_close(struct proxy *px)
             event_free(core->backoff_timer);
         if (core->trim_timer)
             event_free(core->trim_timer);
+        if (core->route_ev)
+            event_free(core->route_ev);
         free(core);
     }
     resolver_free(px->resolver);

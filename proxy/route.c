@@ -1,8 +1,11 @@
 /*
- * One rtnetlink route lookup per question, on a socket opened once. The
- * request is a single fixed message framed with the kernel's own uapi macros
- * (NLMSG_*, RTA_*): libmnl, which netsetup uses, ships no static library in
- * Debian, and -Dstatic_proxy must stay possible.
+ * One rtnetlink route lookup per address, on a socket opened once, its answer
+ * kept until the kernel announces a change of any link, address, route or
+ * routing rule (a second socket, subscribed to those groups, which the event
+ * loop watches): a flow to a destination seen before costs no netlink round
+ * trip. The request is a single fixed message framed with the kernel's own
+ * uapi macros (NLMSG_*, RTA_*): libmnl, which netsetup uses, ships no static
+ * library in Debian, and -Dstatic_proxy must stay possible.
  */
 #include "route.h"
 
@@ -17,11 +20,40 @@
 
 #define ROUTE_REPLY_MAX 8192    /* one RTM_NEWROUTE answer is a few hundred bytes */
 #define ROUTE_STALE_MAX 8       /* replies to earlier, abandoned questions skipped */
+#define ROUTE_CACHE 256         /* answers kept, one slot per address hash */
+/* what can change whether an address is the host's own */
+#define ROUTE_GROUPS (RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | \
+                      RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE | RTMGRP_IPV4_RULE)
+
+struct route_answer {
+    uint8_t family;             /* 0: empty */
+    uint8_t local;
+    uint8_t addr[16];
+};
 
 struct route_probe {
     int fd;
+    int watch;                  /* change notifications; -1: nothing is kept */
     uint32_t seq;
+    struct route_answer cache[ROUTE_CACHE];
 };
+
+/* The socket that hears of changes, or -1 (then every question goes to the kernel). */
+static int watch_open(void)
+{
+    struct sockaddr_nl sa = {.nl_family = AF_NETLINK, .nl_groups = ROUTE_GROUPS};
+    int group = RTNLGRP_IPV6_RULE;      /* has no legacy group bit */
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
+
+    if (fd < 0)
+        return -1;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof(group)) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
 
 int route_probe_open(struct route_probe **out)
 {
@@ -31,14 +63,31 @@ int route_probe_open(struct route_probe **out)
 
     if (!rp)
         return -ENOMEM;
+    rp->watch = -1;
     rp->fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
     if (rp->fd < 0 || bind(rp->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         err = -errno;
         route_probe_free(rp);
         return err;
     }
+    rp->watch = watch_open();
     *out = rp;
     return 0;
+}
+
+int route_probe_watch_fd(const struct route_probe *rp)
+{
+    return rp->watch;
+}
+
+void route_probe_changed(struct route_probe *rp)
+{
+    uint8_t buf[ROUTE_REPLY_MAX];
+
+    /* whatever it says (ENOBUFS too: changes were lost), every answer is forgotten */
+    while (recv(rp->watch, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+        ;
+    memset(rp->cache, 0, sizeof(rp->cache));
 }
 
 void route_probe_free(struct route_probe *rp)
@@ -47,6 +96,8 @@ void route_probe_free(struct route_probe *rp)
         return;
     if (rp->fd >= 0)
         close(rp->fd);
+    if (rp->watch >= 0)
+        close(rp->watch);
     free(rp);
 }
 
@@ -87,9 +138,21 @@ static int route_reply(const uint8_t *buf, size_t len, uint32_t seq)
     return -EAGAIN;
 }
 
-int route_is_local(struct route_probe *rp, int family, const uint8_t *addr)
+/* ADDR's slot in the cache (FNV-1a: a hostile resolver can only make answers miss). */
+static struct route_answer *slot(struct route_probe *rp, int family, const uint8_t *addr,
+                                 size_t alen)
 {
-    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    uint32_t h = 2166136261u ^ (uint32_t)family;
+    size_t i;
+
+    for (i = 0; i < alen; i++)
+        h = (h ^ addr[i]) * 16777619u;
+    return &rp->cache[h % ROUTE_CACHE];
+}
+
+/* The kernel's answer for ADDR (ALEN bytes of FAMILY), as route_is_local(). */
+static int ask(struct route_probe *rp, int family, const uint8_t *addr, size_t alen)
+{
     struct {
         struct nlmsghdr h;
         struct rtmsg rt;
@@ -98,14 +161,8 @@ int route_is_local(struct route_probe *rp, int family, const uint8_t *addr)
     struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
     uint8_t buf[ROUTE_REPLY_MAX] __attribute__((aligned(NLMSG_ALIGNTO)));
     struct rtattr *rta;
-    size_t alen = family == AF_INET ? 4 : 16;
     int i, rc;
 
-    if (family == AF_INET6 && memcmp(addr, mapped, sizeof(mapped)) == 0) {
-        family = AF_INET;               /* the kernel sends it as IPv4 */
-        addr += sizeof(mapped);
-        alen = 4;
-    }
     memset(&req, 0, sizeof(req));
     req.h.nlmsg_type = RTM_GETROUTE;
     req.h.nlmsg_flags = NLM_F_REQUEST;
@@ -132,4 +189,31 @@ int route_is_local(struct route_probe *rp, int family, const uint8_t *addr)
             return rc;
     }
     return -EAGAIN;
+}
+
+int route_is_local(struct route_probe *rp, int family, const uint8_t *addr)
+{
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    size_t alen = family == AF_INET ? 4 : 16;
+    struct route_answer *a;
+    int rc;
+
+    if (family == AF_INET6 && memcmp(addr, mapped, sizeof(mapped)) == 0) {
+        family = AF_INET;               /* the kernel sends it as IPv4 */
+        addr += sizeof(mapped);
+        alen = 4;
+    }
+    if (rp->watch < 0)
+        return ask(rp, family, addr, alen);
+    a = slot(rp, family, addr, alen);
+    if (a->family == family && memcmp(a->addr, addr, alen) == 0)
+        return a->local;
+    rc = ask(rp, family, addr, alen);
+    if (rc >= 0) {                      /* an error is asked again next time */
+        a->family = (uint8_t)family;
+        a->local = (uint8_t)rc;
+        memset(a->addr, 0, sizeof(a->addr));
+        memcpy(a->addr, addr, alen);
+    }
+    return rc;
 }

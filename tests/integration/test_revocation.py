@@ -263,3 +263,40 @@ def test_the_hosts_own_addresses_are_never_destinations(world, sb, proxy, captur
         for proc, _ in sinks:
             proc.stop()
         world.dns_remove(name)
+
+
+def test_an_address_that_becomes_the_hosts_own_is_refused_at_once(world, sb, proxy):
+    """The kernel's answer to "is this the host's own address?" is kept per
+    address (proxy/route.c) until the kernel announces a change: a destination
+    that was someone else's and reachable, then added to the host, is refused
+    on the very next connection, and the host's service sees nothing."""
+    px = proxy()
+    name, addr = "self.example.test", "198.51.100.77"     # in allow_ranges
+    world.run(world.inet, ["ip", "addr", "add", f"{addr}/32", "dev", "lo"], check=True)
+    world.dns_add(name, "A", addr)
+    far, far_seen = sink(world, world.inet, 80, addr=addr)
+    near = None
+    try:
+        r = curl(world, sb, f"http://{name}/", "-o", "/dev/null", max_time=2)
+        assert r.returncode == 28, (r.returncode, r.stderr)     # the silent sink held it
+        assert px.wait_record(event="flow_start", host=name)["upstream"] == f"{addr}:80"
+        wait_for(lambda: far_seen(), 3.0, what="the first connection at inet's sink")
+        # now the host's own: the kept "not local" must be forgotten
+        world.run(world.host, ["ip", "addr", "add", f"{addr}/32", "dev", "lo"], check=True)
+        near, near_seen = sink(world, world.host, 80, addr=addr)
+        before = len(far_seen())
+        r = curl(world, sb, f"http://{name}/", "-o", "/dev/null", "-w", "%{http_code}",
+                 max_time=2)
+        assert r.stdout == "502", (r.stdout, r.stderr)
+        d = px.wait_record(event="deny", host=name)
+        assert d["reason"] == "private_destination"
+        assert len(px.records(event="flow_start", host=name)) == 1
+        time.sleep(0.3)
+        assert near_seen() == [] and len(far_seen()) == before
+    finally:
+        far.stop()
+        if near:
+            near.stop()
+        world.run(world.host, ["ip", "addr", "del", f"{addr}/32", "dev", "lo"], check=False)
+        world.run(world.inet, ["ip", "addr", "del", f"{addr}/32", "dev", "lo"], check=False)
+        world.dns_remove(name)

@@ -9,7 +9,7 @@ namespace plugged into `host` by a veth. Every namespace, process and temp dir
 is removed at the end, after a failure, on Ctrl-C or SIGTERM. See
 tests/bench/README.md.
 
-usage: bench_dns.py [--quick] [--proxy PATH] [--netsetup PATH]
+usage: bench_dns.py [--quick] [--proxy PATH] [--netsetup PATH] [--json FILE]
 """
 
 import json
@@ -281,7 +281,9 @@ forward-zone:
 
 
 def report(b, tp, lat, wall):
+    """Prints the result; returns it, every round's figure included, for --json."""
     a = b.args
+    servers = {}
     log()
     log(f"cached A answers, 4 allowed names, dnsperf -c {a.clients} -q {a.outstanding} "
         f"-T {THREADS}, {a.rounds} x {a.seconds} s per server (medians of rounds)")
@@ -293,6 +295,18 @@ def report(b, tp, lat, wall):
         avg = med([r["avg"] for r in tp[t]]) * 1e3
         cpu = med([r["cpu_us"] for r in tp[t]])
         all_lat = sorted(x for r in lat[t] for x in r["lat"])
+        servers[t] = {
+            "client": cl,
+            "qps": [r["qps"] for r in tp[t]],
+            "avg_ms": [round(r["avg"] * 1e3, 6) for r in tp[t]],  # dnsperf's, in s
+            "cpu_us_per_query": [r["cpu_us"] for r in tp[t]],
+            "p50_us": [pct(r["lat"], 50) * 1e6 for r in lat[t]],
+            "p99_us": [pct(r["lat"], 99) * 1e6 for r in lat[t]],
+            "max_us": [r["lat"][-1] * 1e6 if r["lat"] else 0 for r in lat[t]],
+            "pooled_p50_us": pct(all_lat, 50) * 1e6,
+            "pooled_p99_us": pct(all_lat, 99) * 1e6,
+            "pooled_max_us": all_lat[-1] * 1e6 if all_lat else 0,
+        }
         log(f"{t:14} {cl:8} {qps:9.0f} {avg:8.3f} {cpu:9.1f} |"
             f" {'':>{len(str(a.lat_qps)) + 9}}{pct(all_lat, 50) * 1e6:7.0f} "
             f"{pct(all_lat, 99) * 1e6:7.0f} {all_lat[-1] * 1e6 if all_lat else 0:7.0f}")
@@ -308,14 +322,27 @@ def report(b, tp, lat, wall):
         "veth, no nft; sluice-plain is the same proxy on a second --dns-listen")
     log("  p50/p99 come from every answer's latency (dnsperf -v) at a fixed offered load, "
         "not at saturation; CPU us/q is the server's CPU time per answer")
+    load1 = os.getloadavg()[0]
     log(f"  machine: {os.cpu_count()} CPUs, load {b.load0} at the start and "
-        f"{os.getloadavg()[0]:.2f} at the end")
+        f"{load1:.2f} at the end")
     log()
     log("goals (a MISS does not change the exit status)")
-    log(f"  {'cached-answer q/s, sluice (sandbox) >= ' + str(GOAL_QPS) + ' x unbound':<50} "
-        f"{med(rs):>8.2f}  {verdict(med(rs) >= GOAL_QPS)}")
+    goal = f"cached-answer q/s, sluice (sandbox) >= {GOAL_QPS} x unbound"
+    log(f"  {goal:<50} {med(rs):>8.2f}  {verdict(med(rs) >= GOAL_QPS)}")
     log()
     log(f"run time: {wall:.1f} s")
+    return {
+        "bench": "dns",
+        "seconds": wall,
+        "rounds": a.rounds, "round_seconds": a.seconds, "lat_rounds": a.lat_rounds,
+        "lat_seconds": a.lat_seconds, "lat_qps": a.lat_qps, "clients": a.clients,
+        "outstanding": a.outstanding, "threads": THREADS,
+        "servers": servers,
+        "ratios": {"sluice/unbound": rs, "sluice-plain/unbound": rp, "sluice/dnsmasq": rd},
+        "goals": [{"text": goal, "value": med(rs), "met": med(rs) >= GOAL_QPS}],
+        "machine": {"cpus": os.cpu_count(), "load_start": float(b.load0),
+                    "load_end": load1},
+    }
 
 
 def main():
@@ -356,7 +383,9 @@ def main():
                         ("dnsmasq", b.fwd)):
             if not p.alive():
                 b.findings.append(f"{name} died: {p.log()[-1000:]}")
-        report(b, tp, lat, time.monotonic() - t0)
+        data = report(b, tp, lat, time.monotonic() - t0)
+        if not b.findings:              # figures of a run with failed checks mean nothing
+            benchlib.write_json(args, data)
 
     return benchlib.run(Bench(args), body)
 

@@ -11,7 +11,7 @@ pairs are interleaved (AB BA AB ...), and each flow record's policy hash proves
 which policy a measured connection ran under. The world, the sandbox and the
 proxy are bench_proxy.py's (imported, not copied). See tests/bench/README.md.
 
-usage: bench_limits.py [--quick] [--rounds N] [--proxy PATH] [--netsetup PATH]
+usage: bench_limits.py [--quick] [--rounds N] [--proxy PATH] [--netsetup PATH] [--json FILE]
 """
 
 import hashlib
@@ -38,6 +38,10 @@ POLICIES = ("none", "limits")
 METRICS = (("tls", "download TLS 256 MiB, MiB/s"),
            ("http", "download HTTP 256 MiB, MiB/s"),
            ("cps", "TLS connections/s"))
+# --json's keys for each metric and for the proxy's CPU per unit of it, units in the name
+JSON_KEYS = {"tls": ("download_tls_mib_s", "cpu_download_tls_s_per_gib"),
+             "http": ("download_http_mib_s", "cpu_download_http_s_per_gib"),
+             "cps": ("tls_conns_per_s", "cpu_tls_us_per_conn")}
 
 
 def policy_hash(text):
@@ -190,8 +194,19 @@ class LimitsBench(Bench):
                                      f"!= {self.completed[p]} connections completed under it")
 
 
+def figures(none, limits, ratios):
+    """One metric for --json: every pair's values, ratios limits/none (None where
+    none is 0), their median and 95% interval as printed."""
+    kept = [r for r in ratios if r is not None]
+    ci = median_ci(kept)
+    return {"none": none, "limits": limits, "ratio": ratios, "ratio_median": med(kept),
+            "ratio_ci95": list(ci) if ci else None}
+
+
 def report(b, val, cpu, loads, wall):
+    """Prints the result; returns it, every round's figure included, for --json."""
     a = b.args
+    metrics, goals = {}, []
     log()
     log("sluice-proxy, one sandbox: limits configured far above the load / every limit 0, "
         "same run")
@@ -199,7 +214,6 @@ def report(b, val, cpu, loads, wall):
         f"(policy {b.hash['limits']}; none: {b.hash['none']})")
     log(f"{'':30} {'none':>8} {'limits':>8} {'ratio':>6} {'95% CI':>11} {'min-max':>11}"
         f"  goal >= {GOAL:g}")
-    goals = []
     for m, label in METRICS:
         n, l = val[(m, "none")], val[(m, "limits")]
         rs = [x / y for x, y in zip(l, n)]
@@ -214,7 +228,9 @@ def report(b, val, cpu, loads, wall):
         label = label if m != "cps" else f"{label} ({a.concurrency} at a time)"
         log(f"{label:30} {med(n):8.0f} {med(l):8.0f} {r:6.3f} {ci_text} "
             f"{min(rs):5.3f}-{max(rs):5.3f}  {verdict(r >= GOAL)}{note}")
-        goals.append(r >= GOAL)
+        metrics[JSON_KEYS[m][0]] = figures(n, l, rs)
+        goals.append({"text": f"{label}: limits/none >= {GOAL:g}", "value": r,
+                      "met": r >= GOAL})
     log()
     log("proxy CPU (process and the kernel work charged to it), medians:")
     for m, unit in (("tls", "s per GiB, TLS download"), ("http", "s per GiB, HTTP download"),
@@ -222,6 +238,7 @@ def report(b, val, cpu, loads, wall):
         n, l = cpu[(m, "none")], cpu[(m, "limits")]
         rs = [x / y for x, y in zip(l, n) if y]
         ci = median_ci(rs)
+        metrics[JSON_KEYS[m][1]] = figures(n, l, [x / y if y else None for x, y in zip(l, n)])
         log(f"  {unit:26} none {med(n):7.3f}  limits {med(l):7.3f}  "
             f"ratio limits/none {med(rs):.3f}" +
             (f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else ""))
@@ -231,11 +248,23 @@ def report(b, val, cpu, loads, wall):
     log("  order alternating AB BA); 95% CI: a distribution-free interval of that median "
         "(order")
     log("  statistics), min-max: the per-pair ratios' range")
+    load1 = os.getloadavg()[0]
     log(f"machine: {os.cpu_count()} CPUs, load {b.load0} at the start, per round "
-        f"{min(loads):.2f}-{max(loads):.2f}, {os.getloadavg()[0]:.2f} at the end")
-    log(f"goal: each ratio >= {GOAL:g}: {verdict(all(goals))} (a MISS does not change the "
-        "exit status)")
+        f"{min(loads):.2f}-{max(loads):.2f}, {load1:.2f} at the end")
+    log(f"goal: each ratio >= {GOAL:g}: {verdict(all(g['met'] for g in goals))} (a MISS does "
+        "not change the exit status)")
     log(f"run time: {wall:.1f} s")
+    return {
+        "bench": "limits",
+        "seconds": wall,
+        "rounds": a.rounds, "conns": a.conns, "concurrency": a.concurrency,
+        "high_limits": HIGH_LIMITS,
+        "policy_hashes": dict(b.hash),
+        "metrics": metrics,
+        "goals": goals,
+        "machine": {"cpus": os.cpu_count(), "load_start": float(b.load0),
+                    "load_per_round": loads, "load_end": load1},
+    }
 
 
 def main():
@@ -272,7 +301,9 @@ def main():
         b.check()
         if not b.proxy.alive():
             b.findings.append(f"sluice-proxy died: {b.proxy.log()[-1000:]}")
-        report(b, val, cpu, loads, time.monotonic() - t0)
+        data = report(b, val, cpu, loads, time.monotonic() - t0)
+        if not b.findings:              # figures of a run with failed checks mean nothing
+            benchlib.write_json(args, data)
 
     return benchlib.run(LimitsBench(args), body)
 

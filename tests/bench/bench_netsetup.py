@@ -8,7 +8,7 @@ runs in the machine's own namespace but `ip netns add/del` and `ip -n`. Every
 namespace, /etc/netns entry, process and temp dir it made is removed at the
 end, after a failure, on Ctrl-C or SIGTERM. See tests/bench/README.md.
 
-usage: bench_netsetup.py [--quick] [--binary PATH] [--strace]
+usage: bench_netsetup.py [--quick] [--binary PATH] [--strace] [--fleet N] [--json FILE]
 """
 
 import argparse
@@ -45,7 +45,6 @@ GOAL_BATCH_UP = 1 / 3   # one call for N names / one process per name, per sandb
 GOAL_BATCH_DOWN = 1 / 2
 GOAL_BATCH_SCRIPT = 10.0    # the shell script / one call, per sandbox
 BATCH_ROUNDS = 3
-DNS_BOOT_N = 20
 DNS_PROBE = r"""
 import socket, struct, sys, time
 q = struct.pack(">HHHHHH", 0x5c5c, 0x0100, 1, 0, 0, 0)
@@ -359,15 +358,18 @@ class Bench:
     # ---- 1c. from `up` to a fresh proxy's first DNS answer ----
 
     def dns_boot(self):
-        """For DNS_BOOT_N sandboxes, one after the other: `up` (one process), start a
-        sluice-proxy on its addresses, and ask its DNS from inside the sandbox every
-        5 ms until it answers; ms from the start of `up` to that answer."""
+        """The fleet: for --fleet sandboxes, one after the other, `up` (one process),
+        start a sluice-proxy on its addresses and ask its DNS from inside the sandbox
+        every 5 ms until it answers (ms from the start of `up` to that answer); then,
+        with every proxy idle, their proportional set sizes (PSS: a page shared by
+        K processes counts 1/K to each), summed, per sandbox. Returns (the times,
+        {"pss_kib": per sandbox, "rss_kib": median per proxy, "n": proxies})."""
         h = self.new_host("dns")
         policy = self.tmp / "boot-policy.yaml"
         policy.write_text("version: 1\negress:\n  - domain: example.com\n")
         times, names, procs = [], [], []
         try:
-            for i in range(DNS_BOOT_N):
+            for i in range(self.args.fleet):
                 name = self.sandbox("sb", 2000 + i)
                 names.append(name)
                 t0 = time.perf_counter()
@@ -388,6 +390,13 @@ class Bench:
                     self.findings.append(f"dns boot: no answer from {name}'s proxy in 5 s")
                     continue
                 times.append((time.perf_counter() - t0) * 1e3)
+            time.sleep(1.0)                 # every proxy idle, its start-up done
+            live = [p.pid for p in procs if p.poll() is None]
+            if len(live) != len(procs):
+                self.findings.append(f"fleet: {len(procs) - len(live)} proxies exited")
+            mem = {"n": len(live),
+                   "pss_kib": sum(smaps_kib(pid, "Pss") for pid in live) / max(1, len(live)),
+                   "rss_kib": statistics.median(smaps_kib(pid, "Rss") for pid in live)}
         finally:
             for p in procs:
                 p.terminate()
@@ -398,7 +407,7 @@ class Bench:
                 self.procs.remove(p)
             self.in_ns(h.name, [self.args.binary, "down", *names], env=h.env, check=False)
             self.drop_host(h)
-        return times
+        return times, mem
 
     # ---- 2. connections through interception ----
 
@@ -502,6 +511,14 @@ def verdict(ok):
     return "PASS" if ok else "MISS"
 
 
+def smaps_kib(pid, key):
+    """KEY (Pss, Rss...) of PID from /proc/PID/smaps_rollup, in KiB."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {key} in /proc/{pid}/smaps_rollup")
+
+
 def p95(v):
     v = sorted(v)
     return v[min(len(v) - 1, int(round(0.95 * (len(v) - 1))))]
@@ -534,11 +551,15 @@ def report_batch(results, batches, boot, goals):
                 goals.append((f"one call {what} at N={n} >= {GOAL_BATCH_SCRIPT:g}x the script",
                               f"{r:.1f}x", r >= GOAL_BATCH_SCRIPT))
     if boot:
+        times, mem = boot
         log()
-        log(f"from `sluice-netsetup up` to a fresh sluice-proxy's first DNS answer inside "
-            f"the sandbox, {len(boot)} sandboxes:")
-        log(f"  median {med(boot):.1f} ms, p95 {p95(boot):.1f} ms  "
-            f"(all: {' '.join(f'{x:.0f}' for x in boot)})")
+        log(f"the fleet: {mem['n']} sandboxes, each with its own idle sluice-proxy")
+        log(f"  from `sluice-netsetup up` to a fresh sluice-proxy's first DNS answer inside "
+            f"the sandbox: median {med(times):.1f} ms, p95 {p95(times):.1f} ms "
+            f"(range {min(times):.0f}-{max(times):.0f})")
+        log(f"  memory: PSS {mem['pss_kib'] / 1024:.2f} MiB per sandbox (all the proxies' "
+            f"PSS summed / {mem['n']}); RSS of one proxy {mem['rss_kib'] / 1024:.2f} MiB "
+            "(median), most of it the shared libraries PSS divides among them")
 
 
 def report(b, results, conn, floor, wall, batches=None, boot=None):
@@ -607,6 +628,22 @@ def report(b, results, conn, floor, wall, batches=None, boot=None):
         log(f"  {text:<56} {value:>17}  {verdict(ok)}")
     log()
     log(f"run time: {wall:.1f} s")
+    return goals
+
+
+def figures(results, conn, batches, boot, goals, wall):
+    """Every call's and round's value, for --json (tests/bench/report): ms per
+    sandbox, connections/s per round, the fleet's times and memory."""
+    out = {"bench": "netsetup", "seconds": wall,
+           "lifecycle_ms": {str(n): {"up": up, "down": down}
+                            for n, (up, down) in results.items()},
+           "batch_ms": {str(n): {"up": bu, "down": bd} for n, (bu, bd) in batches.items()},
+           "goals": [{"text": t, "value": v, "met": ok} for t, v, ok in goals]}
+    if conn:
+        out["conn_per_s"] = {str(k): v for k, v in conn[1].items()}
+    if boot:
+        out["fleet"] = {"dns_boot_ms": boot[0], **boot[1]}
+    return out
 
 
 def main():
@@ -628,12 +665,18 @@ def main():
     ap.add_argument("--no-conn", action="store_true", help="skip the connection test")
     ap.add_argument("--strace", action="store_true",
                     help="also run one up and one down at the largest N under strace -c")
+    ap.add_argument("--fleet", type=int, help="sandboxes with a proxy each for the fleet "
+                    "figures (default 200; quick: 20)")
+    benchlib.add_json(ap)
     ap.add_argument("--max-seconds", type=float, default=900.0,
                     help="give up (and clean up) after this long")
     args = ap.parse_args()
     args.sizes = args.sizes or ([1, 10] if args.quick else [1, 10, 100, 500])
     args.conns = args.conns or (1000 if args.quick else 3000)
     args.rounds = args.rounds or (5 if args.quick else 21)
+    args.fleet = args.fleet or (20 if args.quick else 200)
+    if not 1 <= args.fleet <= 1000:
+        ap.error("--fleet must be 1-1000")
     if any(not 1 <= n <= 500 for n in args.sizes):
         ap.error("every N must be 1-500")
     if not 1 <= args.conns <= 20000:
@@ -670,7 +713,9 @@ def main():
         for n, (bu, bd) in batches.items():
             log(f"N={n} in one call: ms per sandbox, up {med(bu):.2f}, down {med(bd):.2f}")
         boot = b.dns_boot()
-        report(b, results, conn, floor, time.monotonic() - t0, batches, boot)
+        wall = time.monotonic() - t0
+        goals = report(b, results, conn, floor, wall, batches, boot)
+        benchlib.write_json(args, figures(results, conn, batches, boot, goals, wall))
 
     return benchlib.run(Bench(args), body)
 

@@ -2,9 +2,11 @@
  * Policy lookup benchmark: ns per policy_match_host / policy_match_addr on a
  * 10-rule and a 100,000-rule policy asked the same mix of queries, and the load
  * time of the large one. The lookups promise a cost independent of the number
- * of rules, so the ratio large/small is the figure that matters.
+ * of rules, so the ratio large/small is the figure that matters. With --json
+ * FILE it also writes every load and every timed run there, for tests/bench/report.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -40,6 +42,17 @@ static const struct mix large_mix = {60000, 30000, 5500, 4400, 100};
 enum query_class {
     Q_EXACT_HIT, Q_WILD_HIT, Q_HOST_MISS, Q_PORT_MISS, Q_CIDR_HIT, Q_CIDR_MISS,
     Q_MIX, Q_CLASSES
+};
+
+/* The classes' names in --json's file: stable keys, not labels. */
+static const char *const class_keys[Q_CLASSES] = {
+    [Q_EXACT_HIT] = "exact_hit",
+    [Q_WILD_HIT] = "wild_hit",
+    [Q_HOST_MISS] = "host_miss",
+    [Q_PORT_MISS] = "port_miss",
+    [Q_CIDR_HIT] = "cidr_hit",
+    [Q_CIDR_MISS] = "cidr_miss",
+    [Q_MIX] = "mix",
 };
 
 static const char *const class_names[Q_CLASSES] = {
@@ -384,6 +397,7 @@ struct bench_policy {
     const struct mix *mix;
     struct policy *p;
     size_t n_rules, yaml_len;
+    double loads_ms[BENCH_LOADS];
     double load_ms;             /* best of the loads */
 };
 
@@ -391,6 +405,7 @@ struct bench_policy {
 struct query_set {
     const struct bench_policy *bp;
     struct query *qs[Q_CLASSES];
+    double runs[Q_CLASSES][BENCH_ROUNDS];   /* ns per lookup of every timed run */
     double best[Q_CLASSES];
 };
 
@@ -405,6 +420,7 @@ static void policy_setup(struct bench_policy *bp, const struct mix *m)
     for (i = 0; i < BENCH_LOADS; i++) {
         struct policy *p = load(text, bp->yaml_len, &ms);
 
+        bp->loads_ms[i] = ms;
         if (i == 0 || ms < bp->load_ms)
             bp->load_ms = ms;
         policy_free(bp->p);
@@ -442,12 +458,126 @@ static void set_free(struct query_set *qset)
 
 enum { SET_SMALL, SET_LARGE, SET_LARGE_HOT, SETS };
 
-int main(void)
+static const char *const set_keys[SETS] = {
+    [SET_SMALL] = "small", [SET_LARGE] = "large", [SET_LARGE_HOT] = "large_hot",
+};
+
+static void json_doubles(FILE *f, const double *v, size_t n)
+{
+    size_t i;
+
+    fputc('[', f);
+    for (i = 0; i < n; i++)
+        fprintf(f, "%s%.3f", i ? ", " : "", v[i]);
+    fputc(']', f);
+}
+
+static void json_policy(FILE *f, const char *key, const struct bench_policy *bp)
+{
+    fprintf(f, "  \"%s\": {\"rules\": %zu, \"yaml_bytes\": %zu, \"load_ms\": ", key,
+            bp->n_rules, bp->yaml_len);
+    json_doubles(f, bp->loads_ms, BENCH_LOADS);
+    fprintf(f, ", \"load_ms_best\": %.3f, \"rules_per_s\": %.0f}", bp->load_ms,
+            (double)bp->n_rules / (bp->load_ms / 1e3));
+}
+
+enum json_figure { JSON_RUNS, JSON_BEST, JSON_RATIO };
+
+/*
+ * One object per set, one key per class: the ns of every run, the best one, or
+ * the best one over the small policy's (the table's ratio columns).
+ */
+static void json_lookups(FILE *f, const struct query_set *sets, enum json_figure fig)
+{
+    const char *sep = "";
+    size_t k, c;
+
+    for (k = 0; k < SETS; k++) {
+        if (fig == JSON_RATIO && k == SET_SMALL)
+            continue;
+        fprintf(f, "%s    \"%s\": {", sep, set_keys[k]);
+        sep = ",\n";
+        for (c = 0; c < Q_CLASSES; c++) {
+            fprintf(f, "%s\"%s\": ", c ? ", " : "", class_keys[c]);
+            if (fig == JSON_RUNS)
+                json_doubles(f, sets[k].runs[c], BENCH_ROUNDS);
+            else if (fig == JSON_BEST)
+                fprintf(f, "%.3f", sets[k].best[c]);
+            else
+                fprintf(f, "%.3f", sets[k].best[c] / sets[SET_SMALL].best[c]);
+        }
+        fputc('}', f);
+    }
+}
+
+/* The figures printed, and every run behind them; 0, or -errno. */
+static int json_write(const char *path, const struct bench_policy *small,
+                      const struct bench_policy *large, const struct query_set *sets,
+                      double ratio, double seconds)
+{
+    FILE *f = fopen(path, "w");
+    size_t c;
+    int r = 0;
+
+    if (!f)
+        return -errno;
+    fprintf(f, "{\n \"bench\": \"policy\",\n \"seconds\": %.3f,\n", seconds);
+    fprintf(f, " \"loads\": %d,\n \"rounds\": %d,\n \"passes\": %d,\n"
+            " \"queries_per_class\": %d,\n", BENCH_LOADS, BENCH_ROUNDS, BENCH_PASSES,
+            BENCH_QUERIES);
+    fprintf(f, " \"policies\": {\n");
+    json_policy(f, "small", small);
+    fprintf(f, ",\n");
+    json_policy(f, "large", large);
+    fprintf(f, "\n },\n \"classes\": {");
+    for (c = 0; c < Q_CLASSES; c++)
+        fprintf(f, "%s\"%s\": \"%s\"", c ? ", " : "", class_keys[c], class_names[c]);
+    fprintf(f, "},\n \"lookup_ns\": {\n");
+    json_lookups(f, sets, JSON_RUNS);
+    fprintf(f, "\n },\n \"lookup_ns_best\": {\n");
+    json_lookups(f, sets, JSON_BEST);
+    fprintf(f, "\n },\n \"lookup_ratio_to_small\": {\n");
+    json_lookups(f, sets, JSON_RATIO);
+    fprintf(f, "\n },\n \"goals\": [{\"text\": \"ns/lookup(%zu rules) / ns/lookup(%zu rules), "
+            "mix <= %.1f\", \"value\": %.3f, \"met\": %s}]\n}\n", large->n_rules,
+            small->n_rules, BENCH_GOAL_RATIO, ratio,
+            ratio <= BENCH_GOAL_RATIO ? "true" : "false");
+    if (ferror(f))
+        r = -EIO;
+    if (fclose(f) != 0 && r == 0)
+        r = -errno;
+    return r;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: bench_policy [--json FILE]\n"
+            "  --json FILE  also write the figures, every load and every timed run, as JSON\n"
+            "exit status: 0 done (a MISS included), 1 a wrong verdict or an error, 2 bad usage\n");
+}
+
+int main(int argc, char **argv)
 {
     struct bench_policy small = {0}, large = {0};
     struct query_set sets[SETS] = {{0}};
-    double t0 = now_ns(), ratio;
+    const char *json_path = NULL;
+    double t0 = now_ns(), ratio, seconds;
     size_t c, r, k;
+    int i, err;
+
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
+            json_path = argv[++i];
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "bench_policy: %s: %s\n", argv[i],
+                    strcmp(argv[i], "--json") == 0 ? "needs a file name" : "unknown argument");
+            usage(stderr);
+            return 2;
+        }
+    }
 
     policy_setup(&small, &small_mix);
     policy_setup(&large, &large_mix);
@@ -468,6 +598,7 @@ int main(void)
             for (k = 0; k < SETS; k++) {
                 double ns = time_run(sets[k].bp->p, sets[k].qs[c], BENCH_QUERIES);
 
+                sets[k].runs[c][r] = ns;
                 if (r == 0 || ns < sets[k].best[c])
                     sets[k].best[c] = ns;
             }
@@ -491,7 +622,13 @@ int main(void)
     ratio = sets[SET_LARGE].best[Q_MIX] / sets[SET_SMALL].best[Q_MIX];
     printf("\nns/lookup(100000 rules) / ns/lookup(10 rules), mix: %.2f (goal <= %.1f): %s\n",
            ratio, BENCH_GOAL_RATIO, ratio <= BENCH_GOAL_RATIO ? "PASS" : "MISS");
-    printf("total time %.1f s\n", (now_ns() - t0) / 1e9);
+    seconds = (now_ns() - t0) / 1e9;
+    printf("total time %.1f s\n", seconds);
+    if (json_path) {
+        err = json_write(json_path, &small, &large, sets, ratio, seconds);
+        if (err < 0)
+            die("writing %s: %s", json_path, strerror(-err));
+    }
 
     for (k = 0; k < SETS; k++)
         set_free(&sets[k]);

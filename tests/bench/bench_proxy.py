@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """sluice-proxy benchmark: download throughput, short TLS connections per second,
 time to first byte, memory and the proxy's own CPU per unit of work, against the
-direct path (no proxy), nginx `stream` + `ssl_preread` and HAProxy (`req.ssl_sni`
-in TCP mode) doing the same job, in one run, every proxy pinned to CPU 0 and the
-clients to CPU 1.
+direct path (no proxy), nginx `stream` + `ssl_preread`, HAProxy (`req.ssl_sni`
+in TCP mode) and Squid (peek and splice) doing the same job, in one run, every
+proxy pinned to CPU 0 and the clients to CPU 1.
 
 Everything happens in the namespaces of a test world (tests/integration/
 testworld.py: `inet` with dnsmasq and nginx, `host`) and in three client
@@ -12,12 +12,13 @@ routed straight to inet, and one per peer whose port 443 is redirected to it.
 Every namespace, process and temp dir is removed at the end, after a failure,
 on Ctrl-C or SIGTERM. See tests/bench/README.md.
 
-usage: bench_proxy.py [--quick] [--proxy PATH] [--netsetup PATH]
+usage: bench_proxy.py [--quick] [--proxy PATH] [--netsetup PATH] [--json FILE]
 """
 
 import json
 import os
 import re
+import resource
 import select
 import shutil
 import signal
@@ -41,7 +42,8 @@ GOAL_THROUGHPUT = 0.90      # download MiB/s through sluice / direct
 GOAL_CPS_DIRECT = 0.80      # TLS connections/s through sluice / direct
 GOAL_CPS_NGINX = 1.3        # TLS connections/s through sluice / through nginx stream
 GOAL_TTFB = 1.1             # median time to first byte, sluice / direct
-GOAL_HELD_MIB = 8.0         # sluice-proxy VmRSS with HELD idle allowed TLS connections
+GOAL_FLOW_BYTES = 4096      # sluice-proxy VmRSS per idle allowed TLS connection (the old
+                            # goal: 8 MiB with 2,000 of them)
 GOAL_IDLE_MIB = 2.0         # sluice-proxy VmRSS after start, no flow yet
 GOAL_CPU_CONN = 0.75        # sluice CPU per TLS connection / nginx stream's
 GOAL_CPU_GIB = 0.5          # sluice CPU per GiB relayed / nginx stream's
@@ -53,18 +55,24 @@ BIG_BYTES = 256 << 20
 PROXY_PORT = 15001          # sluice-netsetup's default proxy port
 STREAM_PORT = 18443         # nginx stream, behind an nft redirect of :443
 HAPROXY_PORT = 18444        # HAProxy, the same way
+SQUID_PORT = 18445          # Squid, the same way
 DIRECT_NET = ("10.201.0.1/30", "10.201.0.2/30")     # host side, client side
 STREAM_NET = ("10.202.0.1/30", "10.202.0.2/30")
 HAPROXY_NET = ("10.203.0.1/30", "10.203.0.2/30")
-PEERS = ("nginx", "haproxy")
+SQUID_NET = ("10.204.0.1/30", "10.204.0.2/30")
+PEERS = ("nginx", "haproxy", "squid")
 PATHS = ("direct", "sluice", *PEERS)
 PROXIES = ("sluice", *PEERS)
 PROXY_CPU, CLIENT_CPU = "0", "1"    # on two CPUs; one CPU: both 0
-NOFILE = 20000              # descriptors nginx may use (held flows: 2 each through a proxy)
+# descriptors a proxy may use: a held flow takes two, so 10,000 of them need more
+# than 20,000 in one process; without CAP_SYS_RESOURCE (a container) the hard
+# limit cannot be raised and the top count becomes what fits under it
+NOFILE = min(24000, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+HELD_MAX = min(10000, NOFILE // 2 - 100)
 HOLD_CONCURRENCY = 64
 STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 PROXY_TOOLS = ("ip", "nft", "nsenter", "cc", "curl", "nginx", "dnsmasq", "openssl", "haproxy",
-               "taskset")
+               "squid", "taskset")
 
 NO_LIMITS = {"max_connections": "0", "new_connections_per_second": "0",
              "upload_bytes_per_second": "0", "download_bytes_per_second": "0"}
@@ -124,6 +132,11 @@ def cpu_seconds(pid):
         return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_of(pids):
+    """CPU time the processes PIDS have used together."""
+    return sum(cpu_seconds(p) for p in pids)
+
+
 def children(pid):
     out = []
     for p in Path("/proc").iterdir():
@@ -177,7 +190,7 @@ class BenchWorld(World):
             raise RuntimeError(f"testworld's nginx.conf no longer says {old!r}: update "
                                "BenchWorld._nginx_conf")
         path.write_text(text.replace(old, f"worker_rlimit_nofile {NOFILE};\n"
-                                          "events { worker_connections 8192; }"))
+                                          "events { worker_connections 16384; }"))
         return path
 
 
@@ -188,7 +201,7 @@ class Bench:
         self.w = None
         self.tmp = Path(tempfile.mkdtemp(prefix="sluice-bench-proxy-"))
         self.ns = {}            # path -> client namespace
-        self.proxy = self.stream = self.haproxy = None
+        self.proxy = self.stream = self.haproxy = self.squid = None
         self.procs = []         # our own Popen objects (the hold client)
         self.findings = []      # correctness problems: they make the exit status 1
         self.through_sluice = 0  # connections the clients completed through sluice
@@ -266,6 +279,8 @@ class Bench:
         self.start_stream()
         self.add_redirected("haproxy", "hr", HAPROXY_NET, HAPROXY_PORT)
         self.start_haproxy()
+        self.add_redirected("squid", "sr", SQUID_NET, SQUID_PORT)
+        self.start_squid()
         self.start_proxy()
 
     def setup_world(self):
@@ -273,6 +288,12 @@ class Bench:
         testworld.reap_stale()
         self.w = BenchWorld()
         self.w.setup()
+        # every proxy here dials the origin from host's one address: ten thousand
+        # held flows per peer and the rate rounds' closed ones (in TIME_WAIT on
+        # the proxy's side, which sends the first FIN) must not run out of ports
+        for key, val in (("net.ipv4.ip_local_port_range", "1024 65000"),
+                         ("net.ipv4.tcp_tw_reuse", "1")):
+            self.run(self.w.host, ["sysctl", "-qw", f"{key}={val}"])
         self.ca = str(self.w.ca_cert)
         with open(self.w.tmp / "www" / "files" / BIG, "wb") as f:
             f.truncate(BIG_BYTES)           # sparse: served from the page cache
@@ -329,7 +350,7 @@ daemon off; master_process on; worker_processes 1; user root root;
 pid {d / 'nginx.pid'};
 error_log {d / 'error.log'} notice;
 worker_rlimit_nofile {NOFILE};
-events {{ worker_connections 8192; }}
+events {{ worker_connections {NOFILE}; }}
 stream {{
     resolver {ADDR.DNS4} ipv6=off valid=300s;
     map $ssl_preread_server_name $upstream {{
@@ -360,7 +381,7 @@ stream {{
         listen = HAPROXY_NET[0].split("/")[0]
         conf = d / "haproxy.cfg"
         text = (HERE / "peers" / "haproxy.cfg").read_text()
-        for k, v in {"maxconn": str(NOFILE // 2 - 100), "dir": str(d), "dns": ADDR.DNS4,
+        for k, v in {"maxconn": str(HELD_MAX + 50), "dir": str(d), "dns": ADDR.DNS4,
                      "listen": listen, "port": str(HAPROXY_PORT), "name": NAME}.items():
             text = text.replace("{" + k + "}", v)
         conf.write_text(text)
@@ -372,15 +393,47 @@ stream {{
         w.wait_listening(self.haproxy, {("tcp", listen, HAPROXY_PORT)})
         self.haproxy_sock = d / "stats.sock"
 
-    def pid_of(self, path):
-        """The process doing PATH's relaying (None for the direct path)."""
+    def start_squid(self):
+        """Squid from tests/bench/peers/squid.conf, in host, one process."""
+        w = self.w
+        d = w.tmp / "squid"
+        d.mkdir()
+        subprocess.run(["openssl", "req", "-x509", "-new", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-noenc", "-days", "2", "-subj",
+                        "/CN=squid bench CA", "-keyout", str(d / "ca.key"), "-out",
+                        str(d / "ca.pem"), "-addext", "basicConstraints=critical,CA:TRUE",
+                        "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+                       check=True, capture_output=True, timeout=30)
+        listen = SQUID_NET[0].split("/")[0]
+        conf = d / "squid.conf"
+        text = (HERE / "peers" / "squid.conf").read_text()
+        for k, v in {"http_port": str(SQUID_PORT + 1), "dir": str(d), "dns": ADDR.DNS4,
+                     "listen": listen, "port": str(SQUID_PORT), "name": NAME,
+                     "nofile": str(NOFILE)}.items():
+            text = text.replace("{" + k + "}", v)
+        conf.write_text(text)
+        subprocess.run(["chown", "-R", "proxy:proxy", str(d)], check=True)
+        w.tmp.chmod(0o755)                  # Squid runs as proxy after reading its config
+        r = self.run(w.host, ["squid", "-k", "parse", "-f", str(conf)], check=False)
+        if r.returncode != 0:
+            raise RuntimeError(f"squid -k parse: {r.stdout.strip()} {r.stderr.strip()}")
+        self.squid = w.spawn(w.host, pinned(PROXY_CPU, ["squid", "-N", "-f", str(conf)]),
+                             name="squid")
+        w.wait_listening(self.squid, {("tcp", listen, SQUID_PORT)})
+        self.squid_log = d / "access.log"
+
+    def pids_of(self, path):
+        """The processes doing PATH's relaying ([] for the direct path): sluice's one,
+        nginx stream's worker, HAProxy's one, Squid and any helper it started."""
         if path == "sluice":
-            return self.proxy.pid
+            return [self.proxy.pid]
         if path == "nginx":
-            return self.stream_worker()
+            return [self.stream_worker()]
         if path == "haproxy":
-            return self.haproxy.pid
-        return None
+            return [self.haproxy.pid]
+        if path == "squid":
+            return [self.squid.pid, *children(self.squid.pid)]
+        return []
 
     def start_proxy(self, policy_text=POLICY):
         w = self.w
@@ -444,7 +497,8 @@ stream {{
                                  f"failed: {r.stderr.strip()[:500]}")
         if path == "sluice":
             self.through_sluice += ok
-        return {"ok": ok, "rate": float(m.group(4)), "p50": int(m.group(6)),
+        return {"ok": ok, "rate": float(m.group(4)), "p10": int(m.group(5)),
+                "p50": int(m.group(6)),
                 "p90": int(m.group(7)), "hs": int(m.group(8)), "seconds": float(m.group(3))}
 
     def hold(self, path, count, limit=90.0):
@@ -495,35 +549,46 @@ stream {{
     def stream_lines(self):
         return self.stream_log.read_text().splitlines() if self.stream else []
 
+    def squid_lines(self):
+        """Squid's access log lines of spliced connections (TCP_TUNNEL, status 200 or,
+        when the client ended the tunnel first, 500; the peek step writes a line of
+        its own, NONE_NONE, for the address it intercepted)."""
+        if not self.squid_log.exists():
+            return []
+        return [x for x in self.squid_log.read_text().splitlines() if " TCP_TUNNEL/" in x]
+
+    def evidence(self):
+        """What each proxy has counted so far: sluice's flow_start records, nginx
+        stream's and Squid's log lines, HAProxy's frontend sessions (a peer not
+        started here counts nothing)."""
+        return {"sluice": sum(r.get("event") == "flow_start" for r in self.flow_records()),
+                "nginx": len(self.stream_lines()),
+                "haproxy": haproxy_conns(self.haproxy_sock) if self.haproxy else 0,
+                "squid": len(self.squid_lines()) if self.squid else 0}
+
     def sanity(self, paths=PATHS):
         """One request per path; prove each took the path it is named after."""
-        before_flows = len(self.flow_records())
-        before_stream = len(self.stream_lines())
-        before_ha = haproxy_conns(self.haproxy_sock)
         for path in paths:
+            before = self.evidence()
             r = self.run(self.ns[path], ["curl", "-sS", "--max-time", "10", "--cacert", self.ca,
                                          "--resolve", f"{NAME}:443:{DST}",
                                          f"https://{NAME}/"], timeout=20)
             if r.stdout != f"hello from {NAME}\n":
                 raise RuntimeError(f"{path}: unexpected answer {r.stdout!r}")
-            flows = self.flow_records()[before_flows:]
-            stream = self.stream_lines()[before_stream:]
-            ha = haproxy_conns(self.haproxy_sock)
-            want = {"direct": (0, 0, 0), "sluice": (1, 0, 0), "nginx": (0, 1, 0),
-                    "haproxy": (0, 0, 1)}[path]
-            starts = [f for f in flows if f.get("event") == "flow_start"]
-            if (len(starts), len(stream), ha - before_ha) != want:
-                raise RuntimeError(f"{path}: {len(starts)} sluice flows, {len(stream)} "
-                                   f"nginx stream and {ha - before_ha} HAProxy connections, "
-                                   f"expected {want}")
-            before_ha = ha
-            if path == "sluice" and starts[0].get("upstream") != f"{DST}:443":
-                raise RuntimeError(f"sluice went to {starts[0].get('upstream')}, not {DST}")
-            before_flows += len(flows)
-            before_stream += len(stream)
+            want = {p: before[p] + (p == path) for p in before}
+            try:        # Squid writes its line when the tunnel has closed
+                wait_for(lambda: self.evidence() == want, 10.0, what=f"{path}'s evidence")
+            except AssertionError:
+                raise RuntimeError(f"{path}: the proxies counted {self.evidence()} after "
+                                   f"{before}; expected one more for {path} only") from None
+            if path == "sluice":
+                start = [f for f in self.flow_records() if f.get("event") == "flow_start"][-1]
+                if start.get("upstream") != f"{DST}:443":
+                    raise RuntimeError(f"sluice went to {start.get('upstream')}, not {DST}")
         self.through_sluice += "sluice" in paths
         log(f"check: each path ({', '.join(paths)}) is what it says (sluice's flow log, "
-            "nginx stream's log, HAProxy's connection count, the direct path in none)")
+            "nginx stream's and Squid's logs, HAProxy's connection count, the direct path "
+            "in none)")
 
     def check_flowlog(self):
         def counts():
@@ -553,38 +618,38 @@ stream {{
         return paths[k:] + paths[:k]
 
     def memory(self):
+        """RSS of every proxy (all its processes) idle and holding each of --held's
+        counts of idle TLS connections, the proxies in turn; sluice's in detail."""
         a = self.args
         px = self.proxy.pid
         settle = self.proxy_started + 1.0 - time.monotonic()
         if settle > 0:
             time.sleep(settle)
+        rss = lambda pids: sum(proc_status(p)["VmRSS"] for p in pids)     # noqa: E731
+        fds = lambda pids: sum(n_fds(p) for p in pids)                      # noqa: E731
         idle = proc_status(px)
         idle["private"] = private_kib(px)
-        fds_idle = n_fds(px)
-        p, secs = self.hold("sluice", a.held)
-        time.sleep(1.0)
-        held = proc_status(px)
-        held["private"] = private_kib(px)
-        fds_held = n_fds(px)
-        self.release(p)
-        wait_for(lambda: n_fds(px) <= fds_idle + 4, 15.0, what="sluice flows closed")
+        res = {"idle": idle, "idle_kib": {p: rss(self.pids_of(p)) for p in PROXIES},
+               "held": {}}
+        for i, count in enumerate(a.held):
+            res["held"][count] = per = {}
+            for path in self.order(i, PROXIES):
+                pids = self.pids_of(path)
+                fds0 = fds(pids)
+                p, secs = self.hold(path, count)
+                time.sleep(1.0)
+                per[path] = {"kib": rss(pids), "fds": fds(pids), "seconds": secs}
+                if path == "sluice":
+                    per[path]["status"] = proc_status(px)
+                    per[path]["private"] = private_kib(px)
+                self.release(p)
+                wait_for(lambda: fds(pids) <= fds0 + 4, 30.0, what=f"{path}'s flows closed")
+            log(f"memory: {count} TLS connections held through each proxy; handshakes took " +
+                ", ".join(f"{q} {per[q]['seconds']:.1f} s" for q in PROXIES) +
+                "; descriptors " + ", ".join(f"{q} {per[q]['fds']}" for q in PROXIES))
         time.sleep(0.5)
-        after = proc_status(px)
-        log(f"memory: {a.held} TLS connections held through sluice (handshakes took "
-            f"{secs:.1f} s); descriptors {fds_idle} -> {fds_held}")
-        # the references: each peer holding the same
-        peers = {}
-        for peer in PEERS:
-            wk = self.pid_of(peer)
-            p_idle = proc_status(wk)
-            p, p_secs = self.hold(peer, a.held)
-            time.sleep(1.0)
-            peers[peer] = {"idle": p_idle, "held": proc_status(wk)}
-            p_fds = n_fds(wk)
-            self.release(p)
-            log(f"        and through {peer} ({p_secs:.1f} s); its process's descriptors: "
-                f"{p_fds}")
-        return {"idle": idle, "held": held, "after": after, "fds": fds_held, "peers": peers}
+        res["after"] = proc_status(px)
+        return res
 
     def throughput(self):
         a = self.args
@@ -597,14 +662,14 @@ stream {{
             for kind, url in urls.items():
                 paths = PATHS if kind == "tls" else ("direct", "sluice")
                 for path in self.order(rnd, paths):
-                    pid = self.pid_of(path)
-                    c0 = cpu_seconds(pid) if pid else 0
+                    pids = self.pids_of(path)
+                    c0 = cpu_of(pids)
                     size, secs = self.curl(path, url)
                     if size != BIG_BYTES:
                         self.findings.append(f"{kind} download from {path}: {size} bytes")
                     res[(kind, path)].append(size / secs / (1 << 20))
-                    if pid and kind == "tls":     # CPU-seconds per GiB relayed
-                        cpu[path].append((cpu_seconds(pid) - c0) / (size / (1 << 30)))
+                    if pids and kind == "tls":    # CPU-seconds per GiB relayed
+                        cpu[path].append((cpu_of(pids) - c0) / (size / (1 << 30)))
             log(f"  throughput round {rnd + 1}/{a.tp_rounds}: " + ", ".join(
                 f"{k} {p} {res[(k, p)][-1]:.0f}" for k in urls for p in PATHS if res[(k, p)]))
         return res, cpu
@@ -617,11 +682,11 @@ stream {{
             self.tls(p, min(300, a.conns), a.concurrency)
         for rnd in range(a.rounds):
             for path in self.order(rnd):
-                pid = self.pid_of(path)
-                c0 = cpu_seconds(pid) if pid else 0
+                pids = self.pids_of(path)
+                c0 = cpu_of(pids)
                 r = self.tls(path, a.conns, a.concurrency)
-                if pid:
-                    cpu[path].append((cpu_seconds(pid) - c0) / max(1, r["ok"]) * 1e6)
+                if pids:
+                    cpu[path].append((cpu_of(pids) - c0) / max(1, r["ok"]) * 1e6)
                 res[path].append(r)
             log(f"  conn/s round {rnd + 1}/{a.rounds}: " +
                 ", ".join(f"{p} {res[p][-1]['rate']:.0f}" for p in PATHS))
@@ -637,6 +702,11 @@ stream {{
         log("  ttfb p50 per round (us): " + "; ".join(
             f"{p} " + " ".join(str(r["p50"]) for r in res[p]) for p in PATHS))
         return res
+
+
+def per_flow(mem, path, count):
+    """Bytes of RSS PATH's processes hold per idle flow, above their idle RSS."""
+    return (mem["held"][count][path]["kib"] - mem["idle_kib"][path]) * 1024 / count
 
 
 def ratio_stats(num, den):
@@ -669,8 +739,8 @@ def report(b, mem, tp, rates, ttfb, wall):
         return m
 
     log()
-    log("sluice-proxy against the direct path, nginx stream (ssl_preread) and HAProxy "
-        "(req.ssl_sni), same machine, same run;")
+    log("sluice-proxy against the direct path, nginx stream (ssl_preread), HAProxy "
+        "(req.ssl_sni) and Squid (peek and splice), same machine, same run;")
     log(f"every proxy pinned to CPU {PROXY_CPU}, the clients to CPU {CLIENT_CPU}; ratios: "
         "sluice / the other, medians of per-round ratios")
     log(f"{'':38} " + " ".join(f"{p:>9}" for p in PATHS) + " " +
@@ -730,31 +800,31 @@ def report(b, mem, tp, rates, ttfb, wall):
                              f"{p} {med(v[p]) - med(v['direct']):.3f}" for p in PROXIES)
                          + " ms")
     if mem:
-        held, idle = mem["held"]["VmRSS"], mem["idle"]["VmRSS"]
-        pk = mem["peers"]
-        row("RSS idle, MiB", {"sluice": mib(idle),
-                              **{p: mib(pk[p]["idle"]["VmRSS"]) for p in PEERS}}, ".2f")
-        row(f"RSS with {a.held} idle TLS flows, MiB",
-            {"sluice": mib(held), **{p: mib(pk[p]["held"]["VmRSS"]) for p in PEERS}}, ".2f")
-        goals.append((f"RSS with {a.held} idle allowed flows <= {GOAL_HELD_MIB:g} MiB",
-                      f"{mib(held):.2f} MiB", mib(held) <= GOAL_HELD_MIB))
-        goals.append((f"RSS of an idle proxy <= {GOAL_IDLE_MIB:g} MiB", f"{mib(idle):.2f} MiB",
-                      mib(idle) <= GOAL_IDLE_MIB))
+        idle, first = mem["idle"], min(mem["held"])
+        row("RSS idle, MiB", {p: mib(mem["idle_kib"][p]) for p in PROXIES}, ".2f")
+        for count, per in mem["held"].items():
+            row(f"RSS with {count} idle TLS flows, MiB",
+                {p: mib(per[p]["kib"]) for p in PROXIES}, ".2f")
+            row(f"  bytes per idle flow ({count})",
+                {p: per_flow(mem, p, count) for p in PROXIES}, ".0f")
+        for count in mem["held"]:
+            b_flow = per_flow(mem, "sluice", count)
+            goals.append((f"RSS per idle flow <= {GOAL_FLOW_BYTES} bytes ({count} flows)",
+                          f"{b_flow:.0f} B", b_flow <= GOAL_FLOW_BYTES))
+        goals.append((f"RSS of an idle proxy <= {GOAL_IDLE_MIB:g} MiB",
+                       f"{mib(idle['VmRSS']):.2f} MiB", mib(idle["VmRSS"]) <= GOAL_IDLE_MIB))
+        held = mem["held"][first]["sluice"]
+        hs = held["status"]
         where[:0] = [
-            f"sluice RSS idle: {mib(idle):.2f} MiB = anon {mib(mem['idle']['RssAnon']):.2f} + "
-            f"file {mib(mem['idle']['RssFile']):.2f} (shared libraries) + shmem "
-            f"{mib(mem['idle']['RssShmem']):.2f}",
-            f"sluice RSS held: {mib(held):.2f} MiB = anon {mib(mem['held']['RssAnon']):.2f} + "
-            f"file {mib(mem['held']['RssFile']):.2f}; "
-            f"{(held - idle) * 1024 / a.held:.0f} bytes per flow above idle; "
-            f"{mem['fds']} descriptors; after the flows closed "
-            f"{mib(mem['after']['VmRSS']):.2f} MiB",
-            "peers, bytes per held flow above idle: " + ", ".join(
-                f"{p} {(pk[p]['held']['VmRSS'] - pk[p]['idle']['VmRSS']) * 1024 / a.held:.0f}"
-                for p in PEERS) + " (nginx: its one worker)",
+            f"sluice RSS idle: {mib(idle['VmRSS']):.2f} MiB = anon {mib(idle['RssAnon']):.2f} + "
+            f"file {mib(idle['RssFile']):.2f} (shared libraries) + shmem "
+            f"{mib(idle['RssShmem']):.2f}",
+            f"sluice RSS with {first} flows: {mib(hs['VmRSS']):.2f} MiB = anon "
+            f"{mib(hs['RssAnon']):.2f} + file {mib(hs['RssFile']):.2f}; {held['fds']} "
+            f"descriptors; after all flows closed {mib(mem['after']['VmRSS']):.2f} MiB",
             f"private memory (not shared with other processes): idle "
-            f"{mib(mem['idle']['private']):.2f} MiB, with {a.held} flows "
-            f"{mib(mem['held']['private']):.2f} MiB"]
+            f"{mib(idle['private']):.2f} MiB, with {first} flows {mib(held['private']):.2f} MiB",
+            "RSS is of all a peer's processes but nginx stream's master (its worker relays)"]
 
     log()
     log("where it goes")
@@ -771,6 +841,33 @@ def report(b, mem, tp, rates, ttfb, wall):
         log(f"  {text:<52} {value:>12}  {verdict(ok)}")
     log()
     log(f"run time: {wall:.1f} s")
+    return figures(b, mem, tp, rates, ttfb, goals, wall)
+
+
+def figures(b, mem, tp, rates, ttfb, goals, wall):
+    """Every round's value of every figure, for --json (tests/bench/report)."""
+    out = {"bench": "proxy", "paths": list(PATHS), "proxies": list(PROXIES),
+           "load": [float(b.load0), os.getloadavg()[0]], "seconds": wall,
+           "goals": [{"text": t, "value": v, "met": ok} for t, v, ok in goals]}
+    if tp:
+        tpr, tcpu = tp
+        out["download_mib_s"] = {k: {p: tpr[(k, p)] for p in PATHS if tpr[(k, p)]}
+                                 for k in ("tls", "http")}
+        out["cpu_s_per_gib"] = tcpu
+    if rates:
+        rr, rcpu = rates
+        out["conn_per_s"] = {p: [x["rate"] for x in rr[p]] for p in PATHS}
+        out["cpu_us_per_conn"] = rcpu
+    if ttfb:
+        out["ttfb_ms"] = {q: {p: [x[q] / 1000 for x in ttfb[p]] for p in PATHS}
+                          for q in ("p10", "p50", "p90")}
+    if mem:
+        out["rss_idle_kib"] = mem["idle_kib"]
+        out["rss_held_kib"] = {str(n): {p: v["kib"] for p, v in per.items()}
+                               for n, per in mem["held"].items()}
+        out["rss_bytes_per_flow"] = {str(n): {p: per_flow(mem, p, n) for p in PROXIES}
+                                     for n in mem["held"]}
+    return out
 
 
 def main():
@@ -784,8 +881,9 @@ def main():
     ap.add_argument("--ttfb-conns", type=int, help="sequential connections per TTFB round "
                     "(default 100; quick: 40)")
     ap.add_argument("--ttfb-rounds", type=int, help="TTFB rounds (default 9; quick: 3)")
-    ap.add_argument("--held", type=int, default=2000, help="idle connections for the "
-                    "memory figure")
+    ap.add_argument("--held", help="counts of idle connections for the memory figures, "
+                    f"comma-separated (default 1000,{HELD_MAX}; quick: 500; at most "
+                    f"{HELD_MAX}, what {NOFILE} descriptors hold)")
     ap.add_argument("--only", default="memory,throughput,rates,ttfb",
                     help="the parts to run, comma-separated (default: all four)")
     ap.add_argument("--max-seconds", type=float, default=450.0,
@@ -799,8 +897,13 @@ def main():
     args.ttfb_rounds = args.ttfb_rounds or (3 if q else 9)
     if not set(args.only.split(",")) <= {"memory", "throughput", "rates", "ttfb"}:
         ap.error("--only takes memory, throughput, rates and ttfb, comma-separated")
-    if not 1 <= args.held <= 3000:
-        ap.error("--held must be 1-3000 (sluice holds 6 descriptors per idle flow)")
+    try:
+        args.held = sorted({int(n) for n in (args.held or ("500" if q else f"1000,{HELD_MAX}"))
+                            .split(",")})
+    except ValueError:
+        ap.error("--held takes counts, comma-separated: 1000,10000")
+    if not all(1 <= n <= HELD_MAX for n in args.held):
+        ap.error(f"--held: each count must be 1-{HELD_MAX}")
     if not 1 <= args.conns <= 20000:
         ap.error("--conns must be 1-20000")
     err = benchlib.preflight("bench_proxy", PROXY_TOOLS, (args.proxy, args.netsetup))
@@ -810,6 +913,10 @@ def main():
         print(f"bench_proxy: {STREAM_MODULE} missing: apt-get install libnginx-mod-stream",
               file=sys.stderr)
         return 1
+
+    # every process started here inherits the limit: soft up to hard
+    resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, resource.getrlimit(
+        resource.RLIMIT_NOFILE)[1]))
 
     def body(b, t0):
         b.build_helper()
@@ -827,7 +934,7 @@ def main():
         b.check_flowlog()
         if not b.proxy.alive():
             b.findings.append(f"sluice-proxy died: {b.proxy.log()[-1000:]}")
-        report(b, mem, tp, rates, ttfb, time.monotonic() - t0)
+        benchlib.write_json(args, report(b, mem, tp, rates, ttfb, time.monotonic() - t0))
 
     return benchlib.run(Bench(args), body)
 

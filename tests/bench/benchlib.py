@@ -5,6 +5,7 @@ Ctrl-C, SIGTERM, SIGHUP), then report the failed checks."""
 
 import argparse
 import atexit
+import json
 import os
 import shutil
 import signal
@@ -24,7 +25,22 @@ def parser(doc, quick_help):
     ap.add_argument("--quick", action="store_true", help=quick_help)
     ap.add_argument("--proxy", default=os.path.join(REPO, "build/proxy/sluice-proxy"))
     ap.add_argument("--netsetup", default=os.path.join(REPO, "build/netsetup/sluice-netsetup"))
+    add_json(ap)
     return ap
+
+
+def add_json(ap):
+    """--json FILE: where the benchmark also writes its figures for tests/bench/report."""
+    ap.add_argument("--json", metavar="FILE",
+                    help="also write the figures (every round's value) as JSON to FILE")
+
+
+def write_json(args, data):
+    """DATA (plain dicts, lists, numbers, strings) to --json's file, when one was given."""
+    if getattr(args, "json", None):
+        with open(args.json, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+            f.write("\n")
 
 
 def log(msg=""):

@@ -44,25 +44,17 @@ enum query_class {
     Q_MIX, Q_CLASSES
 };
 
-/* The classes' names in --json's file: stable keys, not labels. */
-static const char *const class_keys[Q_CLASSES] = {
-    [Q_EXACT_HIT] = "exact_hit",
-    [Q_WILD_HIT] = "wild_hit",
-    [Q_HOST_MISS] = "host_miss",
-    [Q_PORT_MISS] = "port_miss",
-    [Q_CIDR_HIT] = "cidr_hit",
-    [Q_CIDR_MISS] = "cidr_miss",
-    [Q_MIX] = "mix",
-};
-
-static const char *const class_names[Q_CLASSES] = {
-    [Q_EXACT_HIT] = "exact name hit",
-    [Q_WILD_HIT] = "wildcard hit (+1-3 labels)",
-    [Q_HOST_MISS] = "name miss",
-    [Q_PORT_MISS] = "name hit, port miss",
-    [Q_CIDR_HIT] = "cidr hit (v4 /24 /32, v6 /48)",
-    [Q_CIDR_MISS] = "cidr miss",
-    [Q_MIX] = "mix of all the above",
+/* Each class's key in --json's file (stable) and its label in the table. */
+static const struct {
+    const char *key, *label;
+} classes[Q_CLASSES] = {
+    [Q_EXACT_HIT] = {"exact_hit", "exact name hit"},
+    [Q_WILD_HIT] = {"wild_hit", "wildcard hit (+1-3 labels)"},
+    [Q_HOST_MISS] = {"host_miss", "name miss"},
+    [Q_PORT_MISS] = {"port_miss", "name hit, port miss"},
+    [Q_CIDR_HIT] = {"cidr_hit", "cidr hit (v4 /24 /32, v6 /48)"},
+    [Q_CIDR_MISS] = {"cidr_miss", "cidr miss"},
+    [Q_MIX] = {"mix", "mix of all the above"},
 };
 
 struct query {
@@ -444,7 +436,7 @@ static void set_setup(struct query_set *qset, const struct bench_policy *bp, boo
             die("out of memory");
         for (i = 0; i < BENCH_QUERIES; i++)
             make_query(&qset->qs[c][i], (enum query_class)c, bp->mix, hot);
-        verify(bp->p, qset->qs[c], BENCH_QUERIES, class_names[c]);
+        verify(bp->p, qset->qs[c], BENCH_QUERIES, classes[c].label);
     }
 }
 
@@ -498,7 +490,7 @@ static void json_lookups(FILE *f, const struct query_set *sets, enum json_figure
         fprintf(f, "%s    \"%s\": {", sep, set_keys[k]);
         sep = ",\n";
         for (c = 0; c < Q_CLASSES; c++) {
-            fprintf(f, "%s\"%s\": ", c ? ", " : "", class_keys[c]);
+            fprintf(f, "%s\"%s\": ", c ? ", " : "", classes[c].key);
             if (fig == JSON_RUNS)
                 json_doubles(f, sets[k].runs[c], BENCH_ROUNDS);
             else if (fig == JSON_BEST)
@@ -531,7 +523,7 @@ static int json_write(const char *path, const struct bench_policy *small,
     json_policy(f, "large", large);
     fprintf(f, "\n },\n \"classes\": {");
     for (c = 0; c < Q_CLASSES; c++)
-        fprintf(f, "%s\"%s\": \"%s\"", c ? ", " : "", class_keys[c], class_names[c]);
+        fprintf(f, "%s\"%s\": \"%s\"", c ? ", " : "", classes[c].key, classes[c].label);
     fprintf(f, "},\n \"lookup_ns\": {\n");
     json_lookups(f, sets, JSON_RUNS);
     fprintf(f, "\n },\n \"lookup_ns_best\": {\n");
@@ -613,7 +605,7 @@ int main(int argc, char **argv)
         const double *b0 = sets[SET_SMALL].best, *b1 = sets[SET_LARGE].best,
                      *b2 = sets[SET_LARGE_HOT].best;
 
-        printf("  %-30s %9.1f %11.1f %6.2f %11.1f %6.2f\n", class_names[c], b0[c], b1[c],
+        printf("  %-30s %9.1f %11.1f %6.2f %11.1f %6.2f\n", classes[c].label, b0[c], b1[c],
                b1[c] / b0[c], b2[c], b2[c] / b0[c]);
     }
     printf("  (hot: the same queries drawn from %d rules of each kind spread over the table,\n"

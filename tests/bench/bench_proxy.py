@@ -373,21 +373,28 @@ stream {{
         w.wait_listening(self.stream, {("tcp", listen, STREAM_PORT)})
         self.stream_log = d / "access.log"
 
+    def peer_conf(self, d, name, values, check):
+        """tests/bench/peers/NAME with its {placeholders} filled from VALUES, written
+        to D/NAME and checked by the peer itself (CHECK + the file's path)."""
+        conf = d / name
+        text = (HERE / "peers" / name).read_text()
+        for k, v in values.items():
+            text = text.replace("{" + k + "}", v)
+        conf.write_text(text)
+        r = self.run(self.w.host, [*check, str(conf)], check=False)
+        if r.returncode != 0:
+            raise RuntimeError(f"{' '.join(check)}: {r.stdout.strip()} {r.stderr.strip()}")
+        return conf
+
     def start_haproxy(self):
         """HAProxy from tests/bench/peers/haproxy.cfg, in host, one thread."""
         w = self.w
         d = w.tmp / "haproxy"
         d.mkdir()
         listen = HAPROXY_NET[0].split("/")[0]
-        conf = d / "haproxy.cfg"
-        text = (HERE / "peers" / "haproxy.cfg").read_text()
-        for k, v in {"maxconn": str(HELD_MAX + 50), "dir": str(d), "dns": ADDR.DNS4,
-                     "listen": listen, "port": str(HAPROXY_PORT), "name": NAME}.items():
-            text = text.replace("{" + k + "}", v)
-        conf.write_text(text)
-        r = self.run(w.host, ["haproxy", "-c", "-f", str(conf)], check=False)
-        if r.returncode != 0:
-            raise RuntimeError(f"haproxy -c: {r.stdout.strip()} {r.stderr.strip()}")
+        conf = self.peer_conf(d, "haproxy.cfg", {
+            "maxconn": str(HELD_MAX + 50), "dir": str(d), "dns": ADDR.DNS4, "listen": listen,
+            "port": str(HAPROXY_PORT), "name": NAME}, ["haproxy", "-c", "-f"])
         self.haproxy = w.spawn(w.host, pinned(PROXY_CPU, ["haproxy", "-db", "-f", str(conf)]),
                                name="haproxy")
         w.wait_listening(self.haproxy, {("tcp", listen, HAPROXY_PORT)})
@@ -405,18 +412,12 @@ stream {{
                         "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
                        check=True, capture_output=True, timeout=30)
         listen = SQUID_NET[0].split("/")[0]
-        conf = d / "squid.conf"
-        text = (HERE / "peers" / "squid.conf").read_text()
-        for k, v in {"http_port": str(SQUID_PORT + 1), "dir": str(d), "dns": ADDR.DNS4,
-                     "listen": listen, "port": str(SQUID_PORT), "name": NAME,
-                     "nofile": str(NOFILE)}.items():
-            text = text.replace("{" + k + "}", v)
-        conf.write_text(text)
+        conf = self.peer_conf(d, "squid.conf", {
+            "http_port": str(SQUID_PORT + 1), "dir": str(d), "dns": ADDR.DNS4, "listen": listen,
+            "port": str(SQUID_PORT), "name": NAME, "nofile": str(NOFILE)},
+            ["squid", "-k", "parse", "-f"])
         subprocess.run(["chown", "-R", "proxy:proxy", str(d)], check=True)
         w.tmp.chmod(0o755)                  # Squid runs as proxy after reading its config
-        r = self.run(w.host, ["squid", "-k", "parse", "-f", str(conf)], check=False)
-        if r.returncode != 0:
-            raise RuntimeError(f"squid -k parse: {r.stdout.strip()} {r.stderr.strip()}")
         self.squid = w.spawn(w.host, pinned(PROXY_CPU, ["squid", "-N", "-f", str(conf)]),
                              name="squid")
         w.wait_listening(self.squid, {("tcp", listen, SQUID_PORT)})

@@ -175,6 +175,12 @@ static void fill(struct alert *out, enum alert_kind kind, uint64_t count, uint64
     }
 }
 
+/* C in lower case (ASCII: names on the wire differ only there). */
+static char fold(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c + 32) : c;
+}
+
 /* The key of LEN bytes of S, case folded (names differ only in case on the wire). */
 static uint64_t key_of(const struct alerts *a, const char *s, size_t len)
 {
@@ -184,7 +190,7 @@ static uint64_t key_of(const struct alerts *a, const char *s, size_t len)
     if (len > sizeof(low))
         len = sizeof(low);
     for (i = 0; i < len; i++)
-        low[i] = (uint8_t)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] + 32 : s[i]);
+        low[i] = (uint8_t)fold(s[i]);
     return siphash24(a->key, low, len);
 }
 
@@ -232,9 +238,25 @@ bool alerts_wanted(const struct policy_alerts *cfg)
            cfg->upload_burst.bytes || cfg->upload_burst.ratio || cfg->denied_burst.denials;
 }
 
+/* Field by field: the struct has padding (before upload_burst), which memcmp
+ * would compare too, and a reload would then reset detectors that did not change. */
 bool alerts_same(const struct alerts *a, const struct policy_alerts *cfg)
 {
-    return memcmp(&a->cfg, cfg, sizeof(*cfg)) == 0;
+    const struct policy_alerts *o = &a->cfg;
+
+    return o->port_scan.ports == cfg->port_scan.ports &&
+           o->port_scan.window_ms == cfg->port_scan.window_ms &&
+           o->dns_tunnel.names == cfg->dns_tunnel.names &&
+           o->dns_tunnel.encoded == cfg->dns_tunnel.encoded &&
+           o->dns_tunnel.window_ms == cfg->dns_tunnel.window_ms &&
+           o->dns_tunnel.label_length == cfg->dns_tunnel.label_length &&
+           o->dns_tunnel.entropy_centi == cfg->dns_tunnel.entropy_centi &&
+           o->upload_burst.bytes == cfg->upload_burst.bytes &&
+           o->upload_burst.window_ms == cfg->upload_burst.window_ms &&
+           o->upload_burst.ratio == cfg->upload_burst.ratio &&
+           o->upload_burst.ratio_after == cfg->upload_burst.ratio_after &&
+           o->denied_burst.denials == cfg->denied_burst.denials &&
+           o->denied_burst.window_ms == cfg->denied_burst.window_ms;
 }
 
 size_t alerts_memory(const struct alerts *a)
@@ -252,7 +274,7 @@ static unsigned label_entropy_centi(const char *s, size_t len)
     size_t i;
 
     for (i = 0; i < len; i++)
-        count[(uint8_t)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] + 32 : s[i])]++;
+        count[(uint8_t)fold(s[i])]++;
     for (i = 0; i < 256; i++)
         if (count[i])
             h -= (double)count[i] / (double)len * log2((double)count[i] / (double)len);
@@ -395,8 +417,7 @@ static bool dns_tunnel(struct alerts *a, const struct flow_record *r, bool suspe
     if (!valid) {                   /* a refused non-name: its bytes, case folded */
         len = len > HOSTNAME_MAX ? HOSTNAME_MAX : len;
         for (i = 0; i < len; i++)
-            name[i] = (char)(r->qname[i] >= 'A' && r->qname[i] <= 'Z' ? r->qname[i] + 32
-                                                                       : r->qname[i]);
+            name[i] = fold(r->qname[i]);
         name[len] = '\0';
     }
     encoded = c->dns_tunnel.encoded && alerts_label_encoded(c, name, len);

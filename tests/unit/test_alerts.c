@@ -309,6 +309,46 @@ static void test_upload_ratio(void **state)
     alerts_free(a);
 }
 
+/*
+ * alerts_same() compares what a policy says, not the bytes between fields: a
+ * copy of CFG whose padding is garbage is the same, and a change of any one
+ * field is not.
+ */
+static void same_field_by_field(const struct alerts *a, const struct policy_alerts *cfg)
+{
+    union {
+        struct policy_alerts c;
+        unsigned char b[sizeof(struct policy_alerts)];
+    } u;
+    int field;
+
+    for (field = -1; field < 13; field++) {
+        memset(u.b, 0xa5, sizeof(u.b));        /* padding: not configuration */
+        u.c.port_scan = cfg->port_scan;
+        u.c.dns_tunnel = cfg->dns_tunnel;
+        u.c.upload_burst = cfg->upload_burst;
+        u.c.denied_burst = cfg->denied_burst;
+        switch (field) {
+        case 0: u.c.port_scan.ports++; break;
+        case 1: u.c.port_scan.window_ms++; break;
+        case 2: u.c.dns_tunnel.names++; break;
+        case 3: u.c.dns_tunnel.encoded++; break;
+        case 4: u.c.dns_tunnel.window_ms++; break;
+        case 5: u.c.dns_tunnel.label_length++; break;
+        case 6: u.c.dns_tunnel.entropy_centi++; break;
+        case 7: u.c.upload_burst.bytes++; break;
+        case 8: u.c.upload_burst.window_ms++; break;
+        case 9: u.c.upload_burst.ratio++; break;
+        case 10: u.c.upload_burst.ratio_after++; break;
+        case 11: u.c.denied_burst.denials++; break;
+        case 12: u.c.denied_burst.window_ms++; break;
+        default: break;                         /* -1: nothing changed */
+        }
+        if (alerts_same(a, &u.c) != (field < 0))
+            fail_msg("field %d: alerts_same() says %d", field, alerts_same(a, &u.c));
+    }
+}
+
 static void test_off_and_same(void **state)
 {
     struct policy_alerts cfg = defaults(), off;
@@ -321,6 +361,7 @@ static void test_off_and_same(void **state)
     assert_false(alerts_wanted(&off));
     assert_true(alerts_wanted(&cfg));
     assert_true(alerts_same(a, &cfg));
+    same_field_by_field(a, &cfg);
     cfg.port_scan.ports = 0;
     assert_false(alerts_same(a, &cfg));
     alerts_free(a);
